@@ -73,16 +73,24 @@ class ImageRecord:
     @property
     def readable(self) -> bool:
         """True when the pixels can be used (no unreadable/truncated/... problem)."""
-        return not any(p.severity == "error" and p.code not in _DATASET_LEVEL
-                       for p in self.problems)
+        return not any(
+            p.severity == "error" and p.code not in _DATASET_LEVEL for p in self.problems
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path, "class": self.class_name, "label": self.label,
-            "format": self.format, "mode": self.mode, "width": self.width,
-            "height": self.height, "bit_depth": self.bit_depth,
-            "exif_orientation": self.orientation, "bytes": self.size_bytes,
-            "sha256": self.sha256, "readable": self.readable,
+            "path": self.path,
+            "class": self.class_name,
+            "label": self.label,
+            "format": self.format,
+            "mode": self.mode,
+            "width": self.width,
+            "height": self.height,
+            "bit_depth": self.bit_depth,
+            "exif_orientation": self.orientation,
+            "bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "readable": self.readable,
             "problems": [p.code for p in self.problems],
         }
 
@@ -145,7 +153,7 @@ class Catalog:
         return max(n) / min(n) if n else None
 
     def minority_classes(self, threshold: float = 0.5) -> list[str]:
-        """Non-empty classes with fewer than ``threshold`` × the largest class's images."""
+        """Non-empty classes with fewer than ``threshold`` x the largest class's images."""
         counts = self.counts()
         top = max(counts.values(), default=0)
         return [c for c, n in counts.items() if 0 < n < threshold * top]
@@ -172,19 +180,23 @@ class Catalog:
             areas = [(r.width or 0) * (r.height or 0) for r in ok]
             smallest = ok[int(np.argmin(areas))] if ok else None
             largest = ok[int(np.argmax(areas))] if ok else None
-            rows.append({
-                "class": c, "label": self.class_to_idx[c], "count": counts[c],
-                "share": counts[c] / total if total else 0.0,
-                "files": len(recs),
-                "min_size": [smallest.width, smallest.height] if smallest else None,
-                "max_size": [largest.width, largest.height] if largest else None,
-                "width_range": [min(widths), max(widths)] if widths else None,
-                "height_range": [min(heights), max(heights)] if heights else None,
-                "modes": _tally(r.mode for r in recs if r.mode),
-                "formats": _tally(r.format for r in recs if r.format),
-                "problems": sum(len(r.problems) for r in recs),
-                "bytes": sum(r.size_bytes for r in recs),
-            })
+            rows.append(
+                {
+                    "class": c,
+                    "label": self.class_to_idx[c],
+                    "count": counts[c],
+                    "share": counts[c] / total if total else 0.0,
+                    "files": len(recs),
+                    "min_size": [smallest.width, smallest.height] if smallest else None,
+                    "max_size": [largest.width, largest.height] if largest else None,
+                    "width_range": [min(widths), max(widths)] if widths else None,
+                    "height_range": [min(heights), max(heights)] if heights else None,
+                    "modes": _tally(r.mode for r in recs if r.mode),
+                    "formats": _tally(r.format for r in recs if r.format),
+                    "problems": sum(len(r.problems) for r in recs),
+                    "bytes": sum(r.size_bytes for r in recs),
+                }
+            )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -247,11 +259,15 @@ def _discover(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[Skipp
     if not root.exists():
         if root.is_symlink():
             raise DatasetError(f'Dataset path "{root}" is a broken symbolic link.')
-        raise DatasetError(f'Dataset path "{root}" does not exist. Check the spelling, '
-                           "or run `imgbalance demo` to try the tool on built-in data.")
+        raise DatasetError(
+            f'Dataset path "{root}" does not exist. Check the spelling, '
+            "or run `imgbalance demo` to try the tool on built-in data."
+        )
     if not root.is_dir():
-        raise DatasetError(f'Dataset path "{root}" is a file. Pass the folder that holds one '
-                           f'sub-folder per class, e.g. "{root.parent}/<class>/*.jpg".')
+        raise DatasetError(
+            f'Dataset path "{root}" is a file. Pass the folder that holds one '
+            f'sub-folder per class, e.g. "{root.parent}/<class>/*.jpg".'
+        )
     skipped: list[Skipped] = []
     classes: list[str] = []
     top_files = 0
@@ -264,10 +280,17 @@ def _discover(root: Path) -> tuple[list[str], list[tuple[str, Path]], list[Skipp
             top_files += 1
             skipped.append(Skipped(entry.name, "not inside a class folder"))
     if not classes:
-        hint = (f" It holds {top_files} file(s) directly: put each class's images in a "
-                "sub-folder named after the class.") if top_files else ""
-        raise DatasetError(f'Dataset path "{root}" has no class folders; expected '
-                           f'"{root}/<class>/<image>".{hint}')
+        hint = (
+            (
+                f" It holds {top_files} file(s) directly: put each class's images in a "
+                "sub-folder named after the class."
+            )
+            if top_files
+            else ""
+        )
+        raise DatasetError(
+            f'Dataset path "{root}" has no class folders; expected "{root}/<class>/<image>".{hint}'
+        )
     files: list[tuple[str, Path]] = []
     for c in classes:
         for path, hidden in _walk_class(root / c):
@@ -322,8 +345,9 @@ def scan(
         raise ValueError(f"max_pixels must be positive, got {max_pixels}")
     classes, files, skipped = _discover(root)
     paths = [str(p) for _, p in files]
-    probe = partial(probe_file, verify=verify, max_pixels=max_pixels,
-                    near_duplicates=near_duplicates)
+    probe = partial(
+        probe_file, verify=verify, max_pixels=max_pixels, near_duplicates=near_duplicates
+    )
     facts = list(_run_probes(probe, paths, workers, progress))
     class_to_idx = {c: i for i, c in enumerate(classes)}
     records: list[ImageRecord] = []
@@ -334,33 +358,60 @@ def scan(
             continue
         records.append(_record(rel, c, class_to_idx[c], f))
     _mark_duplicates(records)
-    counts = {c: 0 for c in classes}
-    for r in records:
-        if r.readable:
-            counts[r.class_name] += 1
-    if not any(counts.values()):
-        raise DatasetError(f'Dataset path "{root}" has class folders ({", ".join(classes[:5])}'
-                           f'{", ..." if len(classes) > 5 else ""}) but no readable images in '
-                           "them. Supported formats include JPEG, PNG, BMP, TIFF, WebP and GIF.")
-    class_problems = [
-        Problem(c, "empty-class", "warning", "the class folder has no readable images",
-                "add images, or remove the folder so it is not a class")
-        for c, n in counts.items() if n == 0
+    if not records:
+        raise DatasetError(
+            f'Dataset path "{root}" has class folders ({", ".join(classes[:5])}'
+            f"{', ...' if len(classes) > 5 else ''}) but no images in them. "
+            "Supported formats include JPEG, PNG, BMP, TIFF, WebP and GIF."
+        )
+    settings = {
+        "verify": verify,
+        "max_pixels": max_pixels,
+        "near_duplicates": near_duplicates,
+        "near_duplicate_distance": near_duplicate_distance,
+    }
+    catalog = Catalog(
+        root=root,
+        classes=classes,
+        records=records,
+        skipped=skipped,
+        class_problems=[],
+        settings=settings,
+    )
+    counts = catalog.counts()
+    catalog.class_problems = [
+        Problem(
+            c,
+            "empty-class",
+            "warning",
+            "the class folder has no readable images",
+            "add images, or remove the folder so it is not a class",
+        )
+        for c, n in counts.items()
+        if n == 0
     ] + [
-        Problem(c, "single-image-class", "warning", "the class has only one readable image: "
-                "it cannot appear in both training and test, nor be interpolated",
-                "collect more images of this class, or merge or drop it")
-        for c, n in counts.items() if n == 1
+        Problem(
+            c,
+            "single-image-class",
+            "warning",
+            "the class has only one readable image: "
+            "it cannot appear in both training and test, nor be interpolated",
+            "collect more images of this class, or merge or drop it",
+        )
+        for c, n in counts.items()
+        if n == 1
     ]
-    near = _near_duplicates(records, near_duplicate_distance) if near_duplicates else None
-    settings = {"verify": verify, "max_pixels": max_pixels, "near_duplicates": near_duplicates,
-                "near_duplicate_distance": near_duplicate_distance}
-    return Catalog(root=root, classes=classes, records=records, skipped=skipped,
-                   class_problems=class_problems, near_duplicates=near, settings=settings)
+    if near_duplicates:
+        catalog.near_duplicates = _near_duplicates(records, near_duplicate_distance)
+    return catalog
 
 
-def _run_probes(probe: Callable[[str], FileFacts], paths: list[str], workers: int | None,
-                progress: Callable[[int, int], None] | None) -> Iterator[FileFacts]:
+def _run_probes(
+    probe: Callable[[str], FileFacts],
+    paths: list[str],
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> Iterator[FileFacts]:
     total = len(paths)
     if workers is None:
         workers = min(os.cpu_count() or 1, 8)
@@ -378,10 +429,20 @@ def _run_probes(probe: Callable[[str], FileFacts], paths: list[str], workers: in
 
 
 def _record(rel: str, class_name: str, label: int, f: FileFacts) -> ImageRecord:
-    rec = ImageRecord(path=rel, class_name=class_name, label=label, size_bytes=f.size,
-                      format=f.format, mode=f.mode, width=f.width, height=f.height,
-                      bit_depth=f.bit_depth, orientation=f.orientation, sha256=f.sha256,
-                      dhash=f.dhash)
+    rec = ImageRecord(
+        path=rel,
+        class_name=class_name,
+        label=label,
+        size_bytes=f.size,
+        format=f.format,
+        mode=f.mode,
+        width=f.width,
+        height=f.height,
+        bit_depth=f.bit_depth,
+        orientation=f.orientation,
+        sha256=f.sha256,
+        dhash=f.dhash,
+    )
     rec.problems = [Problem(rel, *p) for p in f.problems]
     return rec
 
@@ -398,14 +459,25 @@ def _mark_duplicates(records: list[ImageRecord]) -> None:
         for r in group:
             others = ", ".join(o.path for o in group if o is not r)
             if len(classes) > 1:
-                r.problems.append(Problem(
-                    r.path, "label-conflict", "error",
-                    f"byte-identical to {others} in another class ({', '.join(classes)})",
-                    "decide which class is right and delete the other copies"))
+                r.problems.append(
+                    Problem(
+                        r.path,
+                        "label-conflict",
+                        "error",
+                        f"byte-identical to {others} in another class ({', '.join(classes)})",
+                        "decide which class is right and delete the other copies",
+                    )
+                )
             else:
-                r.problems.append(Problem(
-                    r.path, "duplicate", "warning", f"byte-identical to {others}",
-                    "delete the extra copies; splits keep duplicates together meanwhile"))
+                r.problems.append(
+                    Problem(
+                        r.path,
+                        "duplicate",
+                        "warning",
+                        f"byte-identical to {others}",
+                        "delete the extra copies; splits keep duplicates together meanwhile",
+                    )
+                )
 
 
 def _near_duplicates(records: list[ImageRecord], max_distance: int) -> list[dict[str, Any]]:
@@ -416,12 +488,18 @@ def _near_duplicates(records: list[ImageRecord], max_distance: int) -> list[dict
     hashes = np.array([r.dhash for r in recs], dtype=np.uint64)
     pairs: list[dict[str, Any]] = []
     for start in range(0, len(recs), 1024):
-        block = hashes[start:start + 1024, None] ^ hashes[None, :]
+        block = hashes[start : start + 1024, None] ^ hashes[None, :]
         dist = np.bitwise_count(block)
         ii, jj = np.nonzero(dist <= max_distance)
         for i, j in zip(ii + start, jj, strict=True):
             a, b = recs[int(i)], recs[int(j)]
             if i < j and a.sha256 != b.sha256:
-                pairs.append({"a": a.path, "b": b.path, "distance": int(dist[i - start, j]),
-                              "same_class": a.class_name == b.class_name})
+                pairs.append(
+                    {
+                        "a": a.path,
+                        "b": b.path,
+                        "distance": int(dist[i - start, j]),
+                        "same_class": a.class_name == b.class_name,
+                    }
+                )
     return pairs

@@ -49,8 +49,14 @@ def _errors_to_exit(func: F) -> F:
 
 @contextlib.contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
         task = bar.add_task(label, total=None)
 
         def update(done: int, total: int) -> None:
@@ -67,52 +73,81 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """See, split and balance imbalanced image-classification datasets."""
 
 
-DataArg = Annotated[Path, typer.Argument(help="Dataset folder: one sub-folder per class.",
-                                         show_default=False)]
-VerifyOpt = Annotated[bool, typer.Option("--verify", help="Decode every image fully to find "
-                                         "corrupt pixel data (slower).")]
+DataArg = Annotated[
+    Path, typer.Argument(help="Dataset folder: one sub-folder per class.", show_default=False)
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option("--verify", help="Decode every image fully to find corrupt pixel data (slower)."),
+]
 WorkersOpt = Annotated[int | None, typer.Option(help="Processes for scanning (default: CPUs).")]
-MaxPixelsOpt = Annotated[int, typer.Option(help="Larger images are reported as decompression "
-                                           "bombs and never decoded.")]
+MaxPixelsOpt = Annotated[
+    int, typer.Option(help="Larger images are reported as decompression bombs and never decoded.")
+]
 
 
-def _scan(data: Path, *, verify: bool, workers: int | None, max_pixels: int,
-          near_duplicates: bool = False) -> Catalog:
+def _scan(
+    data: Path, *, verify: bool, workers: int | None, max_pixels: int, near_duplicates: bool = False
+) -> Catalog:
     with _progress(f"scanning {data}") as update:
-        return scan(data, verify=verify, workers=workers, max_pixels=max_pixels,
-                    near_duplicates=near_duplicates, progress=update)
+        return scan(
+            data,
+            verify=verify,
+            workers=workers,
+            max_pixels=max_pixels,
+            near_duplicates=near_duplicates,
+            progress=update,
+        )
 
 
 @app.command()
 @_errors_to_exit
 def analyze(
     data: DataArg,
-    out: Annotated[Path | None, typer.Option(help="Write analysis.json, class_distribution.png "
-                                             "and samples.png here.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print analysis JSON to stdout "
-                                          "instead of tables.")] = False,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write analysis.json, class_distribution.png and samples.png here."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print analysis JSON to stdout instead of tables.")
+    ] = False,
     verify: VerifyOpt = False,
     strict: Annotated[bool, typer.Option(help="Exit 1 if any error or warning is found.")] = False,
-    near_duplicates: Annotated[bool, typer.Option(help="Also report near-duplicate pairs by "
-                                                  "perceptual hash (approximate; decodes "
-                                                  "thumbnails).")] = False,
+    near_duplicates: Annotated[
+        bool,
+        typer.Option(
+            help="Also report near-duplicate pairs by "
+            "perceptual hash (approximate; decodes "
+            "thumbnails)."
+        ),
+    ] = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     workers: WorkersOpt = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace earlier analysis files in --out.")
-                         ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace earlier analysis files in --out.")
+    ] = False,
 ) -> None:
     """Count images per class, report both ratios and every problem in the files."""
     if out is not None:
-        check_output_dir(out, [data], overwrite=overwrite,
-                         replaces=("analysis.json", "class_distribution.png", "samples.png"))
-    catalog = _scan(data, verify=verify, workers=workers, max_pixels=max_pixels,
-                    near_duplicates=near_duplicates)
+        check_output_dir(
+            out,
+            [data],
+            overwrite=overwrite,
+            replaces=("analysis.json", "class_distribution.png", "samples.png"),
+        )
+    catalog = _scan(
+        data, verify=verify, workers=workers, max_pixels=max_pixels, near_duplicates=near_duplicates
+    )
     from .report import analysis_json, print_analysis, write_analysis
 
     if as_json:
@@ -124,13 +159,21 @@ def analyze(
         err_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     empty = [c for c, n in catalog.counts().items() if n == 0]
     if empty:
-        err_console.print(f"[yellow]Warning:[/] empty class folder(s): {', '.join(empty)}",
-                          highlight=False)
+        err_console.print(
+            f"[yellow]Warning:[/] empty class folder(s): {', '.join(empty)}", highlight=False
+        )
+    if not catalog.usable():
+        raise ImgBalanceError(
+            f'"{data}" has {len(catalog.records)} image file(s) but no '
+            "readable images; the table above says what is wrong with each."
+        )
     if strict:
         bad = [p for p in catalog.problems if p.severity in ("error", "warning")]
         if bad:
-            err_console.print(f"[bold red]Error:[/] --strict: {len(bad)} problem(s), first: "
-                              f"{bad[0]}", highlight=False)
+            err_console.print(
+                f"[bold red]Error:[/] --strict: {len(bad)} problem(s), first: {bad[0]}",
+                highlight=False,
+            )
             raise typer.Exit(1)
 
 
@@ -148,15 +191,26 @@ def split_cmd(
     val: Annotated[float, typer.Option(help="Fraction of each class for validation.")] = 0.15,
     test: Annotated[float, typer.Option(help="Fraction of each class for test.")] = 0.15,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 42,
-    group_by: Annotated[str | None, typer.Option(help="Regex over the relative path; its "
-                                                 "first capture group names the group "
-                                                 "(patient, leaf, slide).")] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Regex over the relative path; its "
+            "first capture group names the group "
+            "(patient, leaf, slide)."
+        ),
+    ] = None,
     groups: Annotated[Path | None, typer.Option(help="CSV with columns path,group.")] = None,
-    materialize: Annotated[Materialize, typer.Option(help="Also build out/train, out/val, "
-                                                     "out/test as ImageFolder trees (hard "
-                                                     "links, or copies).")] = Materialize.none,
-    overwrite: Annotated[bool, typer.Option(help="Replace earlier split outputs in --out.")
-                         ] = False,
+    materialize: Annotated[
+        Materialize,
+        typer.Option(
+            help="Also build out/train, out/val, "
+            "out/test as ImageFolder trees (hard "
+            "links, or copies)."
+        ),
+    ] = Materialize.none,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace earlier split outputs in --out.")
+    ] = False,
     verify: VerifyOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     workers: WorkersOpt = None,
@@ -184,7 +238,8 @@ def split_cmd(
 @_errors_to_exit
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo data and results.")] = Path(
-        "imgbalance-demo"),
+        "imgbalance-demo"
+    ),
 ) -> None:
     """Build the long-tailed digits demo dataset, then analyze and split it."""
     from .demo import make_demo_dataset, prepare_demo_dir
@@ -194,8 +249,10 @@ def demo(
     prepare_demo_dir(out)
     data = out / "data"
     counts = make_demo_dataset(data)
-    err_console.print(f"built {sum(counts.values())} real handwritten digits in {data} "
-                      "(long-tailed: " + ", ".join(f"{n}" for n in counts.values()) + ")")
+    err_console.print(
+        f"built {sum(counts.values())} real handwritten digits in {data} "
+        "(long-tailed: " + ", ".join(f"{n}" for n in counts.values()) + ")"
+    )
     catalog = _scan(data, verify=True, workers=1, max_pixels=DEFAULT_MAX_PIXELS)
     print_analysis(catalog, out_console)
     written = write_analysis(catalog, out / "analysis")
@@ -214,5 +271,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-

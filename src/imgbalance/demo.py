@@ -25,8 +25,9 @@ def long_tail_counts(n_max: int, n_classes: int, imbalance_ratio: float) -> list
     """Exponential profile from ``n_max`` down to ``n_max / imbalance_ratio`` (at least 1)."""
     if n_classes == 1:
         return [n_max]
-    return [max(1, round(n_max * imbalance_ratio ** (-k / (n_classes - 1))))
-            for k in range(n_classes)]
+    return [
+        max(1, round(n_max * imbalance_ratio ** (-k / (n_classes - 1)))) for k in range(n_classes)
+    ]
 
 
 def make_demo_dataset(
@@ -63,8 +64,7 @@ def make_demo_dataset(
         (out / name).mkdir(parents=True, exist_ok=True)
         for i in chosen:
             pixels = (255 - digits.images[i] * (255 / 16)).round().astype(np.uint8)
-            im = Image.fromarray(pixels, mode="L").resize((size, size),
-                                                          Image.Resampling.BICUBIC)
+            im = Image.fromarray(pixels, mode="L").resize((size, size), Image.Resampling.BICUBIC)
             with atomic_path(out / name / f"{int(i):04d}.png") as tmp:
                 im.save(tmp, format="PNG")
         counts[name] = len(chosen)
@@ -77,8 +77,10 @@ def prepare_demo_dir(out: Path) -> None:
         if not out.is_dir():
             raise OutputError(f'Demo output "{out}" exists and is a file. Pass --out elsewhere.')
         if any(out.iterdir()) and not (out / DEMO_MARKER).exists():
-            raise OutputError(f'Destination path "{out}" already exists and was not made by '
-                              "`imgbalance demo`. Pass --out with a new folder.")
+            raise OutputError(
+                f'Destination path "{out}" already exists and was not made by '
+                "`imgbalance demo`. Pass --out with a new folder."
+            )
         for child in out.iterdir():
             if child.name != DEMO_MARKER:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()

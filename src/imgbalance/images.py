@@ -13,7 +13,6 @@ import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -30,8 +29,21 @@ __all__ = [
 
 #: torchvision's ``IMG_EXTENSIONS`` plus the other formats Pillow reads well.
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".ppm", ".pgm", ".pbm", ".bmp",
-     ".tif", ".tiff", ".webp", ".gif"}
+    {
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".png",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".bmp",
+        ".tif",
+        ".tiff",
+        ".webp",
+        ".gif",
+    }
 )
 
 #: Extensions that are expected for each Pillow format.
@@ -77,6 +89,8 @@ _TRAILERS = {
     "GIF": (b";", "the GIF trailer byte"),
 }
 _TAIL_BYTES = 1024
+_EXIF_IN_HEADER = frozenset({"JPEG", "MPO", "TIFF", "WEBP"})
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG\r\n\x1a\n": "PNG", b"GIF8": "GIF"}
 
 
 def mode_note(mode: str) -> str | None:
@@ -161,22 +175,34 @@ def probe_file(
         facts.is_image = image_ext
         if os.path.islink(path):
             facts.is_image = True
-            facts.add("broken-link", "error", f"symbolic link to a missing target "
-                      f"({os.readlink(path)})", "restore the target or delete the link")
+            facts.add(
+                "broken-link",
+                "error",
+                f"symbolic link to a missing target ({os.readlink(path)})",
+                "restore the target or delete the link",
+            )
         else:
             facts.skip_reason = "vanished during the scan"
         return facts
     except OSError as exc:
         facts.is_image = True
-        facts.add("unreadable", "error", f"cannot stat the file: {exc.strerror}",
-                  "check the file's permissions")
+        facts.add(
+            "unreadable",
+            "error",
+            f"cannot stat the file: {exc.strerror}",
+            "check the file's permissions",
+        )
         return facts
     facts.size = st.st_size
     if st.st_size == 0:
         if image_ext:
             facts.is_image = True
-            facts.add("zero-byte", "error", "the file is empty (0 bytes)",
-                      "re-export or re-download the image, or delete the file")
+            facts.add(
+                "zero-byte",
+                "error",
+                "the file is empty (0 bytes)",
+                "re-export or re-download the image, or delete the file",
+            )
         else:
             facts.skip_reason = "empty file that is not named as an image"
         return facts
@@ -184,41 +210,70 @@ def probe_file(
         facts.sha256, tail = _hash_and_tail(path)
     except OSError as exc:
         facts.is_image = True
-        facts.add("unreadable", "error", f"cannot read the file: {exc.strerror}",
-                  "check the file's permissions")
+        facts.add(
+            "unreadable",
+            "error",
+            f"cannot read the file: {exc.strerror}",
+            "check the file's permissions",
+        )
         return facts
     with _no_pillow_pixel_limit():
         try:
             im = Image.open(path)
-        except UnidentifiedImageError:
-            if image_ext:
-                facts.is_image = True
-                facts.add("unreadable", "error",
-                          f"not a readable image although named {ext}",
-                          "re-export the image, or move the file out of the dataset")
-            else:
-                facts.skip_reason = "not an image (content not recognised)"
-            return facts
         except Exception as exc:  # Pillow raises many types on broken headers
-            facts.is_image = True
-            facts.add("unreadable", "error", f"broken image header: {exc}",
-                      "re-export the image, or move the file out of the dataset")
+            _open_failed(facts, exc, ext, image_ext, tail)
             return facts
+
         with im:
             facts.is_image = True
             _read_header(facts, im, ext, tail)
             pixels = im.width * im.height
             if pixels > max_pixels:
-                facts.add("decompression-bomb", "error",
-                          f"{im.width}x{im.height} = {pixels:,} pixels, over the limit of "
-                          f"{max_pixels:,}", "downscale the image, or raise --max-pixels if "
-                          "it is genuine")
+                facts.add(
+                    "decompression-bomb",
+                    "error",
+                    f"{im.width}x{im.height} = {pixels:,} pixels, over the limit of {max_pixels:,}",
+                    "downscale the image, or raise --max-pixels if it is genuine",
+                )
                 return facts
             if verify and not _has_error(facts):
                 _verify_decode(facts, im)
         if near_duplicates and not _has_error(facts):
             facts.dhash = _safe_dhash(path)
     return facts
+
+
+def _open_failed(facts: FileFacts, exc: Exception, ext: str, image_ext: bool, tail: bytes) -> None:
+    """Classify a file Pillow cannot open: truncated, broken, or simply not an image."""
+    with open(facts.path, "rb") as fh:
+        head = fh.read(8)
+    fmt = next((f for sig, f in _SIGNATURES.items() if head.startswith(sig)), None)
+    if fmt is not None and _TRAILERS[fmt][0] not in tail:
+        facts.is_image = True
+        facts.add(
+            "truncated",
+            "error",
+            f"{fmt} data that ends inside its header (truncated download or copy)",
+            "re-copy or re-download the image",
+        )
+    elif fmt is not None or (image_ext and not isinstance(exc, UnidentifiedImageError)):
+        facts.is_image = True
+        facts.add(
+            "unreadable",
+            "error",
+            f"broken image header: {exc}",
+            "re-export the image, or move the file out of the dataset",
+        )
+    elif image_ext:
+        facts.is_image = True
+        facts.add(
+            "unreadable",
+            "error",
+            f"not a readable image although named {ext}",
+            "re-export the image, or move the file out of the dataset",
+        )
+    else:
+        facts.skip_reason = "not an image (content not recognised)"
 
 
 def _has_error(facts: FileFacts) -> bool:
@@ -229,20 +284,31 @@ def _read_header(facts: FileFacts, im: Image.Image, ext: str, tail: bytes) -> No
     facts.format = im.format
     facts.mode = im.mode
     width, height = im.size
-    try:
-        orientation = im.getexif().get(0x0112)
-    except Exception:  # a broken EXIF block must not make the image unusable
-        orientation = None
-        facts.add("exif-unreadable", "info", "the EXIF block cannot be parsed; it is ignored",
-                  "nothing to do unless orientation matters")
+    orientation = None
+    # PNG's getexif() decodes the whole image when the EXIF chunk comes after
+    # the pixels; only ask where the header already holds it.
+    if im.format in _EXIF_IN_HEADER or "exif" in im.info:
+        try:
+            orientation = im.getexif().get(0x0112)
+        except Exception:  # a broken EXIF block must not make the image unusable
+            facts.add(
+                "exif-unreadable",
+                "info",
+                "the EXIF block cannot be parsed; it is ignored",
+                "nothing to do unless orientation matters",
+            )
     if orientation is not None:
         facts.orientation = int(orientation)
         if orientation in (5, 6, 7, 8):
             width, height = height, width
         elif orientation not in (1, 2, 3, 4):
-            facts.add("exif-orientation-invalid", "info",
-                      f"EXIF Orientation is {orientation}, which is not a valid value; "
-                      "treated as 1 (no rotation)", "nothing to do")
+            facts.add(
+                "exif-orientation-invalid",
+                "info",
+                f"EXIF Orientation is {orientation}, which is not a valid value; "
+                "treated as 1 (no rotation)",
+                "nothing to do",
+            )
     facts.width, facts.height = width, height
     if im.format == "PNG":
         facts.bit_depth = _png_bit_depth(facts.path)
@@ -250,18 +316,30 @@ def _read_header(facts: FileFacts, im: Image.Image, ext: str, tail: bytes) -> No
     if facts.bit_depth == 16 and im.mode in ("RGB", "RGBA"):
         note = "16-bit colour PNG: Pillow reads it as 8 bits per channel (precision reduced)"
     if note is not None:
-        facts.add("mode", "warning", note, "nothing to do if the conversion is acceptable; "
-                  "otherwise convert the file yourself")
+        facts.add(
+            "mode",
+            "warning",
+            note,
+            "nothing to do if the conversion is acceptable; otherwise convert the file yourself",
+        )
     expected = FORMAT_EXTENSIONS.get(im.format or "")
     if expected is not None and ext not in expected:
         named = f"a {ext} file" if ext else "a file without extension"
         extra = "" if ext in IMAGE_EXTENSIONS else " (torchvision's ImageFolder would skip it)"
-        facts.add("extension-mismatch", "warning", f"{im.format} data in {named}{extra}",
-                  f"rename it to {sorted(expected)[0]}")
+        facts.add(
+            "extension-mismatch",
+            "warning",
+            f"{im.format} data in {named}{extra}",
+            f"rename it to {sorted(expected)[0]}",
+        )
     trailer = _TRAILERS.get(im.format or "")
     if trailer is not None and trailer[0] not in tail:
-        facts.add("truncated", "error", f"the file ends without {trailer[1]} (truncated "
-                  "download or copy)", "re-copy or re-download the image")
+        facts.add(
+            "truncated",
+            "error",
+            f"the file ends without {trailer[1]} (truncated download or copy)",
+            "re-copy or re-download the image",
+        )
 
 
 def _verify_decode(facts: FileFacts, im: Image.Image) -> None:
@@ -270,12 +348,20 @@ def _verify_decode(facts: FileFacts, im: Image.Image) -> None:
             warnings.simplefilter("error")
             im.load()
     except Exception as exc:
-        facts.add("corrupt", "error", f"pixel data cannot be decoded: {exc}",
-                  "re-export or re-download the image")
+        facts.add(
+            "corrupt",
+            "error",
+            f"pixel data cannot be decoded: {exc}",
+            "re-export or re-download the image",
+        )
 
 
-def load_image(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               draft: tuple[int, int] | None = None) -> Image.Image:
+def load_image(
+    path: str | os.PathLike[str],
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft: tuple[int, int] | None = None,
+) -> Image.Image:
     """Decode an image the way every imgbalance command sees it.
 
     EXIF orientation is applied; the result is mode ``RGB`` or ``L`` (see

@@ -54,26 +54,46 @@ def plot_class_distribution(catalog: Catalog, path: Path, threshold: float = 0.5
     ax.invert_yaxis()
     top = max(values, default=0)
     for bar, v in zip(bars, values, strict=True):
-        ax.text(bar.get_width() + top * 0.01, bar.get_y() + bar.get_height() / 2, str(v),
-                va="center", fontsize=9)
+        ax.text(
+            bar.get_width() + top * 0.01,
+            bar.get_y() + bar.get_height() / 2,
+            str(v),
+            va="center",
+            fontsize=9,
+        )
     ax.set_xlim(0, top * 1.12 + 1)
     ax.set_xlabel("readable images")
     br, ir = catalog.balance_ratio, catalog.imbalance_ratio
-    ratios = (f"balance ratio min/max = {br:.3f}   imbalance ratio max/min = {ir:.1f}"
-              if br is not None and ir is not None else "")
-    ax.set_title(f"{catalog.root.name}: {sum(values)} images in {len(order)} classes\n{ratios}",
-                 fontsize=10)
+    ratios = (
+        f"balance ratio min/max = {br:.3f}   imbalance ratio max/min = {ir:.1f}"
+        if br is not None and ir is not None
+        else ""
+    )
+    ax.set_title(
+        f"{catalog.root.name}: {sum(values)} images in {len(order)} classes\n{ratios}", fontsize=10
+    )
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=_MAJOR, label="other classes"),
-                       Patch(color=_MINOR, label=f"minority (< {threshold:.0%} of largest)")],
-              loc="lower right", fontsize=8)
+    ax.legend(
+        handles=[
+            Patch(color=_MAJOR, label="other classes"),
+            Patch(color=_MINOR, label=f"minority (< {threshold:.0%} of largest)"),
+        ],
+        loc="lower right",
+        fontsize=8,
+    )
     fig.tight_layout()
     _save(fig, path)
 
 
-def plot_samples(catalog: Catalog, path: Path, per_class: int = 6, seed: int = 0,
-                 max_classes: int = 30, thumb: int = 96) -> None:
+def plot_samples(
+    catalog: Catalog,
+    path: Path,
+    per_class: int = 6,
+    seed: int = 0,
+    max_classes: int = 30,
+    thumb: int = 96,
+) -> None:
     """A grid of a few thumbnails per class (seeded choice), one row per class."""
     plt = _pyplot()
     rng = np.random.default_rng(seed)
@@ -81,12 +101,19 @@ def plot_samples(catalog: Catalog, path: Path, per_class: int = 6, seed: int = 0
     for r in catalog.usable():
         by_class[r.class_name].append(r.path)
     classes = catalog.classes[:max_classes]
-    fig, axes = plt.subplots(len(classes), per_class, squeeze=False,
-                             figsize=(1.3 * per_class + 1.2, 1.3 * len(classes) + 0.3))
+    fig, axes = plt.subplots(
+        len(classes),
+        per_class,
+        squeeze=False,
+        figsize=(1.3 * per_class + 1.2, 1.3 * len(classes) + 0.3),
+    )
     for row, c in enumerate(classes):
         paths = by_class[c]
-        pick = sorted(rng.choice(len(paths), size=min(per_class, len(paths)), replace=False)
-                      ) if paths else []
+        pick = (
+            sorted(rng.choice(len(paths), size=min(per_class, len(paths)), replace=False))
+            if paths
+            else []
+        )
         for col in range(per_class):
             ax = axes[row][col]
             ax.set_xticks([])
@@ -97,13 +124,15 @@ def plot_samples(catalog: Catalog, path: Path, per_class: int = 6, seed: int = 0
                 try:
                     im = load_image(catalog.root / paths[pick[col]], draft=(thumb, thumb))
                     im.thumbnail((thumb, thumb))
-                    ax.imshow(np.asarray(im), cmap="gray" if im.mode == "L" else None,
-                              vmin=0, vmax=255)
+                    ax.imshow(
+                        np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255
+                    )
                 except Exception:
                     ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=7)
         label = c if len(c) <= 18 else c[:17] + "…"
-        axes[row][0].set_ylabel(f"{label}\n({len(paths)})", rotation=0, ha="right",
-                                va="center", fontsize=8)
+        axes[row][0].set_ylabel(
+            f"{label}\n({len(paths)})", rotation=0, ha="right", va="center", fontsize=8
+        )
     fig.suptitle("samples per class (count)", fontsize=10)
     fig.tight_layout()
     _save(fig, path)

@@ -43,8 +43,13 @@ def _problem_table(problems: list[Problem], per_code: int) -> Table:
         for p in group[:per_code]:
             table.add_row(p.severity, p.path, code, f"{p.message}. Fix: {p.fix}.", style=style)
         if len(group) > per_code:
-            table.add_row("", f"... {len(group) - per_code} more", code,
-                          "listed in analysis.json (--out or --json)", style=style)
+            table.add_row(
+                "",
+                f"... {len(group) - per_code} more",
+                code,
+                "listed in analysis.json (--out or --json)",
+                style=style,
+            )
     return table
 
 
@@ -52,46 +57,77 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
     """Per-class table, both ratios, then the problems (grouped) and skipped files."""
     data = catalog.to_dict()
     minority = set(data["minority_classes"])
-    table = Table(title=f"{catalog.root}  ({data['total_images']} readable images, "
-                  f"{len(catalog.classes)} classes)", title_justify="left")
-    for col, kw in (("idx", {"justify": "right"}), ("class", {}), ("count", {"justify": "right"}),
-                    ("share", {"justify": "right"}), ("min size", {}), ("max size", {}),
-                    ("modes", {}), ("formats", {}), ("problems", {"justify": "right"})):
+    table = Table(
+        title=f"{catalog.root}  ({data['total_images']} readable images, "
+        f"{len(catalog.classes)} classes)",
+        title_justify="left",
+    )
+    for col, kw in (
+        ("idx", {"justify": "right"}),
+        ("class", {}),
+        ("count", {"justify": "right"}),
+        ("share", {"justify": "right"}),
+        ("min size", {}),
+        ("max size", {}),
+        ("modes", {}),
+        ("formats", {}),
+        ("problems", {"justify": "right"}),
+    ):
         table.add_column(col, **kw)  # type: ignore[arg-type]
     for row in data["per_class"]:
-        style = "bold red" if row["count"] == 0 else ("dark_orange" if row["class"] in minority
-                                                      else None)
-        table.add_row(str(row["label"]), row["class"], str(row["count"]), f"{row['share']:.1%}",
-                      _size(row["min_size"]), _size(row["max_size"]), _tally(row["modes"]),
-                      _tally(row["formats"]), str(row["problems"] or ""), style=style)
+        style = (
+            "bold red"
+            if row["count"] == 0
+            else ("dark_orange" if row["class"] in minority else None)
+        )
+        table.add_row(
+            str(row["label"]),
+            row["class"],
+            str(row["count"]),
+            f"{row['share']:.1%}",
+            _size(row["min_size"]),
+            _size(row["max_size"]),
+            _tally(row["modes"]),
+            _tally(row["formats"]),
+            str(row["problems"] or ""),
+            style=style,
+        )
     console.print(table)
     br, ir = data["balance_ratio"], data["imbalance_ratio"]
     if br is not None:
         counts = data["counts"]
         nz = {c: n for c, n in counts.items() if n}
         lo, hi = min(nz, key=lambda c: nz[c]), max(nz, key=lambda c: nz[c])
-        console.print(f"balance_ratio   = min/max = {nz[lo]}/{nz[hi]} = [bold]{br:.4f}[/]  "
-                      f"(1 = balanced; smallest class {lo!r}, largest {hi!r})")
+        console.print(
+            f"balance_ratio   = min/max = {nz[lo]}/{nz[hi]} = [bold]{br:.4f}[/]  "
+            f"(1 = balanced; smallest class {lo!r}, largest {hi!r})"
+        )
         console.print(f"imbalance_ratio = max/min = {nz[hi]}/{nz[lo]} = [bold]{ir:.2f}[/]")
     if minority:
         console.print(f"minority classes (< 50% of the largest): {', '.join(sorted(minority))}")
     problems = catalog.problems
     if problems:
-        console.print(f"\n[bold]{len(problems)} problem(s)[/]: " + ", ".join(
-            f"{code} {n}" for code, n in catalog.problem_counts().items()))
+        console.print(
+            f"\n[bold]{len(problems)} problem(s)[/]: "
+            + ", ".join(f"{code} {n}" for code, n in catalog.problem_counts().items())
+        )
         console.print(_problem_table(problems, per_code))
     if catalog.skipped:
         reasons: dict[str, int] = {}
         for s in catalog.skipped:
             reasons[s.reason] = reasons.get(s.reason, 0) + 1
-        console.print(f"\nskipped {len(catalog.skipped)} file(s) that are not dataset images: "
-                      + ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items())))
+        console.print(
+            f"\nskipped {len(catalog.skipped)} file(s) that are not dataset images: "
+            + ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items()))
+        )
         for s in catalog.skipped[:10]:
             console.print(f"  [dim]{s.path}: {s.reason}[/]")
     if catalog.near_duplicates:
         cross = sum(not p["same_class"] for p in catalog.near_duplicates)
-        console.print(f"\n[yellow]approximate[/]: {len(catalog.near_duplicates)} near-duplicate "
-                      f"pair(s) by perceptual hash ({cross} across classes); see analysis.json")
+        console.print(
+            f"\n[yellow]approximate[/]: {len(catalog.near_duplicates)} near-duplicate "
+            f"pair(s) by perceptual hash ({cross} across classes); see analysis.json"
+        )
 
 
 def analysis_json(catalog: Catalog) -> str:
@@ -112,16 +148,21 @@ def write_analysis(catalog: Catalog, out: Path, samples_per_class: int = 6) -> l
 def print_split(result: SplitResult, summary: dict[str, Any], console: Console) -> None:
     """Per-class counts in each split."""
     counts = result.counts()
-    table = Table(title=f"split (seed {result.seed}): " + ", ".join(
-        f"{s} {result.fractions[s]:.0%}" for s in counts), title_justify="left")
+    table = Table(
+        title=f"split (seed {result.seed}): "
+        + ", ".join(f"{s} {result.fractions[s]:.0%}" for s in counts),
+        title_justify="left",
+    )
     table.add_column("class")
     for s in counts:
         table.add_column(s, justify="right")
     for c in result.catalog.classes:
         missing = any(counts[s][c] == 0 for s in counts if result.fractions[s] > 0)
-        table.add_row(c, *(str(counts[s][c]) for s in counts),
-                      style="dark_orange" if missing else None)
+        table.add_row(
+            c, *(str(counts[s][c]) for s in counts), style="dark_orange" if missing else None
+        )
     table.add_row("[bold]total[/]", *(f"[bold]{sum(counts[s].values())}[/]" for s in counts))
     console.print(table)
-    console.print(f"{summary['groups']} group(s) kept whole (groups and exact duplicates never "
-                  "cross splits)")
+    console.print(
+        f"{summary['groups']} group(s) kept whole (groups and exact duplicates never cross splits)"
+    )

@@ -53,11 +53,15 @@ class SplitResult:
     def summary(self) -> dict[str, Any]:
         counts = self.counts()
         return {
-            "seed": self.seed, "fractions": self.fractions,
-            "classes": self.catalog.classes, "class_to_idx": self.catalog.class_to_idx,
-            "counts": counts, "totals": {s: sum(c.values()) for s, c in counts.items()},
+            "seed": self.seed,
+            "fractions": self.fractions,
+            "classes": self.catalog.classes,
+            "class_to_idx": self.catalog.class_to_idx,
+            "counts": counts,
+            "totals": {s: sum(c.values()) for s, c in counts.items()},
             "groups": len({row["group"] for row in self.rows}),
-            "warnings": self.warnings, "excluded_unreadable": self.excluded,
+            "warnings": self.warnings,
+            "excluded_unreadable": self.excluded,
         }
 
 
@@ -72,8 +76,10 @@ def read_groups_csv(path: str | os.PathLike[str]) -> dict[str, str]:
     with p.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or not {"path", "group"} <= set(reader.fieldnames):
-            raise DatasetError(f'Groups file "{p}" needs a header row with the columns '
-                               f'"path" and "group"; found {reader.fieldnames}.')
+            raise DatasetError(
+                f'Groups file "{p}" needs a header row with the columns '
+                f'"path" and "group"; found {reader.fieldnames}.'
+            )
         return {row["path"].replace("\\", "/"): row["group"] for row in reader}
 
 
@@ -111,18 +117,23 @@ class _Units:
             self.parent[max(a, b)] = min(a, b)
 
 
-def _group_of(rec: ImageRecord, pattern: re.Pattern[str] | None,
-              groups: Mapping[str, str] | None) -> str | None:
+def _group_of(
+    rec: ImageRecord, pattern: re.Pattern[str] | None, groups: Mapping[str, str] | None
+) -> str | None:
     if groups is not None:
         if rec.path not in groups:
-            raise DatasetError(f'Groups file has no row for "{rec.path}". Every image needs '
-                               "a group: add the row, or give the file a group of its own.")
+            raise DatasetError(
+                f'Groups file has no row for "{rec.path}". Every image needs '
+                "a group: add the row, or give the file a group of its own."
+            )
         return groups[rec.path]
     if pattern is not None:
         m = pattern.search(rec.path)
         if m is None:
-            raise DatasetError(f'--group-by pattern "{pattern.pattern}" does not match '
-                               f'"{rec.path}". Every path must match; adjust the pattern.')
+            raise DatasetError(
+                f'--group-by pattern "{pattern.pattern}" does not match '
+                f'"{rec.path}". Every path must match; adjust the pattern.'
+            )
         return m.group(1) if pattern.groups else m.group(0)
     return None
 
@@ -170,11 +181,18 @@ def split(
         try:
             pattern = re.compile(group_by)
         except re.error as exc:
-            raise DatasetError(f'--group-by "{group_by}" is not a valid regular expression: '
-                               f"{exc}") from exc
+            raise DatasetError(
+                f'--group-by "{group_by}" is not a valid regular expression: {exc}'
+            ) from exc
     fractions = {"train": 1.0 - val - test, "val": val, "test": test}
     recs = sorted(catalog.usable(), key=lambda r: r.path)
     excluded = sorted(r.path for r in catalog.records if not r.readable)
+    if not recs:
+        raise DatasetError(
+            f'Dataset "{catalog.root}" has no readable images to split '
+            f"({len(excluded)} unreadable file(s)). Run `imgbalance analyze "
+            f'"{catalog.root}"` to see what is wrong with each.'
+        )
     names = [_group_of(r, pattern, groups) for r in recs]
 
     units = _Units(len(recs))
@@ -215,16 +233,25 @@ def split(
         assign[u] = best
         filled[best] += unit_counts[u]
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for u, mem in enumerate(unit_list):
         for i in mem:
             r = recs[i]
             group = names[i] if names[i] is not None else f"unit-{u}"
-            rows.append({"path": r.path, "class": r.class_name, "label": r.label,
-                         "split": SPLITS[assign[u]], "group": group, "sha256": r.sha256})
+            rows.append(
+                {
+                    "path": r.path,
+                    "class": r.class_name,
+                    "label": r.label,
+                    "split": SPLITS[assign[u]],
+                    "group": group,
+                    "sha256": r.sha256,
+                }
+            )
     rows.sort(key=lambda row: row["path"])
-    result = SplitResult(catalog=catalog, rows=rows, fractions=fractions, seed=seed,
-                         excluded=excluded)
+    result = SplitResult(
+        catalog=catalog, rows=rows, fractions=fractions, seed=seed, excluded=excluded
+    )
     result.warnings = _warnings(result, targets, filled)
     return result
 
@@ -236,16 +263,22 @@ def _warnings(result: SplitResult, targets: np.ndarray, filled: np.ndarray) -> l
         missing = [s for s in SPLITS if counts[s][c] == 0 and result.fractions[s] > 0]
         if missing and sum(counts[s][c] for s in SPLITS) > 0:
             n = sum(counts[s][c] for s in SPLITS)
-            out.append(f'Class "{c}" has {n} image(s) and is missing from '
-                       f'{" and ".join(missing)}: metrics for it there cannot be measured. '
-                       "Collect more images of it, or merge it with a related class.")
+            out.append(
+                f'Class "{c}" has {n} image(s) and is missing from '
+                f"{' and '.join(missing)}: metrics for it there cannot be measured. "
+                "Collect more images of it, or merge it with a related class."
+            )
     off = np.abs(filled - targets).max() if targets.size else 0
     if off > 1:
-        out.append(f"Groups are too large to meet the split fractions exactly: a class is off "
-                   f"its target by up to {int(off)} image(s). See split_summary.json.")
+        out.append(
+            f"Groups are too large to meet the split fractions exactly: a class is off "
+            f"its target by up to {int(off)} image(s). See split_summary.json."
+        )
     if result.excluded:
-        out.append(f"{len(result.excluded)} unreadable file(s) left out of every split "
-                   "(run `imgbalance analyze` for the reasons).")
+        out.append(
+            f"{len(result.excluded)} unreadable file(s) left out of every split "
+            "(run `imgbalance analyze` for the reasons)."
+        )
     return out
 
 
@@ -290,8 +323,11 @@ def write_split(
                 for c in result.catalog.classes:
                     (staging / s / c).mkdir(parents=True, exist_ok=True)
             for row in result.rows:
-                done[link_or_copy(root / row["path"], staging / row["split"] / row["path"],
-                                  materialize)] += 1
+                done[
+                    link_or_copy(
+                        root / row["path"], staging / row["split"] / row["path"], materialize
+                    )
+                ] += 1
             for s in SPLITS:
                 target = out / s
                 if target.exists():
@@ -300,13 +336,20 @@ def write_split(
                 os.replace(staging / s, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        summary["materialized"] = {"mode": materialize, "linked": done["link"],
-                                   "copied": done["copy"]}
+        summary["materialized"] = {
+            "mode": materialize,
+            "linked": done["link"],
+            "copied": done["copy"],
+        }
     with atomic_open_text(out / "splits.csv") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["path", "class", "label", "split", "group",
-                                                "sha256"], lineterminator="\n")
+        writer = csv.DictWriter(
+            fh,
+            fieldnames=["path", "class", "label", "split", "group", "sha256"],
+            lineterminator="\n",
+        )
         writer.writeheader()
         writer.writerows(result.rows)
-    atomic_write_text(out / "split_summary.json",
-                      json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_text(
+        out / "split_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    )
     return summary

@@ -1,0 +1,3 @@
+from imgbalance.cli import main
+
+main()

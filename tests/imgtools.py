@@ -1,0 +1,74 @@
+"""Helpers that write tiny real image files for the tests."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def rgb(seed: int, size: tuple[int, int] = (24, 16)) -> Image.Image:
+    """A small random RGB image; different seeds give different bytes."""
+    arr = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB")
+
+
+def save(im: Image.Image, path: Path, fmt: str | None = None, **kw: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path, format=fmt, **kw)
+    return path
+
+
+def jpeg_bytes(seed: int, size: tuple[int, int] = (24, 16), **kw: object) -> bytes:
+    buf = io.BytesIO()
+    rgb(seed, size).save(buf, format="JPEG", quality=90, **kw)
+    return buf.getvalue()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return (
+        struct.pack(">I", len(body))
+        + kind
+        + body
+        + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    )
+
+
+def raw_png(
+    width: int, height: int, bit_depth: int, color_type: int, pixels: bytes | None = None
+) -> bytes:
+    """A PNG written by hand: lets tests make 16-bit colour and huge-header files."""
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    data = zlib.compress(pixels if pixels is not None else b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
+    )
+
+
+def png16_rgb(width: int = 4, height: int = 3) -> bytes:
+    rows = b"".join(b"\x00" + bytes(range(6 * width)) for _ in range(height))
+    return raw_png(width, height, 16, 2, rows)
+
+
+def exif_rotated_jpeg(path: Path, stored: tuple[int, int] = (40, 20), orientation: int = 6) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    return save(rgb(7, stored), path, "JPEG", exif=exif.tobytes())
+
+
+def body_corrupt_jpeg(seed: int = 0) -> bytes:
+    """A JPEG whose header opens but whose Huffman table is damaged: only a decode sees it."""
+    good = bytearray(jpeg_bytes(seed, (64, 64)))
+    dht = good.find(b"\xff\xc4")
+    good[dht + 5] ^= 0xFF
+    return bytes(good)

@@ -1,0 +1,172 @@
+"""The command line, run through the installed ``imgbalance`` console script."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tree_digest
+
+_SCRIPT = Path(sys.executable).parent / "imgbalance"
+ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "imgbalance"]
+
+
+def run(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [*ENTRY, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_version_and_help() -> None:
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.startswith("imgbalance ")
+    r = run("--help")
+    assert r.returncode == 0
+    for cmd in ("analyze", "split", "demo"):
+        assert cmd in r.stdout
+
+
+def test_analyze_table_and_files(tmp_path: Path, messy: Path) -> None:
+    before = tree_digest(messy)
+    out = tmp_path / "report"
+    r = run("analyze", messy, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert "balance_ratio   = min/max = 1/13" in r.stdout
+    assert "imbalance_ratio = max/min = 13/1 = 13.00" in r.stdout
+    for code in (
+        "truncated",
+        "zero-byte",
+        "label-conflict",
+        "decompression-bomb",
+        "broken-link",
+        "extension-mismatch",
+    ):
+        assert code in r.stdout
+    assert "empty class folder(s): empty_class" in r.stderr
+    data = json.loads((out / "analysis.json").read_text(encoding="utf-8"))
+    assert data["counts"]["dögs with space"] == 3
+    for name in ("class_distribution.png", "samples.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG")
+    assert tree_digest(messy) == before
+
+
+def test_analyze_outputs_are_byte_identical(tmp_path: Path, balanced_tree: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run("analyze", balanced_tree, "--out", a).returncode == 0
+    assert run("analyze", balanced_tree, "--out", b).returncode == 0
+    for name in ("analysis.json", "class_distribution.png", "samples.png"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+def test_analyze_json_to_stdout(messy: Path) -> None:
+    r = run("analyze", messy, "--json", "--verify")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["settings"]["verify"] is True
+    assert "corrupt" in data["problem_counts"]
+
+
+def test_strict_fails_on_problems(messy: Path, balanced_tree: Path) -> None:
+    r = run("analyze", messy, "--strict")
+    assert r.returncode == 1
+    assert "--strict" in r.stderr
+    assert run("analyze", balanced_tree, "--strict").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p / "missing", "does not exist"),
+        (lambda p: (p / "f.txt", (p / "f.txt").write_text("x"))[0], "is a file"),
+        (lambda p: (p / "empty", (p / "empty").mkdir())[0], "no class folders"),
+    ],
+)
+def test_analyze_bad_paths(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    r = run("analyze", make(tmp_path))
+    assert r.returncode == 1
+    assert message in r.stderr and "Error" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_analyze_refuses_output_inside_input(balanced_tree: Path) -> None:
+    before = tree_digest(balanced_tree)
+    r = run("analyze", balanced_tree, "--out", balanced_tree / "report")
+    assert r.returncode == 1 and "inside the input folder" in r.stderr
+    assert tree_digest(balanced_tree) == before
+
+
+def test_analyze_all_unreadable_is_an_error(tmp_path: Path) -> None:
+    root = tmp_path / "d"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "x.jpg").write_bytes(b"")
+    r = run("analyze", root)
+    assert r.returncode == 1
+    assert "zero-byte" in r.stdout and "no readable images" in r.stderr
+
+
+def test_split_command(tmp_path: Path, balanced_tree: Path) -> None:
+    before = tree_digest(balanced_tree)
+    out = tmp_path / "splits"
+    r = run("split", balanced_tree, "--out", out, "--materialize", "link", "--seed", "3")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((out / "splits.csv").open(encoding="utf-8")))
+    assert len(rows) == 67
+    assert sum(1 for _ in (out / "test").rglob("*.png")) == sum(r["split"] == "test" for r in rows)
+    assert tree_digest(balanced_tree) == before
+    again = run("split", balanced_tree, "--out", out)
+    assert again.returncode == 1 and "already exists" in again.stderr
+    r2 = run("split", balanced_tree, "--out", out, "--seed", "3", "--overwrite")
+    assert r2.returncode == 0
+    assert list(csv.DictReader((out / "splits.csv").open(encoding="utf-8"))) == rows
+
+
+def test_split_group_by_and_refusals(tmp_path: Path, balanced_tree: Path) -> None:
+    r = run("split", balanced_tree, "--out", tmp_path / "o", "--group-by", r"_(\d\d)\d")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((tmp_path / "o" / "splits.csv").open(encoding="utf-8")))
+    assert {row["group"] for row in rows} == {"00", "01", "02", "03"}
+    r = run("split", balanced_tree, "--out", balanced_tree / "out")
+    assert r.returncode == 1 and "inside the input folder" in r.stderr
+    r = run("split", balanced_tree, "--out", tmp_path / "p", "--val", "0.6", "--test", "0.5")
+    assert r.returncode == 1 and "leave images for training" in r.stderr
+    r = run("split", balanced_tree, "--out", tmp_path / "q", "--materialize", "move")
+    assert r.returncode == 2
+
+
+@pytest.mark.slow
+def test_demo_runs_and_reruns(tmp_path: Path) -> None:
+    r = run("demo", "--out", "demo", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    demo = tmp_path / "demo"
+    analysis = json.loads((demo / "analysis" / "analysis.json").read_text())
+    assert 20 <= analysis["imbalance_ratio"] <= 50
+    assert analysis["problem_counts"] == {}
+    assert (demo / "split" / "splits.csv").exists()
+    assert "Outputs" in r.stdout
+    first = tree_digest(demo)
+    r = run("demo", "--out", "demo", cwd=tmp_path)  # its own earlier output is replaced
+    assert r.returncode == 0, r.stderr
+    assert tree_digest(demo) == first
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    r = run("demo", "--out", "mine", cwd=tmp_path)
+    assert r.returncode == 1 and "not made by" in r.stderr
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_entry_point_is_installed() -> None:
+    assert shutil.which("imgbalance", path=str(Path(sys.executable).parent)) or ENTRY
