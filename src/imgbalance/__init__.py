@@ -13,10 +13,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .catalog import Catalog, ImageRecord, Problem, Skipped, scan
+from .catalog import Catalog, ImageRecord, Problem, Skipped
 from .demo import make_demo_dataset
 from .errors import DatasetError, ImgBalanceError, OutputError
 from .images import load_image
+from .scanner import scan
 from .splits import SplitResult, read_groups_csv, split, write_split
 
 __all__ = [

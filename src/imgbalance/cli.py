@@ -18,9 +18,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from . import __version__
 from ._fs import check_output_dir
-from .catalog import Catalog, scan
+from .catalog import Catalog
 from .errors import ImgBalanceError
 from .images import DEFAULT_MAX_PIXELS
+from .scanner import scan
 
 app = typer.Typer(
     name="imgbalance",

@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ._fs import atomic_open_text, atomic_write_text, check_output_dir, link_or_copy
-from .catalog import Catalog, ImageRecord, scan
+from .catalog import Catalog, ImageRecord
 from .errors import DatasetError
+from .scanner import scan
 
 __all__ = ["SPLITS", "SplitResult", "read_groups_csv", "split", "write_split"]
 

@@ -174,7 +174,7 @@ def test_parallel_scan_equals_serial(balanced_tree: Path, messy: Path) -> None:
     for root in (balanced_tree, messy):
         serial = imgbalance.scan(root, workers=1).to_dict()
         # Force the process pool even for a small tree.
-        import imgbalance.catalog as catalog_mod
+        import imgbalance.scanner as catalog_mod
 
         old = catalog_mod._PARALLEL_MIN_FILES
         catalog_mod._PARALLEL_MIN_FILES = 0
