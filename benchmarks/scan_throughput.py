@@ -90,8 +90,12 @@ def timed(fn: Callable[[], int], repeats: int) -> dict[str, float]:
         n = fn()
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {"files": n, "median_s": round(med, 4), "files_per_s": round(n / med, 1),
-            "runs_s": [round(t, 4) for t in times]}
+    return {
+        "files": n,
+        "median_s": round(med, 4),
+        "files_per_s": round(n / med, 1),
+        "runs_s": [round(t, 4) for t in times],
+    }
 
 
 def bench_tree(root: Path, repeats: int) -> dict[str, dict[str, float]]:
@@ -109,8 +113,11 @@ def bench_tree(root: Path, repeats: int) -> dict[str, dict[str, float]]:
     out = {}
     for name, fn in contenders.items():
         out[name] = timed(fn, repeats)
-        print(f"  {name:45s} {out[name]['files_per_s']:>10,.0f} files/s "
-              f"(median {out[name]['median_s']:.3f} s of {repeats})", flush=True)
+        print(
+            f"  {name:45s} {out[name]['files_per_s']:>10,.0f} files/s "
+            f"(median {out[name]['median_s']:.3f} s of {repeats})",
+            flush=True,
+        )
     peer = out["peer: decode-loop (1 process)"]["median_s"]
     for r in out.values():
         r["speedup_vs_decode_loop"] = round(peer / r["median_s"], 2)
@@ -125,10 +132,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(), "processor": platform.machine()},
-        "imgbalance": imgbalance.__version__, "pillow": Image.__version__,
-        "repeats": args.repeats, "date": time.strftime("%Y-%m-%d"), "trees": {},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+        },
+        "imgbalance": imgbalance.__version__,
+        "pillow": Image.__version__,
+        "repeats": args.repeats,
+        "date": time.strftime("%Y-%m-%d"),
+        "trees": {},
     }
     with tempfile.TemporaryDirectory(prefix="imgbalance-bench-") as tmp:
         gen = Path(tmp) / "generated"
