@@ -1,0 +1,42 @@
+"""Nearest neighbours and the rule for classes too small for k neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+
+from ..errors import ImgBalanceError
+
+FALLBACKS = ("adapt", "error", "random-over")
+
+
+def neighbours(X_fit: np.ndarray, k: int, X_query: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the ``k`` nearest rows of ``X_fit`` for each query row, self excluded.
+
+    Like imbalanced-learn, asks for ``k + 1`` neighbours and drops the first
+    (the sample itself, or an exact duplicate of it).
+    """
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(X_fit)
+    query = X_fit if X_query is None else X_query
+    return np.asarray(nn.kneighbors(query, return_distance=False)[:, 1:])
+
+
+def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> int | None:
+    """The k to use for a class of ``n`` samples, or None to fall back to random-over.
+
+    Raises a clear error when the class is too small and no fallback is allowed.
+    """
+    if n >= k + 1:
+        return k
+    options = (
+        "lower --k-neighbors, or use --small-class-fallback random-over (copies), "
+        "or --method random-over"
+    )
+    if fallback == "random-over":
+        return None
+    if fallback == "adapt" and n >= 2:
+        return n - 1
+    need = "at least 2" if fallback == "adapt" else f"k_neighbors + 1 = {k + 1}"
+    raise ImgBalanceError(
+        f'Class "{class_name}" has {n} image(s); {method} needs {need}. Options: {options}.'
+    )

@@ -1,0 +1,146 @@
+"""Cleaning: Edited Nearest Neighbours and Tomek links, in feature space.
+
+Which samples are candidates follows imbalanced-learn's ``sampling_strategy``
+for cleaning (``auto`` = every class but the smallest, ``all``, ``majority``,
+``not majority``, ``not minority``, or a list of class names), computed on the
+current (alive) counts, and the rule that removes them is imbalanced-learn's.
+On top, imgbalance protects genuine minority images: by default only
+synthetic samples and originals of the largest class can be removed;
+``clean_originals=True`` makes every original a candidate, which reproduces
+imbalanced-learn exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import ImgBalanceError
+from ..plan import PlanState
+from ..targets import Target
+from ._base import Method, register
+from ._neighbors import neighbours
+
+_STRATEGIES = ("auto", "all", "majority", "not majority", "not minority")
+
+
+def strategy_labels(strategy: Any, counts: np.ndarray, classes: list[str]) -> set[int]:
+    """Labels whose samples may be cleaned, per imbalanced-learn's cleaning strategies."""
+    present = [i for i, n in enumerate(counts) if n > 0]
+    if not present:
+        return set()
+    smallest = min(present, key=lambda i: counts[i])  # first of ties, like imbalanced-learn
+    largest = max(present, key=lambda i: counts[i])
+    if isinstance(strategy, (list, tuple)):
+        unknown = sorted(set(strategy) - set(classes))
+        if unknown:
+            raise ImgBalanceError(f"sampling_strategy names unknown class(es) {unknown}.")
+        return {classes.index(c) for c in strategy}
+    if strategy in ("auto", "not minority"):
+        return set(present) - {smallest}
+    if strategy == "all":
+        return set(present)
+    if strategy == "majority":
+        return {largest}
+    if strategy == "not majority":
+        return set(present) - {largest}
+    raise ImgBalanceError(
+        f"sampling_strategy must be one of {', '.join(_STRATEGIES)} or a "
+        f"list of class names; got {strategy!r}."
+    )
+
+
+class _Cleaner(Method):
+    kind = "clean"
+
+    def validate(self) -> None:
+        strategy = self.params["sampling_strategy"]
+        if not isinstance(strategy, (list, tuple)) and strategy not in _STRATEGIES:
+            raise ImgBalanceError(
+                f"{self.name}: sampling_strategy must be one of "
+                f"{', '.join(_STRATEGIES)} or a list of class names; got "
+                f"{strategy!r}."
+            )
+
+    def removable(self, state: PlanState, rows: np.ndarray) -> np.ndarray:
+        """Mask over ``rows``: True where the row may be removed at all."""
+        clean = self.params["clean_originals"]
+        synthetic = rows >= state.n_originals
+        if clean is True:
+            return np.ones(len(rows), dtype=bool)
+        counts = np.bincount(
+            state.y[: state.n_originals][state.alive[: state.n_originals]],
+            minlength=len(state.classes),
+        )
+        allowed = {int(np.argmax(counts))}
+        if isinstance(clean, (list, tuple)):
+            allowed |= {state.classes.index(c) for c in clean}
+        return synthetic | np.isin(state.y[rows], list(allowed))
+
+    def run(self, state: PlanState, target: Target, rng: np.random.Generator) -> None:
+        before = state.counts()
+        rows = state.indices()
+        labels = strategy_labels(self.params["sampling_strategy"], before, state.classes)
+        fails = self.fails(state.X[rows], state.y[rows], labels)
+        drop = fails & self.removable(state, rows)
+        state.remove(rows[drop])
+        state.record(
+            self.name,
+            before,
+            flagged=int(fails.sum()),
+            removed=int(drop.sum()),
+            protected=int((fails & ~drop).sum()),
+        )
+
+    def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
+        raise NotImplementedError
+
+
+@register
+class ENN(_Cleaner):
+    """Edited Nearest Neighbours: drop samples that disagree with their neighbours
+    (``kind_sel="all"``: any neighbour of another class; ``"mode"``: the most
+    common neighbour class is another)."""
+
+    name = "enn"
+    defaults: ClassVar[dict[str, Any]] = {
+        "n_neighbors": 3,
+        "kind_sel": "all",
+        "sampling_strategy": "auto",
+        "clean_originals": False,
+    }
+
+    def validate(self) -> None:
+        super().validate()
+        self._positive_int("n_neighbors")
+        self._choice("kind_sel", ("all", "mode"))
+
+    def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
+        k = min(self.params["n_neighbors"], len(y) - 1)
+        if k < 1:
+            return np.zeros(len(y), dtype=bool)
+        nbr_labels = y[neighbours(X, k)]
+        if self.params["kind_sel"] == "all":
+            keep = np.all(nbr_labels == y[:, None], axis=1)
+        else:
+            n_labels = int(y.max()) + 1
+            votes = np.apply_along_axis(np.bincount, 1, nbr_labels, minlength=n_labels)
+            keep = votes.argmax(axis=1) == y  # ties go to the smaller label, like scipy's mode
+        return np.asarray(~keep & np.isin(y, list(labels)), dtype=bool)
+
+
+@register
+class Tomek(_Cleaner):
+    """Tomek links: drop a sample whose nearest neighbour is of another class and has it
+    as its own nearest neighbour."""
+
+    name = "tomek"
+    defaults: ClassVar[dict[str, Any]] = {"sampling_strategy": "auto", "clean_originals": False}
+
+    def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
+        if len(y) < 2:
+            return np.zeros(len(y), dtype=bool)
+        nn = neighbours(X, 1)[:, 0]
+        linked = (y[nn] != y) & (nn[nn] == np.arange(len(y)))
+        return np.asarray(linked & np.isin(y, list(labels)), dtype=bool)

@@ -1,0 +1,77 @@
+"""Planning on a feature matrix: the public ``plan_arrays`` verb."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .methods import Method, create_pipeline
+from .plan import Plan, PlanState
+from .targets import Target, parse_target, resolve_target
+
+__all__ = ["plan_arrays"]
+
+
+def plan_arrays(
+    X: np.ndarray,
+    y: Sequence[int] | np.ndarray,
+    classes: list[str],
+    method: str | list[str] | Method = "smote",
+    target: Target | None = None,
+    random_state: int | np.random.Generator = 0,
+    originals: list[str] | None = None,
+    **params: Any,
+) -> Plan:
+    """Plan a method on features ``X`` (n x d) with labels ``y`` (indices into ``classes``).
+
+    Parameters
+    ----------
+    method
+        A registry name (``"smote"``), a pipeline (``"smote,enn,mixup"``), a list
+        of names, or a :class:`~imgbalance.methods.Method`.
+    target
+        ``"auto"``, ``"ratio:R"``, ``"count:N"``, a ``{class: N}`` mapping or a
+        YAML path; None uses the method's own default (``auto``; STEM: its
+        ``target_ratio``).
+    random_state
+        Seed (or Generator) of every random choice.
+    params
+        Method parameters (``k_neighbors=3``...); a pipeline passes each to the
+        steps that accept it.
+
+    Examples
+    --------
+    >>> X = np.random.default_rng(0).random((30, 4), dtype=np.float32)
+    >>> y = np.array([0] * 24 + [1] * 6)
+    >>> plan = plan_arrays(X, y, ["a", "b"], "smote", random_state=0)
+    >>> plan.counts_after()
+    {'a': 24, 'b': 24}
+    """
+    m = create_pipeline(method, **params)
+    m.validate()
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(y, dtype=np.int64)
+    if X.ndim != 2 or len(X) != len(y):
+        raise ValueError(f"X must be (n, d) with n = len(y); got {X.shape} and {len(y)} labels.")
+    if len(y) and (y.min() < 0 or y.max() >= len(classes)):
+        raise ValueError(f"labels must be in [0, {len(classes)}); got {y.min()}..{y.max()}.")
+    user_target = parse_target(target) if target is not None else None
+    resolved = m.target_for(user_target)
+    if resolved is not None:  # an impossible target fails here, before any work
+        counts = np.bincount(y, minlength=len(classes))
+        resolve_target(resolved, dict(zip(classes, counts.tolist(), strict=True)))
+    rng = (
+        random_state
+        if isinstance(random_state, np.random.Generator)
+        else (np.random.default_rng(random_state))
+    )
+    state = PlanState(X, y, classes)
+    m.run(state, resolved, rng)
+    config = {
+        **m.describe(),
+        "target": resolved if not isinstance(resolved, dict) else dict(resolved),
+        "seed": random_state if isinstance(random_state, int) else None,
+    }
+    return Plan.from_state(state, config, originals)

@@ -1,0 +1,134 @@
+"""Rendering recipes at full resolution.
+
+``render_recipe`` is a pure function of a recipe and its parent files: parents
+are decoded (EXIF orientation applied), converted to the class's mode (RGB or
+L, see :func:`imgbalance.images.load_image` for alpha, palette and 16-bit),
+resized to the base parent's size (or ``image_size``), blended in float32 and
+rounded to the nearest integer. ``copy`` recipes return the parent's bytes
+unchanged. ``render_jobs`` runs many recipes in worker processes, one image
+per worker at a time, and writes each output atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache, partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ._fs import atomic_write_bytes
+from .images import load_image
+
+__all__ = ["RenderJob", "RenderOptions", "output_extension", "render_jobs", "render_recipe"]
+
+_FORMAT_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png"}
+_PARENT_CACHE = 16  # decoded parents kept per worker (parents repeat across recipes)
+_CHUNK = 8
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """How synthetic images are encoded."""
+
+    format: str = "keep"  # keep | png | jpg
+    jpeg_quality: int = 95
+    png_compress_level: int = 1  # Pillow's default 6 is ~4x slower for ~10% smaller files
+    image_size: tuple[int, int] | None = None  # (width, height); None keeps native size
+
+
+@dataclass(frozen=True)
+class RenderJob:
+    """One output file: where it goes and how to make it."""
+
+    index: int
+    out: str  # path relative to the output root
+    op: str
+    parents: tuple[str, ...]  # absolute paths of the original files
+    weights: tuple[float, ...]
+    mode: str  # RGB or L
+
+
+def output_extension(base_format: str | None, opts: RenderOptions) -> str:
+    """File extension of a rendered image whose base parent has ``base_format``."""
+    if opts.format == "png":
+        return ".png"
+    if opts.format == "jpg":
+        return ".jpg"
+    return _FORMAT_EXT.get(base_format or "", ".png")
+
+
+@lru_cache(maxsize=_PARENT_CACHE)
+def _decoded(path: str, mode: str) -> Image.Image:
+    return load_image(path).convert(mode)
+
+
+def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
+    """Bytes of the image ``job`` describes (pure: same job, same files, same bytes)."""
+    if job.op == "copy" and opts.image_size is None:
+        with open(job.parents[0], "rb") as fh:
+            return fh.read()
+    base = _decoded(job.parents[0], job.mode)
+    size = opts.image_size or base.size
+    acc: np.ndarray | None = None
+    for path, weight in zip(job.parents, job.weights, strict=True):
+        im = _decoded(path, job.mode)
+        if im.size != size:
+            im = im.resize(size, Image.Resampling.LANCZOS)
+        arr = np.asarray(im, dtype=np.float32)
+        acc = arr * np.float32(weight) if acc is None else acc + arr * np.float32(weight)
+    assert acc is not None  # a recipe always has a parent
+    pixels = np.clip(np.rint(acc), 0, 255).astype(np.uint8)
+    out = Image.fromarray(pixels, mode=job.mode)
+    buf = io.BytesIO()
+    if job.out.endswith(".jpg"):
+        out.save(buf, format="JPEG", quality=opts.jpeg_quality)
+    else:
+        out.save(buf, format="PNG", compress_level=opts.png_compress_level)
+    return buf.getvalue()
+
+
+def _render_chunk(
+    jobs: Sequence[RenderJob], root: str, opts: RenderOptions
+) -> list[tuple[int, str, int]]:
+    done = []
+    for job in jobs:
+        data = render_recipe(job, opts)
+        atomic_write_bytes(Path(root, job.out), data)
+        done.append((job.index, hashlib.sha256(data).hexdigest(), len(data)))
+    return done
+
+
+def render_jobs(
+    jobs: Sequence[RenderJob],
+    root: str | os.PathLike[str],
+    opts: RenderOptions,
+    *,
+    workers: int | None = None,
+    on_done: Callable[[list[tuple[int, str, int]]], None] | None = None,
+) -> Iterator[tuple[int, str, int]]:
+    """Render ``jobs`` under ``root``; yield ``(index, sha256, bytes)`` as they finish.
+
+    ``on_done`` is called after each chunk is on disk (used for the resume journal).
+    """
+    n_workers = min(os.cpu_count() or 1, 8) if workers is None else max(1, workers)
+    chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+    fn = partial(_render_chunk, root=str(root), opts=opts)
+    if n_workers == 1 or len(jobs) <= _CHUNK:
+        results: Iterator[list[tuple[int, str, int]]] = map(fn, chunks)
+        for res in results:
+            if on_done:
+                on_done(res)
+            yield from res
+        return
+    with ProcessPoolExecutor(max_workers=n_workers) as pool:
+        for res in pool.map(fn, chunks):
+            if on_done:
+                on_done(res)
+            yield from res
