@@ -69,6 +69,9 @@ class PlanState:
         self.alive = np.ones(len(y), dtype=bool)
         self.log: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        counts = np.bincount(self._y[0], minlength=len(classes))
+        #: the largest class of the input, fixed for the whole plan (cleaning protects the rest)
+        self.majority_label = int(np.argmax(counts)) if len(counts) else 0
 
     # -- views -----------------------------------------------------------------
     def _flush(self) -> None:

@@ -6,7 +6,7 @@ for cleaning (``auto`` = every class but the smallest, ``all``, ``majority``,
 current (alive) counts, and the rule that removes them is imbalanced-learn's.
 On top, imgbalance protects genuine minority images: by default only
 synthetic samples and originals of the largest class can be removed;
-``clean_originals=True`` makes every original a candidate, which reproduces
+``clean_originals="all"`` makes every original a candidate, which reproduces
 imbalanced-learn exactly.
 """
 
@@ -23,6 +23,9 @@ from ._base import Method, register
 from ._neighbors import neighbours
 
 _STRATEGIES = ("auto", "all", "majority", "not majority", "not minority")
+#: which originals cleaning may remove: those of the input's largest class (default),
+#: every original (imbalanced-learn's behaviour), or none (only synthetic samples)
+CLEAN_ORIGINALS = ("majority", "all", "none")
 
 
 def strategy_labels(strategy: Any, counts: np.ndarray, classes: list[str]) -> set[int]:
@@ -51,6 +54,22 @@ def strategy_labels(strategy: Any, counts: np.ndarray, classes: list[str]) -> se
     )
 
 
+def _warn_heavy_losses(state: PlanState, dropped: np.ndarray, method: str) -> None:
+    """Note when cleaning removes more than a quarter of a class's original images."""
+    originals = dropped[dropped < state.n_originals]
+    if not len(originals):
+        return
+    total = np.bincount(state.y[: state.n_originals], minlength=len(state.classes))
+    lost = np.bincount(state.y[originals], minlength=len(state.classes))
+    for label in np.flatnonzero(lost > 0.25 * total):
+        state.notes.append(
+            f"{method} removed {lost[label]} of {total[label]} original images of class "
+            f'"{state.classes[label]}": the feature space separates the classes poorly. '
+            "Consider clean_originals='none' (--clean-originals none) to keep every original, "
+            "or other --features."
+        )
+
+
 class _Cleaner(Method):
     kind = "clean"
 
@@ -62,21 +81,26 @@ class _Cleaner(Method):
                 f"{', '.join(_STRATEGIES)} or a list of class names; got "
                 f"{strategy!r}."
             )
+        clean = self.params["clean_originals"]
+        if not isinstance(clean, (bool, list, tuple)) and clean not in CLEAN_ORIGINALS:
+            raise ImgBalanceError(
+                f"{self.name}: clean_originals must be one of "
+                f"{', '.join(CLEAN_ORIGINALS)}, True/False or a list of "
+                f"class names; got {clean!r}."
+            )
 
     def removable(self, state: PlanState, rows: np.ndarray) -> np.ndarray:
         """Mask over ``rows``: True where the row may be removed at all."""
         clean = self.params["clean_originals"]
         synthetic = rows >= state.n_originals
-        if clean is True:
+        if clean is True or clean == "all":
             return np.ones(len(rows), dtype=bool)
-        counts = np.bincount(
-            state.y[: state.n_originals][state.alive[: state.n_originals]],
-            minlength=len(state.classes),
-        )
-        allowed = {int(np.argmax(counts))}
+        if clean == "none":
+            return synthetic
+        allowed = {state.majority_label}
         if isinstance(clean, (list, tuple)):
             allowed |= {state.classes.index(c) for c in clean}
-        return synthetic | np.isin(state.y[rows], list(allowed))
+        return np.asarray(synthetic | np.isin(state.y[rows], list(allowed)), dtype=bool)
 
     def run(self, state: PlanState, target: Target, rng: np.random.Generator) -> None:
         before = state.counts()
@@ -85,6 +109,7 @@ class _Cleaner(Method):
         fails = self.fails(state.X[rows], state.y[rows], labels)
         drop = fails & self.removable(state, rows)
         state.remove(rows[drop])
+        _warn_heavy_losses(state, rows[drop], self.name)
         state.record(
             self.name,
             before,
@@ -108,7 +133,7 @@ class ENN(_Cleaner):
         "n_neighbors": 3,
         "kind_sel": "all",
         "sampling_strategy": "auto",
-        "clean_originals": False,
+        "clean_originals": "majority",
     }
 
     def validate(self) -> None:
@@ -136,7 +161,10 @@ class Tomek(_Cleaner):
     as its own nearest neighbour."""
 
     name = "tomek"
-    defaults: ClassVar[dict[str, Any]] = {"sampling_strategy": "auto", "clean_originals": False}
+    defaults: ClassVar[dict[str, Any]] = {
+        "sampling_strategy": "auto",
+        "clean_originals": "majority",
+    }
 
     def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
         if len(y) < 2:

@@ -74,7 +74,7 @@ class _SmoteThenClean(Method):
     defaults: ClassVar[dict[str, Any]] = {
         "k_neighbors": 5,
         "small_class_fallback": "adapt",
-        "clean_originals": False,
+        "clean_originals": "majority",
     }
     cleaner: type[Method] = ENN
 
@@ -137,7 +137,7 @@ class STEM(Method):
         "mixup_fraction": 0.5,
         "enn_neighbors": 3,
         "small_class_fallback": "adapt",
-        "clean_originals": False,
+        "clean_originals": "majority",
     }
 
     def validate(self) -> None:

@@ -1,0 +1,145 @@
+"""Human-readable outputs of ``balance``: summary text, preview and before/after chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .images import load_image
+from .plots import _pyplot, _save
+
+if TYPE_CHECKING:
+    from .balance import BalanceResult
+
+__all__ = ["plot_balance", "summary_text"]
+
+
+def _dist(title: str, counts: dict[str, int]) -> list[str]:
+    total = sum(counts.values())
+    nz = [n for n in counts.values() if n]
+    lines = [title]
+    for c, n in counts.items():
+        lines.append(f"  {c:30s} {n:7d}  ({n / total:6.1%})" if total else f"  {c:30s} {n:7d}")
+    if nz:
+        lines.append(
+            f"  total {total}; balance_ratio min/max = {min(nz) / max(nz):.4f}; "
+            f"imbalance_ratio max/min = {max(nz) / min(nz):.2f}"
+        )
+    return lines
+
+
+def summary_text(result: BalanceResult) -> str:
+    """The text of ``balance_summary.txt``: distributions before, per stage and after."""
+    p = result.plan
+    cfg = p.config
+    lines = [
+        "imgbalance balance summary",
+        "=" * 26,
+        f"source:   {cfg.get('source')}",
+        f"method:   {cfg.get('method')}",
+        f"target:   {cfg.get('target')}",
+        f"seed:     {cfg.get('seed')}",
+        f"features: {cfg.get('features')}",
+        "",
+    ]
+    lines += _dist("Initial distribution:", p.counts_before())
+    for step in p.log:
+        if step.get("stage") == "after_smote_enn":
+            lines += [
+                "",
+                f"After SMOTE-ENN ({step.get('iterations')} iteration(s); "
+                f"stopped: {step.get('stop')}):",
+            ]
+            lines += _dist("", step["after"])[1:]
+    lines += ["", *_dist("Final distribution:", p.counts_after())]
+    lines += ["", "Steps:"]
+    for step in p.log:
+        extra = {k: v for k, v in step.items() if k not in ("step", "before", "after")}
+        delta = {
+            c: step["after"][c] - step["before"][c]
+            for c in step["after"]
+            if step["after"][c] != step["before"][c]
+        }
+        lines.append(f"  {step['step']}: {delta or 'no change'}" + (f"  {extra}" if extra else ""))
+    synth = sum(1 for row in result.manifest if row["origin"] == "synthetic")
+    lines += [
+        "",
+        f"synthetic images: {synth}; originals removed: "
+        f"{p.n_originals - len(p.kept)} of {p.n_originals}",
+    ]
+    if p.notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in p.notes]
+    if result.timings:
+        lines += ["", "timings: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_balance(result: BalanceResult, out: Path, per_class: int = 3, seed: int = 0) -> None:
+    """Write ``class_distribution.png`` (before vs after) and ``preview.png``."""
+    plt = _pyplot()
+    p = result.plan
+    before, after = p.counts_before(), p.counts_after()
+    order = sorted(p.classes, key=lambda c: (-before[c], c))
+    fig, ax = plt.subplots(figsize=(8, max(2.8, 0.42 * len(order) + 1.4)))
+    y = np.arange(len(order))
+    ax.barh(y - 0.2, [before[c] for c in order], height=0.4, label="before", color="#4C72B0")
+    ax.barh(y + 0.2, [after[c] for c in order], height=0.4, label="after", color="#55A868")
+    top = max([*before.values(), *after.values(), 1])
+    for yi, c in zip(y, order, strict=True):
+        ax.text(before[c] + top * 0.01, yi - 0.2, str(before[c]), va="center", fontsize=8)
+        ax.text(after[c] + top * 0.01, yi + 0.2, str(after[c]), va="center", fontsize=8)
+    ax.set_yticks(y, labels=order)
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.15)
+    ax.set_xlabel("images")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{p.config.get('method')}: before vs after", fontsize=10)
+    fig.tight_layout()
+    _save(fig, out / "class_distribution.png")
+    _plot_preview(result, out, per_class, seed)
+
+
+def _plot_preview(result: BalanceResult, out: Path, per_class: int, seed: int) -> None:
+    """Per class, a few synthetic images beside their two main parents."""
+    plt = _pyplot()
+    rng = np.random.default_rng(seed)
+    rows = []
+    by_class: dict[str, list[dict[str, str]]] = {}
+    for row in result.manifest:
+        if row["origin"] == "synthetic" and row["op"] != "copy":
+            by_class.setdefault(row["class"], []).append(row)
+    for c in result.plan.classes:
+        items = by_class.get(c, [])
+        for k in (
+            sorted(rng.choice(len(items), size=min(per_class, len(items)), replace=False))
+            if items
+            else []
+        ):
+            rows.append(items[int(k)])
+    if not rows:
+        return
+    root = Path(result.plan.config["source"])
+    fig, axes = plt.subplots(len(rows), 3, squeeze=False, figsize=(6.6, 2.1 * len(rows) + 0.4))
+    for r, row in enumerate(rows):
+        parents = row["parents"].split(";")
+        weights = [float(w) for w in row["weights"].split(";")]
+        main = sorted(zip(weights, parents, strict=True), reverse=True)[:2]
+        panels = [(root / main[0][1], f"parent w={main[0][0]:.2f}")]
+        panels.append((out / row["path"], f"{row['op']} ({row['class']})"))
+        if len(main) > 1:
+            panels.append((root / main[1][1], f"parent w={main[1][0]:.2f}"))
+        for col in range(3):
+            ax = axes[r][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col < len(panels):
+                path, title = panels[col]
+                im = load_image(path, draft=(256, 256))
+                im.thumbnail((256, 256))
+                ax.imshow(np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
+                ax.set_title(title, fontsize=7)
+    fig.suptitle("synthetic images (middle) beside their parents", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.1 * len(rows) + 0.4)))
+    _save(fig, out / "preview.png")
