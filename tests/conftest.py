@@ -23,6 +23,14 @@ from imgtools import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _feature_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep feature caches out of the home folder during tests."""
+    monkeypatch.setenv("IMGBALANCE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def messy(tmp_path: Path) -> Path:
     """A dataset with one of every problem the scanner must report."""

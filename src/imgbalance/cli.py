@@ -235,6 +235,202 @@ def split_cmd(
     err_console.print(f"wrote {what} in {out}", highlight=False)
 
 
+def _parse_size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ImgBalanceError(f'--image-size "{text}" must look like 256x256.') from None
+    if w < 1 or h < 1:
+        raise ImgBalanceError(f'--image-size "{text}" must be positive.')
+    return w, h
+
+
+def _parse_params(items: list[str]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ImgBalanceError(
+                f'--param "{item}" must look like key=value, e.g. --param mixup_alpha=0.2.'
+            )
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+@contextlib.contextmanager
+def _phase_progress() -> Iterator[Callable[[str, int, int], None]]:
+    with Progress(
+        TextColumn("{task.description:9s}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+class OutFormat(str, Enum):
+    keep = "keep"
+    png = "png"
+    jpg = "jpg"
+
+
+@app.command("balance")
+@_errors_to_exit
+def balance_cmd(
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Training images: one sub-folder per class. "
+            "Split first; balance only the training split.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Argument(help="Output folder (ImageFolder layout).", show_default=False)
+    ] = None,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="A method or a comma-separated pipeline, e.g. "
+            "smote,enn,mixup. See `imgbalance methods`."
+        ),
+    ] = "smote",
+    target: Annotated[
+        str | None,
+        typer.Option(
+            help="auto | ratio:R | count:N | a YAML file "
+            "mapping class to count (default: the "
+            "method's own; auto for most)."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    features: Annotated[
+        str, typer.Option(help="Planning feature space: thumbnail[:SIZE][:rgb|gray] or pca:N.")
+    ] = "thumbnail",
+    k_neighbors: Annotated[
+        int | None, typer.Option(help="Neighbours for SMOTE-family methods (default 5).")
+    ] = None,
+    small_class_fallback: Annotated[
+        str | None,
+        typer.Option(
+            help="A class with fewer than k+1 images: adapt (lower k; the default), error, or "
+            "random-over."
+        ),
+    ] = None,
+    clean_originals: Annotated[
+        str | None,
+        typer.Option(
+            help="Which originals ENN/Tomek may remove: majority (the default: only the largest "
+            "class), all (imbalanced-learn's behaviour) or none."
+        ),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Any method parameter, key=value (repeatable).")
+    ] = None,
+    fmt: Annotated[
+        OutFormat,
+        typer.Option(
+            "--format", help="Format of synthetic images: keep the base parent's, png or jpg."
+        ),
+    ] = OutFormat.keep,
+    png_compress_level: Annotated[
+        int, typer.Option(help="zlib level for synthetic PNGs (0-9; 1 is fast).")
+    ] = 1,
+    image_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Resize every output to WxH (STEM compatibility); originals are then re-encoded."
+        ),
+    ] = None,
+    manifest_only: Annotated[
+        bool,
+        typer.Option(
+            help="Write only synthetic images; the manifest references originals in place."
+        ),
+    ] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan; write nothing.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run into OUT.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace imgbalance's earlier outputs in OUT.")
+    ] = False,
+    workers: WorkersOpt = None,
+) -> None:
+    """Balance the classes of SRC into OUT: plan on features, render at full resolution."""
+    from .balance import balance
+    from .report import print_balance
+
+    params = _parse_params(param or [])
+    for key, value in (
+        ("k_neighbors", k_neighbors),
+        ("small_class_fallback", small_class_fallback),
+        ("clean_originals", clean_originals),
+    ):
+        if value is not None:
+            params[key] = value
+    if out is None and not dry_run:
+        raise ImgBalanceError("Give an output folder (OUT), or --dry-run to only see the plan.")
+    with _phase_progress() as update:
+        result = balance(
+            src,
+            out,
+            method=method,
+            target=target,
+            seed=seed,
+            features=features,
+            workers=workers,
+            format=fmt.value,
+            png_compress_level=png_compress_level,
+            image_size=_parse_size(image_size),
+            manifest_only=manifest_only,
+            overwrite=overwrite,
+            resume=resume,
+            dry_run=dry_run,
+            progress=update,
+            **params,
+        )
+    print_balance(result, out_console)
+    for note in result.plan.notes:
+        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    if dry_run:
+        err_console.print("dry run: nothing was written", highlight=False)
+    else:
+        err_console.print(
+            f"wrote {out}/<class>/..., manifest.csv, summary.json, "
+            "balance_summary.txt, preview.png, class_distribution.png",
+            highlight=False,
+        )
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """List the balancing methods and their parameters."""
+    from rich.table import Table
+
+    from .methods import create_method, list_methods
+
+    table = Table(title="balancing methods", title_justify="left", show_lines=True)
+    for col in ("method", "kind", "what it does", "parameters (defaults)"):
+        table.add_column(col, overflow="fold")
+    for name in list_methods():
+        m = create_method(name)
+        doc = " ".join((type(m).__doc__ or "").split("\n\n")[0].split())
+        table.add_row(name, m.kind, doc, ", ".join(f"{k}={v!r}" for k, v in m.params.items()))
+    out_console.print(table)
+
+
 @app.command()
 @_errors_to_exit
 def demo(

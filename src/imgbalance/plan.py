@@ -241,7 +241,8 @@ class Plan:
         out: dict[str, dict[str, int]] = {}
         for r in self.recipes:
             row = out.setdefault(self.classes[r.label], {})
-            row[f"{r.method}/{r.op}"] = row.get(f"{r.method}/{r.op}", 0) + 1
+            key = r.method if r.method == r.op else f"{r.method}:{r.op}"
+            row[key] = row.get(key, 0) + 1
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from rich.table import Table
 from ._fs import atomic_write_text
 
 if TYPE_CHECKING:
+    from .balance import BalanceResult
     from .catalog import Catalog, Problem
     from .splits import SplitResult
 
@@ -166,3 +167,36 @@ def print_split(result: SplitResult, summary: dict[str, Any], console: Console) 
     console.print(
         f"{summary['groups']} group(s) kept whole (groups and exact duplicates never cross splits)"
     )
+
+
+def print_balance(result: BalanceResult, console: Console) -> None:
+    """Before/after counts per class, with the synthetic images by method and op."""
+    p = result.plan
+    before, after, synth = p.counts_before(), p.counts_after(), p.synthetic_by_op()
+    table = Table(
+        title=f"{p.config.get('method')} (target {p.config.get('target')}, seed "
+        f"{p.config.get('seed')})",
+        title_justify="left",
+    )
+    for col in ("class", "before", "after", "new images", "originals removed"):
+        table.add_column(col, justify="left" if col in ("class", "new images") else "right")
+    kept: dict[str, int] = dict.fromkeys(p.classes, 0)
+    for i in p.kept:
+        kept[p.classes[p.original_labels[i]]] += 1
+    for c in p.classes:
+        made = ", ".join(f"{k} {v}" for k, v in synth.get(c, {}).items())
+        table.add_row(
+            c,
+            str(before[c]),
+            str(after[c]),
+            made or "-",
+            str(before[c] - kept[c]) if before[c] - kept[c] else "",
+        )
+    console.print(table)
+    for label, counts in (("before", before), ("after", after)):
+        nz = [n for n in counts.values() if n]
+        if nz:
+            console.print(
+                f"{label:6s}: balance_ratio min/max = {min(nz) / max(nz):.4f}, "
+                f"imbalance_ratio max/min = {max(nz) / min(nz):.2f}"
+            )
