@@ -11,7 +11,7 @@ from .images import load_image
 from .plots import _pyplot, _save
 
 if TYPE_CHECKING:
-    from .balance import BalanceResult
+    from .balancing import BalanceResult
 
 __all__ = ["plot_balance", "summary_text"]
 

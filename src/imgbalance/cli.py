@@ -369,7 +369,7 @@ def balance_cmd(
     workers: WorkersOpt = None,
 ) -> None:
     """Balance the classes of SRC into OUT: plan on features, render at full resolution."""
-    from .balance import balance
+    from .balancing import balance
     from .report import print_balance
 
     params = _parse_params(param or [])

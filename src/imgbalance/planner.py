@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .methods import Method, create_pipeline
-from .plan import Plan, PlanState
+from .recipes import Plan, PlanState
 from .targets import Target, parse_target, resolve_target
 
 __all__ = ["plan_arrays"]

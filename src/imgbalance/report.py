@@ -13,7 +13,7 @@ from rich.table import Table
 from ._fs import atomic_write_text
 
 if TYPE_CHECKING:
-    from .balance import BalanceResult
+    from .balancing import BalanceResult
     from .catalog import Catalog, Problem
     from .splits import SplitResult
 

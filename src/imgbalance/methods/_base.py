@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ImgBalanceError
-from ..plan import PlanState
+from ..recipes import PlanState
 from ..targets import Target, resolve_target
 
 __all__ = ["Method", "create_method", "list_methods", "register"]

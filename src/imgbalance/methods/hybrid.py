@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ImgBalanceError
-from ..plan import PlanState
+from ..recipes import PlanState
 from ..targets import Target
 from ._base import Method, create_method, register
 from ._neighbors import FALLBACKS

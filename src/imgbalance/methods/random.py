@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..plan import PlanState
+from ..recipes import PlanState
 from ..targets import Target
 from ._base import Method, register
 

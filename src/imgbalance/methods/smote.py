@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..plan import PlanState
+from ..recipes import PlanState
 from ..targets import Target
 from ._base import Method, register
 from ._neighbors import FALLBACKS, effective_k, neighbours

@@ -25,13 +25,13 @@ from .catalog import Catalog, ImageRecord
 from .errors import DatasetError, ImgBalanceError, OutputError
 from .features import compute_features, parse_feature_spec
 from .methods import Method, create_pipeline
-from .plan import Plan
 from .planner import plan_arrays
-from .render import RenderJob, RenderOptions, output_extension, render_jobs
+from .recipes import Plan
+from .rendering import RenderJob, RenderOptions, output_extension, render_jobs
 from .scanner import scan
 from .targets import Target
 
-__all__ = ["BalanceResult", "balance", "plan"]
+__all__ = ["BalancePlan", "BalanceResult", "balance", "plan", "render"]
 
 _OUR_FILES = (
     "manifest.csv",
@@ -45,6 +45,21 @@ _OUR_FILES = (
 _JOURNAL = ".imgbalance-journal.jsonl"
 _GRAY_MODES = frozenset({"L", "1", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class BalancePlan:
+    """A plan and the readable originals it indexes (sorted by path)."""
+
+    plan: Plan
+    records: list[ImageRecord]
+    root: Path
+
+    def counts_before(self) -> dict[str, int]:
+        return self.plan.counts_before()
+
+    def counts_after(self) -> dict[str, int]:
+        return self.plan.counts_after()
 
 
 @dataclass
@@ -93,10 +108,15 @@ def plan(
     cache: bool = True,
     progress: Progress | None = None,
     **params: Any,
-) -> tuple[Plan, list[ImageRecord]]:
+) -> BalancePlan:
     """Scan ``src`` (or use a Catalog), compute features and plan ``method``.
 
-    Returns the plan and the readable originals it indexes (sorted by path).
+    Nothing is written except the feature cache. Pass the result to :func:`render`.
+
+    Examples
+    --------
+    >>> p = imgbalance.plan("train", method="smote,enn", seed=0)  # doctest: +SKIP
+    >>> p.counts_after()                                          # doctest: +SKIP
     """
     m = create_pipeline(method, **params)
     m.validate()
@@ -136,7 +156,7 @@ def plan(
         originals=[r.path for r in records],
     )
     the_plan.config.update({"features": str(spec), "source": str(root)})
-    return the_plan, records
+    return BalancePlan(plan=the_plan, records=records, root=root)
 
 
 def _jobs(
@@ -235,6 +255,95 @@ def _sha256(path: Path) -> str | None:
         return None
 
 
+def render(
+    planned: BalancePlan,
+    out: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    format: str = "keep",
+    png_compress_level: int = 1,
+    image_size: tuple[int, int] | None = None,
+    manifest_only: bool = False,
+    overwrite: bool = False,
+    resume: bool = False,
+    plots: bool = True,
+    progress: Progress | None = None,
+) -> BalanceResult:
+    """Render a plan into ``out``: links to kept originals, synthetic images, provenance.
+
+    Parameters
+    ----------
+    format
+        ``keep`` (the base parent's format: JPEG stays JPEG at quality 95, the
+        rest becomes PNG), ``png`` or ``jpg``.
+    png_compress_level
+        zlib level of synthetic PNGs (1 is fast; Pillow's default 6 is ~4x slower).
+    image_size
+        ``(width, height)`` for every output (originals included, which are then
+        re-encoded); default keeps native sizes.
+    manifest_only
+        Write only synthetic images; the manifest references originals in place.
+    overwrite
+        Replace imgbalance's own earlier outputs in ``out``.
+    resume
+        Continue an interrupted run of the same plan, skipping finished files.
+    """
+    if format not in ("keep", "png", "jpg"):
+        raise ValueError(f'format must be "keep", "png" or "jpg", got {format!r}')
+    if not 0 <= png_compress_level <= 9:
+        raise ValueError(f"png_compress_level must be 0..9, got {png_compress_level}")
+    out = Path(out)
+    the_plan, records, root = planned.plan, planned.records, planned.root
+    check_output_dir(out, [root], overwrite=overwrite or resume, replaces=_OUR_FILES)
+    opts = RenderOptions(
+        format=format, png_compress_level=png_compress_level, image_size=image_size
+    )
+    the_plan.config.update(
+        {
+            "format": format,
+            "image_size": list(image_size) if image_size else None,
+            "manifest_only": manifest_only,
+        }
+    )
+    timings = dict(the_plan.config.pop("timings", {}))
+    result = BalanceResult(plan=the_plan, out=out, timings=timings)
+    jobs, links = _jobs(the_plan, records, root, opts, manifest_only)
+    _check_collisions(jobs, links)
+    journal = _prepare_out(
+        out, root, the_plan.classes, the_plan.to_json(), overwrite=overwrite, resume=resume
+    )
+    t1 = time.perf_counter()
+    for cls in the_plan.classes:
+        (out / cls).mkdir(parents=True, exist_ok=True)
+    for _, rel in links:
+        if not (out / rel).exists():
+            link_or_copy(root / rel, out / rel, "link")
+    done: dict[int, tuple[str, int]] = {}
+    todo = []
+    for job in jobs:
+        prior = journal.get(job.out)
+        if prior is not None and _sha256(out / job.out) == prior:
+            done[job.index] = (prior, (out / job.out).stat().st_size)
+        else:
+            todo.append(job)
+    by_index = {j.index: j for j in todo}
+
+    def write_journal(chunk: list[tuple[int, str, int]]) -> None:
+        with (out / _JOURNAL).open("a", encoding="utf-8") as fh:
+            for index, sha, _ in chunk:
+                fh.write(json.dumps({"path": by_index[index].out, "sha256": sha}) + "\n")
+
+    for index, sha, size in render_jobs(todo, out, opts, workers=workers, on_done=write_journal):
+        done[index] = (sha, size)
+        if progress:
+            progress("render", len(done), len(jobs))
+    timings["render_s"] = round(time.perf_counter() - t1, 3)
+    result.manifest = _manifest(the_plan, records, jobs, links, done, root, manifest_only)
+    _write_outputs(result, out, timings, plots)
+    (out / _JOURNAL).unlink(missing_ok=True)
+    return result
+
+
 def balance(
     src: str | os.PathLike[str] | Catalog,
     out: str | os.PathLike[str] | None,
@@ -256,7 +365,7 @@ def balance(
     progress: Progress | None = None,
     **params: Any,
 ) -> BalanceResult:
-    """Balance the class folders in ``src`` into ``out``.
+    """Balance the class folders in ``src`` into ``out``: :func:`plan`, then :func:`render`.
 
     Parameters
     ----------
@@ -266,95 +375,55 @@ def balance(
         Output folder; refused inside ``src``. None only with ``dry_run``.
     method, target, seed, params
         See :func:`imgbalance.planner.plan_arrays`.
-    format
-        ``keep`` (the base parent's format: JPEG stays JPEG at quality 95, the
-        rest becomes PNG), ``png`` or ``jpg``.
-    image_size
-        ``(width, height)`` to resize every output (originals included, which
-        are then re-encoded); default keeps native sizes.
-    manifest_only
-        Write only synthetic images; the manifest references originals in place.
-    resume
-        Continue an interrupted run with the same plan, skipping finished files.
     dry_run
         Plan only; write nothing.
+    features, cache
+        Planning feature space and whether to cache features on disk.
+    format, png_compress_level, image_size, manifest_only, overwrite, resume, plots
+        See :func:`render`.
 
     Examples
     --------
-    >>> result = imgbalance.balance("train", "balanced", method="stem")  # doctest: +SKIP
-    >>> result.counts_after                                              # doctest: +SKIP
+    >>> result = imgbalance.balance("train", "out", method="stem")  # doctest: +SKIP
+    >>> result.counts_after                                         # doctest: +SKIP
     """
-    if format not in ("keep", "png", "jpg"):
-        raise ValueError(f'format must be "keep", "png" or "jpg", got {format!r}')
-    if not 0 <= png_compress_level <= 9:
-        raise ValueError(f"png_compress_level must be 0..9, got {png_compress_level}")
     m = create_pipeline(method, **params)
     if image_size is None and m.params.get("image_size") is not None:
-        image_size = tuple(m.params["image_size"])
-    if out is not None and not dry_run:
+        image_size = _size_param(m.params["image_size"])
+    if out is None and not dry_run:
+        raise ValueError("out is required unless dry_run=True")
+    if out is not None and not dry_run:  # refuse a bad output before any work
         root = Path(src.root if isinstance(src, Catalog) else src)
         check_output_dir(Path(out), [root], overwrite=overwrite or resume, replaces=_OUR_FILES)
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    the_plan, records = plan(
+    planned = plan(
         src, m, target, seed, features=features, workers=workers, cache=cache, progress=progress
     )
-    timings["plan_s"] = round(time.perf_counter() - t0, 3)
-    opts = RenderOptions(
-        format=format, png_compress_level=png_compress_level, image_size=image_size
+    plan_s = round(time.perf_counter() - t0, 3)
+    if dry_run or out is None:
+        return BalanceResult(plan=planned.plan, out=None, timings={"plan_s": plan_s})
+    planned.plan.config["timings"] = {"plan_s": plan_s}
+    return render(
+        planned,
+        out,
+        workers=workers,
+        format=format,
+        png_compress_level=png_compress_level,
+        image_size=image_size,
+        manifest_only=manifest_only,
+        overwrite=overwrite,
+        resume=resume,
+        plots=plots,
+        progress=progress,
     )
-    the_plan.config.update(
-        {
-            "format": format,
-            "image_size": list(image_size) if image_size else None,
-            "manifest_only": manifest_only,
-        }
-    )
-    result = BalanceResult(
-        plan=the_plan, out=None if dry_run else Path(out or "."), timings=timings
-    )
-    if dry_run:
-        return result
-    if out is None:
-        raise ValueError("out is required unless dry_run=True")
-    out = Path(out)
-    root = Path(the_plan.config["source"])
-    jobs, links = _jobs(the_plan, records, root, opts, manifest_only)
-    _check_collisions(jobs, links)
-    journal = _prepare_out(
-        out, root, the_plan.classes, the_plan.to_json(), overwrite=overwrite, resume=resume
-    )
-    t1 = time.perf_counter()
-    for cls in the_plan.classes:
-        (out / cls).mkdir(parents=True, exist_ok=True)
-    for _i, rel in links:
-        if not (out / rel).exists():
-            link_or_copy(root / rel, out / rel, "link")
-    done: dict[int, tuple[str, int]] = {}
-    todo = []
-    for job in jobs:
-        prior = journal.get(job.out)
-        if prior is not None and _sha256(out / job.out) == prior:
-            done[job.index] = (prior, (out / job.out).stat().st_size)
-        else:
-            todo.append(job)
 
-    def write_journal(chunk: list[tuple[int, str, int]]) -> None:
-        by_index = {j.index: j for j in todo}
-        with (out / _JOURNAL).open("a", encoding="utf-8") as fh:
-            for index, sha, _ in chunk:
-                fh.write(json.dumps({"path": by_index[index].out, "sha256": sha}) + "\n")
 
-    total = len(jobs)
-    for index, sha, size in render_jobs(todo, out, opts, workers=workers, on_done=write_journal):
-        done[index] = (sha, size)
-        if progress:
-            progress("render", len(done), total)
-    timings["render_s"] = round(time.perf_counter() - t1, 3)
-    result.manifest = _manifest(the_plan, records, jobs, links, done, root, manifest_only)
-    _write_outputs(result, out, timings, plots)
-    (out / _JOURNAL).unlink(missing_ok=True)
-    return result
+def _size_param(value: Any) -> tuple[int, int]:
+    """STEM's ``image_size`` as (width, height), from ``[w, h]``, ``(w, h)`` or ``256``."""
+    if isinstance(value, int):
+        return value, value
+    w, h = value
+    return int(w), int(h)
 
 
 def _manifest(
