@@ -170,3 +170,56 @@ def test_demo_runs_and_reruns(tmp_path: Path) -> None:
 
 def test_entry_point_is_installed() -> None:
     assert shutil.which("imgbalance", path=str(Path(sys.executable).parent)) or ENTRY
+
+
+def test_balance_command(tmp_path: Path, balanced_tree: Path) -> None:
+    before = tree_digest(balanced_tree)
+    out = tmp_path / "bal"
+    r = run(
+        "balance",
+        balanced_tree,
+        out,
+        "--method",
+        "smote,enn",
+        "--seed",
+        "1",
+        "--k-neighbors",
+        "3",
+        "--clean-originals",
+        "none",
+    )
+    assert r.returncode == 0, r.stderr
+    assert "before: balance_ratio min/max = 0.1750" in r.stdout
+    assert tree_digest(balanced_tree) == before
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["after"]["wasps"] == 40 and summary["config"]["seed"] == 1
+    rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    assert {r["origin"] for r in rows} == {"original", "synthetic"}
+    again = run("balance", balanced_tree, out)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_balance_command_errors(tmp_path: Path, balanced_tree: Path) -> None:
+    r = run("balance", balanced_tree, balanced_tree / "out")
+    assert r.returncode == 1 and "inside the input folder" in r.stderr
+    r = run("balance", balanced_tree, tmp_path / "o", "--method", "smoot")
+    assert r.returncode == 1 and 'Unknown method "smoot"' in r.stderr
+    r = run("balance", balanced_tree, tmp_path / "o", "--target", "ratio:2")
+    assert r.returncode == 1 and "must be in (0, 1]" in r.stderr
+    r = run("balance", balanced_tree, tmp_path / "o", "--param", "oops")
+    assert r.returncode == 1 and "key=value" in r.stderr
+    r = run("balance", balanced_tree)
+    assert r.returncode == 1 and "--dry-run" in r.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_balance_dry_run_and_methods(balanced_tree: Path, tmp_path: Path) -> None:
+    r = run(
+        "balance", balanced_tree, "--dry-run", "--method", "stem", "--param", "mixup_fraction=0.25"
+    )
+    assert r.returncode == 0, r.stderr
+    assert "stem (target ratio:0.7" in r.stdout and "nothing was written" in r.stderr
+    r = run("methods")
+    assert r.returncode == 0
+    for name in ("smote", "adasyn", "stem", "tomek", "mixup", "random-under"):
+        assert name in r.stdout

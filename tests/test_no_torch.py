@@ -31,9 +31,13 @@ finally:
 """
 
 
-@pytest.mark.parametrize("command", ["analyze", "split"])
+@pytest.mark.parametrize("command", ["analyze", "split", "balance"])
 def test_command_does_not_import_torch(command: str, balanced_tree: Path, tmp_path: Path) -> None:
-    args = [command, str(balanced_tree), "--out", str(tmp_path / "out")]
+    out = str(tmp_path / "out")
+    if command == "balance":
+        args = [command, str(balanced_tree), out, "--method", "stem"]
+    else:
+        args = [command, str(balanced_tree), "--out", out]
     r = subprocess.run(
         [sys.executable, "-c", GUARD, *args], capture_output=True, text=True, timeout=300
     )

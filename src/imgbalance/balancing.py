@@ -137,7 +137,7 @@ def plan(
             f'`imgbalance analyze "{catalog.root}"` to see why.'
         )
     root = catalog.root
-    X = compute_features(
+    X, failed = compute_features(
         [str(root / r.path) for r in records],
         [r.sha256 or r.path for r in records],
         spec,
@@ -146,6 +146,16 @@ def plan(
         progress=(lambda d, t: progress("features", d, t)) if progress else None,
         random_state=seed,
     )
+    notes = []
+    if failed:
+        notes = [
+            f'left out "{records[i].path}": its pixels cannot be decoded ({msg}). Run '
+            "`imgbalance analyze --verify` to find every such file."
+            for i, msg in sorted(failed.items())
+        ]
+        ok = [i for i in range(len(records)) if i not in failed]
+        records = [records[i] for i in ok]
+        X = X[ok]
     the_plan = plan_arrays(
         X,
         [r.label for r in records],
@@ -155,6 +165,7 @@ def plan(
         seed,
         originals=[r.path for r in records],
     )
+    the_plan.notes[:0] = notes
     the_plan.config.update({"features": str(spec), "source": str(root)})
     return BalancePlan(plan=the_plan, records=records, root=root)
 

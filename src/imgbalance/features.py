@@ -97,8 +97,15 @@ def thumbnail(path: str, size: int, color: str) -> np.ndarray:
     return (np.asarray(small, dtype=np.float32) / 255.0).ravel()
 
 
-def _thumbnail_batch(paths: Sequence[str], size: int, color: str) -> list[np.ndarray]:
-    return [thumbnail(p, size, color) for p in paths]
+def _thumbnail_batch(paths: Sequence[str], size: int, color: str) -> list[np.ndarray | str]:
+    """Thumbnails, or the decode error's message for a file that cannot be decoded."""
+    out: list[np.ndarray | str] = []
+    for p in paths:
+        try:
+            out.append(thumbnail(p, size, color))
+        except Exception as exc:  # a corrupt file that passed the header-only scan
+            out.append(f"{type(exc).__name__}: {exc}")
+    return out
 
 
 def _cache_file(spec: FeatureSpec, directory: Path) -> Path:
@@ -132,11 +139,13 @@ def compute_features(
     cache_path: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     random_state: int = 0,
-) -> np.ndarray:
-    """Feature matrix (n x d, float32) of the images at ``paths``.
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Feature matrix (n x d, float32) of the images at ``paths``, and decode failures.
 
-    ``hashes`` are the files' sha256 (from the scan): the cache key. PCA, when
-    asked, is fitted on these rows with ``random_state`` (deterministic).
+    ``hashes`` are the files' sha256 (from the scan): the cache key. Files that
+    cannot be decoded get a row of zeros and an entry ``{index: error}`` in the
+    second value; PCA, when asked, is fitted on the other rows with
+    ``random_state`` (deterministic).
     """
     spec = parse_feature_spec(spec)
     directory = cache_path if cache_path is not None else cache_dir()
@@ -149,7 +158,7 @@ def compute_features(
     done = len(paths) - len(todo)
     if progress:
         progress(done, len(paths))
-    results: list[np.ndarray] = []
+    results: list[np.ndarray | str] = []
     if n_workers <= 1 or len(todo) < _PARALLEL_MIN:
         mapped = map(fn, batches)
         for batch in mapped:
@@ -164,14 +173,23 @@ def compute_features(
                 done += len(batch)
                 if progress:
                     progress(done, len(paths))
+    failed: dict[int, str] = {}
     for i, feat in zip(missing, results, strict=True):
-        store[hashes[i]] = feat
-    if cache and missing:
+        if isinstance(feat, str):
+            failed[i] = feat
+        else:
+            store[hashes[i]] = feat
+    if cache and len(failed) < len(missing):
         _save_cache(_cache_file(spec, directory), store)
-    feats = np.stack([store[h] for h in hashes]).astype(np.float32, copy=False)
+    dim = spec.size * spec.size * (3 if spec.color == "rgb" else 1)
+    zero = np.zeros(dim, dtype=np.float32)
+    feats = np.stack([zero if i in failed else store[h] for i, h in enumerate(hashes)])
     if spec.pca is not None:
-        feats = _pca(feats, spec.pca, random_state)
-    return feats
+        ok = np.array([i not in failed for i in range(len(hashes))])
+        reduced = np.zeros((len(hashes), min(spec.pca, int(ok.sum()), dim)), dtype=np.float32)
+        reduced[ok] = _pca(feats[ok], spec.pca, random_state)
+        feats = reduced
+    return feats.astype(np.float32, copy=False), failed
 
 
 def _pca(feats: np.ndarray, n: int, random_state: int) -> np.ndarray:
