@@ -76,7 +76,7 @@ def summary_text(result: BalanceResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_balance(result: BalanceResult, out: Path, per_class: int = 3, seed: int = 0) -> None:
+def plot_balance(result: BalanceResult, out: Path, per_class: int = 2, seed: int = 0) -> None:
     """Write ``class_distribution.png`` (before vs after) and ``preview.png``."""
     plt = _pyplot()
     p = result.plan
@@ -101,45 +101,58 @@ def plot_balance(result: BalanceResult, out: Path, per_class: int = 3, seed: int
     _plot_preview(result, out, per_class, seed)
 
 
-def _plot_preview(result: BalanceResult, out: Path, per_class: int, seed: int) -> None:
-    """Per class, a few synthetic images beside their two main parents."""
+def _plot_preview(
+    result: BalanceResult, out: Path, per_class: int, seed: int, max_classes: int = 16
+) -> None:
+    """One row per class: ``per_class`` synthetic images, each between its two main parents."""
     plt = _pyplot()
     rng = np.random.default_rng(seed)
-    rows = []
     by_class: dict[str, list[dict[str, str]]] = {}
     for row in result.manifest:
         if row["origin"] == "synthetic" and row["op"] != "copy":
             by_class.setdefault(row["class"], []).append(row)
-    for c in result.plan.classes:
-        items = by_class.get(c, [])
-        for k in (
-            sorted(rng.choice(len(items), size=min(per_class, len(items)), replace=False))
-            if items
-            else []
-        ):
-            rows.append(items[int(k)])
-    if not rows:
+    classes = [c for c in result.plan.classes if by_class.get(c)][:max_classes]
+    if not classes:
         return
     root = Path(result.plan.config["source"])
-    fig, axes = plt.subplots(len(rows), 3, squeeze=False, figsize=(6.6, 2.1 * len(rows) + 0.4))
-    for r, row in enumerate(rows):
-        parents = row["parents"].split(";")
-        weights = [float(w) for w in row["weights"].split(";")]
-        main = sorted(zip(weights, parents, strict=True), reverse=True)[:2]
-        panels = [(root / main[0][1], f"parent w={main[0][0]:.2f}")]
-        panels.append((out / row["path"], f"{row['op']} ({row['class']})"))
-        if len(main) > 1:
-            panels.append((root / main[1][1], f"parent w={main[1][0]:.2f}"))
-        for col in range(3):
-            ax = axes[r][col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if col < len(panels):
-                path, title = panels[col]
-                im = load_image(path, draft=(256, 256))
-                im.thumbnail((256, 256))
-                ax.imshow(np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255)
-                ax.set_title(title, fontsize=7)
-    fig.suptitle("synthetic images (middle) beside their parents", fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / (2.1 * len(rows) + 0.4)))
+    cols = 3 * per_class
+    fig, axes = plt.subplots(
+        len(classes), cols, squeeze=False, figsize=(1.25 * cols + 1.2, 1.45 * len(classes) + 0.5)
+    )
+    for r, c in enumerate(classes):
+        items = by_class[c]
+        picks = sorted(rng.choice(len(items), size=min(per_class, len(items)), replace=False))
+        for slot in range(per_class):
+            panels: list[tuple[Path, str]] = []
+            if slot < len(picks):
+                row = items[int(picks[slot])]
+                weights = [float(w) for w in row["weights"].split(";")]
+                main = sorted(zip(weights, row["parents"].split(";"), strict=True), reverse=True)[
+                    :2
+                ]
+                panels = [
+                    (root / main[0][1], f"w={main[0][0]:.2f}"),
+                    (out / row["path"], row["op"]),
+                ]
+                if len(main) > 1:
+                    panels.append((root / main[1][1], f"w={main[1][0]:.2f}"))
+            for k in range(3):
+                ax = axes[r][3 * slot + k]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(k == 1 and k < len(panels))
+                    spine.set_color("#55A868")
+                    spine.set_linewidth(2)
+                if k < len(panels):
+                    im = load_image(panels[k][0], draft=(192, 192))
+                    im.thumbnail((192, 192))
+                    ax.imshow(
+                        np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255
+                    )
+                    ax.set_title(panels[k][1], fontsize=7, pad=2)
+        label = c if len(c) <= 16 else c[:15] + "…"
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("synthetic images (framed) between their two main parents (weights)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (1.45 * len(classes) + 0.5)))
     _save(fig, out / "preview.png")

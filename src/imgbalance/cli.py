@@ -438,17 +438,20 @@ def demo(
         "imgbalance-demo"
     ),
 ) -> None:
-    """Build the long-tailed digits demo dataset, then analyze and split it."""
+    """Build the long-tailed digits demo dataset, then analyze, split and balance it."""
+    from .balancing import balance
     from .demo import make_demo_dataset, prepare_demo_dir
-    from .report import print_analysis, print_split, write_analysis
+    from .report import print_analysis, print_balance, print_split, write_analysis
     from .splits import split, write_split
 
     prepare_demo_dir(out)
     data = out / "data"
     counts = make_demo_dataset(data)
     err_console.print(
-        f"built {sum(counts.values())} real handwritten digits in {data} "
-        "(long-tailed: " + ", ".join(f"{n}" for n in counts.values()) + ")"
+        f"built {sum(counts.values())} real handwritten digits in {data} (long-tailed: "
+        + ", ".join(f"{n}" for n in counts.values())
+        + ")",
+        highlight=False,
     )
     catalog = _scan(data, verify=True, workers=1, max_pixels=DEFAULT_MAX_PIXELS)
     print_analysis(catalog, out_console)
@@ -456,8 +459,25 @@ def demo(
     result = split(catalog, seed=42)
     summary = write_split(result, out / "split", materialize="link")
     print_split(result, summary, out_console)
+    out_console.print("\n[bold]Balancing the training split with STEM[/] (SMOTE-ENN, then Mixup)")
+    with _phase_progress() as update:
+        balanced = balance(
+            out / "split" / "train", out / "balanced", method="stem", seed=0, progress=update
+        )
+    print_balance(balanced, out_console)
+    for note in balanced.plan.notes:
+        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
     out_console.print("\n[bold]Outputs[/]")
-    for p in [data, *written, out / "split" / "splits.csv", out / "split" / "train"]:
+    for p in [
+        data,
+        *written,
+        out / "split" / "splits.csv",
+        out / "split" / "train",
+        out / "balanced",
+        out / "balanced" / "manifest.csv",
+        out / "balanced" / "balance_summary.txt",
+        out / "balanced" / "preview.png",
+    ]:
         out_console.print(f"  {p}", highlight=False)
 
 
