@@ -3,8 +3,8 @@
 ``render_recipe`` is a pure function of a recipe and its parent files: parents
 are decoded (EXIF orientation applied), converted to the class's mode (RGB or
 L, see :func:`imgbalance.images.load_image` for alpha, palette and 16-bit),
-resized to the base parent's size (or ``image_size``), blended in float32 and
-rounded to the nearest integer. ``copy`` recipes return the parent's bytes
+resized to the base parent's size (or ``image_size``; bicubic), blended in
+float32 and rounded to the nearest integer. ``copy`` recipes return the parent's bytes
 unchanged. ``render_jobs`` runs many recipes in worker processes, one image
 per worker at a time, and writes each output atomically.
 """
@@ -77,14 +77,23 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
     base = _decoded(job.parents[0], job.mode)
     size = opts.image_size or base.size
     acc: np.ndarray | None = None
+    term: np.ndarray | None = None
     for path, weight in zip(job.parents, job.weights, strict=True):
         im = _decoded(path, job.mode)
         if im.size != size:
-            im = im.resize(size, Image.Resampling.LANCZOS)
-        arr = np.asarray(im, dtype=np.float32)
-        acc = arr * np.float32(weight) if acc is None else acc + arr * np.float32(weight)
-    assert acc is not None  # a recipe always has a parent
-    pixels = np.clip(np.rint(acc), 0, 255).astype(np.uint8)
+            im = im.resize(size, Image.Resampling.BICUBIC)
+        pixels8 = np.asarray(im)  # uint8; multiplying straight into float32 is ~9x faster
+        if acc is None:
+            acc = np.multiply(pixels8, np.float32(weight), dtype=np.float32)
+            term = np.empty_like(acc)
+        else:
+            np.multiply(pixels8, np.float32(weight), out=term, dtype=np.float32)
+            acc += term
+    if acc is None:
+        raise ValueError(f"recipe for {job.out} has no parents")
+    np.rint(acc, out=acc)  # round to nearest (half to even), never truncate
+    np.clip(acc, 0, 255, out=acc)
+    pixels = acc.astype(np.uint8)
     out = Image.fromarray(pixels, mode=job.mode)
     buf = io.BytesIO()
     if job.out.endswith(".jpg"):

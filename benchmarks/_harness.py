@@ -1,0 +1,76 @@
+"""Benchmark helpers: run a command in a subprocess and sample its process tree's RSS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def _rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants (KiB)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _rss_kib(p)
+        todo += _children(p)
+    return total
+
+
+def run_measured(code: str, env: dict[str, str] | None = None,
+                 interval: float = 0.02) -> dict[str, float]:
+    """Run ``python -c code``; return wall seconds and peak RSS of its process tree (MiB).
+
+    The code's last stdout line, if it is ``key=value`` pairs, is parsed into the result.
+    """
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, tree_rss_kib(proc.pid))
+            time.sleep(interval)
+
+    t0 = time.perf_counter()
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    stdout, stderr = proc.communicate()
+    wall = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark command failed:\n{stderr[-3000:]}")
+    result: dict[str, float] = {"wall_s": round(wall, 3), "peak_rss_mib": round(peak / 1024, 1)}
+    last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+    for part in last.split():
+        if "=" in part:
+            k, v = part.split("=", 1)
+            result[k] = float(v)
+    return result
