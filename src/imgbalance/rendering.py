@@ -3,7 +3,7 @@
 ``render_recipe`` is a pure function of a recipe and its parent files: parents
 are decoded (EXIF orientation applied), converted to the class's mode (RGB or
 L, see :func:`imgbalance.images.load_image` for alpha, palette and 16-bit),
-resized to the base parent's size (or ``image_size``; bicubic), blended in
+resized to the base parent's size (or ``image_size``; bilinear), blended in
 float32 and rounded to the nearest integer. ``copy`` recipes return the parent's bytes
 unchanged. ``render_jobs`` runs many recipes in worker processes, one image
 per worker at a time, and writes each output atomically.
@@ -81,7 +81,7 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
     for path, weight in zip(job.parents, job.weights, strict=True):
         im = _decoded(path, job.mode)
         if im.size != size:
-            im = im.resize(size, Image.Resampling.BICUBIC)
+            im = im.resize(size, Image.Resampling.BILINEAR)
         pixels8 = np.asarray(im)  # uint8; multiplying straight into float32 is ~9x faster
         if acc is None:
             acc = np.multiply(pixels8, np.float32(weight), dtype=np.float32)

@@ -1,0 +1,264 @@
+"""imbalanced-learn samplers for in-memory arrays, backed by imgbalance's planners.
+
+They accept ``(n, d)`` feature matrices and ``(n, h, w[, c])`` image stacks,
+plan with the registered method on the (flattened) arrays, and build new rows
+as the recipes' weighted sums of original rows (rounded and clipped for
+integer dtypes, so uint8 images stay valid images). Provenance is exposed as
+``plan_`` (the :class:`~imgbalance.recipes.Plan`) and ``provenance_`` (per
+output row: its original parents and weights); under-sampling and cleaning
+samplers also set ``sample_indices_`` like imbalanced-learn's.
+
+Examples
+--------
+>>> from imgbalance.samplers import OverSampler
+>>> X = np.random.default_rng(0).random((30, 4))
+>>> y = np.array([0] * 24 + [1] * 6)
+>>> X_res, y_res = OverSampler("smote", random_state=0).fit_resample(X, y)
+>>> np.bincount(y_res).tolist()
+[24, 24]
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from imblearn.base import BaseSampler
+from imblearn.over_sampling.base import BaseOverSampler
+from imblearn.under_sampling.base import BaseCleaningSampler, BaseUnderSampler
+
+from .methods import create_pipeline
+from .planner import plan_arrays
+from .recipes import Plan
+
+__all__ = ["CleaningSampler", "HybridSampler", "OverSampler", "UnderSampler"]
+
+
+class _PlanSamplerMixin:
+    """Shared ``_fit_resample``: plan on the rows, then materialise kept + new rows."""
+
+    method: str
+    params: dict[str, Any] | None
+    random_state: Any
+    sampling_strategy_: Any
+    _expected_kind: tuple[str, ...] = ()
+
+    def fit_resample(self, X: Any, y: Any, **fit_params: Any) -> Any:
+        """Like imbalanced-learn's, and also for image stacks ``(n, h, w[, c])``."""
+        arr = np.asarray(X) if not hasattr(X, "toarray") and not hasattr(X, "iloc") else None
+        if arr is not None and arr.ndim > 2:
+            flat = arr.reshape(len(arr), -1)
+            X_res, y_res = super().fit_resample(flat, y, **fit_params)  # type: ignore[misc]
+            return np.asarray(X_res).reshape((-1, *arr.shape[1:])), y_res
+        return super().fit_resample(X, y, **fit_params)  # type: ignore[misc]
+
+    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int] | list[str]:
+        raise NotImplementedError
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.input_tags.sparse = False  # rows are blended as dense arrays
+        tags.input_tags.string = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+    def _fit_resample(self, X: Any, y: np.ndarray) -> tuple[Any, np.ndarray]:
+        from scipy import sparse
+
+        if sparse.issparse(X):  # e.g. a DataFrame of sparse columns: blend dense, return sparse
+            X_res, y_res = self._fit_resample(X.toarray(), y)
+            return type(X)(X_res), y_res
+        method = create_pipeline(self.method, **(self.params or {}))
+        if self._expected_kind and method.kind not in self._expected_kind:
+            raise ValueError(
+                f"{type(self).__name__} needs a method of kind "
+                f'{" or ".join(self._expected_kind)}; "{self.method}" is '
+                f"{method.kind}."
+            )
+        labels, codes = np.unique(y, return_inverse=True)
+        classes = [str(v) for v in labels]
+        counts = np.bincount(codes, minlength=len(labels))
+        # sklearn convention: int, RandomState or None; one Generator is derived from it
+        from sklearn.utils import check_random_state
+
+        rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31))
+        target = self._target(labels, counts)
+        if isinstance(target, list):  # cleaning: the classes it may clean
+            params = dict(self.params or {})
+            params["sampling_strategy"] = target
+            method = create_pipeline(self.method, **params)
+            target_spec: Any = None
+        else:
+            target_spec = target
+        plan = plan_arrays(
+            np.asarray(X, dtype=np.float32), codes, classes, method, target_spec, rng
+        )
+        self.plan_: Plan = plan
+        kept = np.asarray(plan.kept, dtype=np.int64)
+        rows = [X[kept]]
+        labels_out = [y[kept]]
+        provenance: list[tuple[tuple[int, ...], tuple[float, ...]]] = [
+            ((int(i),), (1.0,)) for i in kept
+        ]
+        if plan.recipes:
+            new = np.zeros((len(plan.recipes), X.shape[1]), dtype=np.float64)
+            first = np.empty(len(plan.recipes), dtype=np.int64)
+            for n, r in enumerate(plan.recipes):
+                new[n] = np.asarray(r.weights, dtype=np.float64) @ X[list(r.parents)]
+                first[n] = r.parents[0]
+                provenance.append((r.parents, r.weights))
+            if np.issubdtype(X.dtype, np.integer):
+                info = np.iinfo(X.dtype)
+                new = np.clip(np.rint(new), info.min, info.max)
+            rows.append(new.astype(X.dtype))
+            labels_out.append(y[first])
+        self.provenance_ = provenance
+        if getattr(self, "_sets_sample_indices", False):
+            self.sample_indices_ = kept
+        return np.concatenate(rows), np.concatenate(labels_out)
+
+
+def _constraints(base: Any) -> dict[str, list[Any]]:
+    return {
+        **base._parameter_constraints,
+        "method": [str],
+        "random_state": ["random_state"],
+        "params": [dict, None],
+    }
+
+
+def _strategy_counts(
+    sampling: dict[Any, int], labels: np.ndarray, counts: np.ndarray, add: bool
+) -> dict[str, int]:
+    out = {}
+    for label, n in zip(labels, counts, strict=True):
+        if label in sampling:
+            out[str(label)] = int(n + sampling[label]) if add else int(sampling[label])
+        else:
+            out[str(label)] = int(n)
+    return out
+
+
+class OverSampler(_PlanSamplerMixin, BaseOverSampler):  # type: ignore[misc]
+    """Over-sampling with an imgbalance method (``smote``, ``adasyn``, ``mixup``...).
+
+    Parameters
+    ----------
+    method : str
+        A registered over-sampling method.
+    sampling_strategy : str, float, dict or callable
+        imbalanced-learn's over-sampling strategies.
+    random_state : int, RandomState, Generator or None
+    params : dict or None
+        Method parameters, e.g. ``{"k_neighbors": 3}``.
+    """
+
+    _expected_kind = ("over",)
+    _parameter_constraints = _constraints(BaseOverSampler)
+
+    def __init__(
+        self,
+        method: str = "smote",
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(sampling_strategy=sampling_strategy)
+        self.method = method
+        self.random_state = random_state
+        self.params = params
+
+    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int]:
+        return _strategy_counts(self.sampling_strategy_, labels, counts, add=True)
+
+
+class HybridSampler(_PlanSamplerMixin, BaseSampler):  # type: ignore[misc]
+    """Over-sampling then cleaning (``smote-enn``, ``smote-tomek``, ``stem``, pipelines)."""
+
+    _sampling_type = "over-sampling"
+    _expected_kind = ("hybrid", "over")
+    _parameter_constraints = _constraints(BaseOverSampler)
+
+    def __init__(
+        self,
+        method: str = "smote-enn",
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(sampling_strategy=sampling_strategy)
+        self.method = method
+        self.random_state = random_state
+        self.params = params
+
+    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int]:
+        return _strategy_counts(self.sampling_strategy_, labels, counts, add=True)
+
+
+class UnderSampler(_PlanSamplerMixin, BaseUnderSampler):  # type: ignore[misc]
+    """Under-sampling with an imgbalance method (``random-under``)."""
+
+    _expected_kind = ("under",)
+    _parameter_constraints = _constraints(BaseUnderSampler)
+    _sets_sample_indices = True
+
+    def __init__(
+        self,
+        method: str = "random-under",
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(sampling_strategy=sampling_strategy)
+        self.method = method
+        self.random_state = random_state
+        self.params = params
+
+    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int]:
+        return _strategy_counts(self.sampling_strategy_, labels, counts, add=False)
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.sampler_tags.sample_indices = True
+        return tags
+
+
+class CleaningSampler(_PlanSamplerMixin, BaseCleaningSampler):  # type: ignore[misc]
+    """Cleaning with ``enn`` or ``tomek``; by default every original may be removed,
+    as in imbalanced-learn (``params={"clean_originals": "majority"}`` protects)."""
+
+    _expected_kind = ("clean",)
+    _parameter_constraints = _constraints(BaseCleaningSampler)
+    _sets_sample_indices = True
+
+    def __init__(
+        self,
+        method: str = "enn",
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(sampling_strategy=sampling_strategy)
+        self.method = method
+        self.random_state = random_state
+        self.params = params
+
+    def _fit_resample(self, X: Any, y: np.ndarray) -> tuple[Any, np.ndarray]:
+        params = {"clean_originals": "all", **(self.params or {})}
+        saved, self.params = self.params, params
+        try:
+            return super()._fit_resample(X, y)
+        finally:
+            self.params = saved
+
+    def _target(self, labels: np.ndarray, counts: np.ndarray) -> list[str]:
+        return [str(label) for label in labels if label in self.sampling_strategy_]
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.sampler_tags.sample_indices = True
+        return tags
