@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,17 +14,20 @@ from pathlib import Path
 def _children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
+        with contextlib.suppress(OSError):
             out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
-def _rss_kib(pid: int) -> int:
+def _pss_kib(pid: int) -> int:
+    """Proportional set size: private pages plus a fair share of pages shared with others.
+
+    Summing RSS over forked workers would count the pages they share with their
+    parent (copy-on-write) once per process; PSS counts each page once in total.
+    """
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
                 return int(line.split()[1])
     except OSError:
         pass
@@ -31,24 +35,30 @@ def _rss_kib(pid: int) -> int:
 
 
 def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants (KiB)."""
+    """Memory of a process and all its descendants (KiB, summed PSS)."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        total += _rss_kib(p)
+        total += _pss_kib(p)
         todo += _children(p)
     return total
 
 
-def run_measured(code: str, env: dict[str, str] | None = None,
-                 interval: float = 0.02) -> dict[str, float]:
-    """Run ``python -c code``; return wall seconds and peak RSS of its process tree (MiB).
+def run_measured(
+    code: str, env: dict[str, str] | None = None, interval: float = 0.02
+) -> dict[str, float]:
+    """Run ``python -c code``; return wall seconds and peak memory of its process tree
+    (MiB, summed PSS, reported as ``peak_rss_mib``).
 
     The code's last stdout line, if it is ``key=value`` pairs, is parsed into the result.
     """
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     peak = 0
     stop = threading.Event()
 

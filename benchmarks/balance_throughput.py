@@ -8,6 +8,8 @@ in its own process (peak RSS is the whole process tree's, workers included):
 * ``pure I/O``: for every recipe of the same SMOTE plan, decode its parents
   and encode one image of the base parent's size and format - the floor any
   renderer pays - with the same number of processes;
+* ``I/O + resize``: the same, plus resizing the other parents to the base
+  parent's size, which any blend of parents of different sizes needs;
 * ``tutorial SMOTE``: what common tutorials show - every image resized to
   224x224, flattened into one array, imbalanced-learn ``SMOTE().fit_resample``,
   then each synthetic row saved as a JPEG.
@@ -34,9 +36,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _harness import run_measured  # noqa: E402
+import imgbalance
 
-import imgbalance  # noqa: E402
+from _harness import run_measured
 
 
 def make_tree(root: Path, n: int, seed: int = 0) -> dict[str, int]:
@@ -71,6 +73,7 @@ PURE_IO = """
 import io, os, time, hashlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from PIL import Image
 import imgbalance
 from imgbalance.balancing import _jobs
 from imgbalance.rendering import RenderOptions
@@ -79,6 +82,9 @@ from imgbalance.images import load_image
 def work(jobs):
     for job in jobs:
         ims = [load_image(p).convert(job.mode) for p in job.parents]
+        if {resize}:  # the resize a blend of parents of different sizes needs
+            ims = [ims[0]] + [im.resize(ims[0].size, Image.Resampling.BILINEAR)
+                              for im in ims[1:]]
         buf = io.BytesIO()
         fmt = "JPEG" if job.out.endswith(".jpg") else "PNG"
         kw = dict(quality=95) if fmt == "JPEG" else dict(compress_level=1)
@@ -133,25 +139,38 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
-        "imgbalance": imgbalance.__version__, "date": time.strftime("%Y-%m-%d"),
-        "images": args.images, "repeats": args.repeats, "contenders": {},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "imgbalance": imgbalance.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "images": args.images,
+        "repeats": args.repeats,
+        "contenders": {},
     }
     with tempfile.TemporaryDirectory(prefix="imgbalance-bench-") as tmp:
         src = Path(tmp) / "src"
         t0 = time.perf_counter()
         results["classes"] = make_tree(src, args.images)
-        print(f"generated {args.images} images in {time.perf_counter() - t0:.1f} s: "
-              f"{results['classes']}", flush=True)
+        print(
+            f"generated {args.images} images in {time.perf_counter() - t0:.1f} s: "
+            f"{results['classes']}",
+            flush=True,
+        )
         contenders = {
             "imgbalance smote": BALANCE.replace("{method!r}", "'smote'"),
             "imgbalance stem": BALANCE.replace("{method!r}", "'stem'"),
-            "pure I/O (decode parents, encode one image per recipe)": PURE_IO,
+            "pure I/O (decode parents, encode one image per recipe)": PURE_IO.replace(
+                "{resize}", "False"
+            ),
+            "I/O + resize (decode parents, resize them to the base, encode one image)": (
+                PURE_IO.replace("{resize}", "True")
+            ),
         }
         if not args.skip_tutorial:
-            contenders["tutorial SMOTE (imbalanced-learn on flattened 224x224 arrays)"] = (
-                TUTORIAL)
+            contenders["tutorial SMOTE (imbalanced-learn on flattened 224x224 arrays)"] = TUTORIAL
         table: dict[str, dict[str, float]] = {}
         for name, template in contenders.items():
             runs = []
@@ -168,17 +187,27 @@ def main() -> None:
             table[name] = med
             print(f"{name}: {json.dumps(med)}", flush=True)
         io_rate = table["pure I/O (decode parents, encode one image per recipe)"][
-            "render_images_per_s"]
+            "render_images_per_s"
+        ]
+        io_resize = table[
+            "I/O + resize (decode parents, resize them to the base, encode one image)"
+        ]["render_images_per_s"]
         for name in ("imgbalance smote", "imgbalance stem"):
             table[name]["render_vs_pure_io"] = round(
-                table[name]["render_images_per_s"] / io_rate, 3)
+                table[name]["render_images_per_s"] / io_rate, 3
+            )
+            table[name]["render_vs_io_with_resize"] = round(
+                table[name]["render_images_per_s"] / io_resize, 3
+            )
         tut = table.get("tutorial SMOTE (imbalanced-learn on flattened 224x224 arrays)")
         if tut:
             ib = table["imgbalance smote"]
             table["imgbalance smote"]["speedup_vs_tutorial"] = round(
-                tut["wall_s"] / ib["wall_s"], 2)
+                tut["wall_s"] / ib["wall_s"], 2
+            )
             table["imgbalance smote"]["memory_ratio_vs_tutorial"] = round(
-                tut["peak_rss_mib"] / ib["peak_rss_mib"], 2)
+                tut["peak_rss_mib"] / ib["peak_rss_mib"], 2
+            )
         results["contenders"] = table
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

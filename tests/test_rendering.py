@@ -235,3 +235,27 @@ def test_features_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(features, "thumbnail", boom)
     second = imgbalance.plan(src, "smote", seed=0)
     assert first.plan.to_json() == second.plan.to_json()
+
+
+def test_stem_save_stages(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    out = tmp_path / "out"
+    result = imgbalance.balance(
+        src,
+        out,
+        method="stem",
+        seed=0,
+        workers=1,
+        plots=False,
+        save_stages=True,
+        clean_originals="none",
+    )
+    stage_rows = list(
+        csv.DictReader((out / "stages" / "after_smote_enn" / "manifest.csv").open(encoding="utf-8"))
+    )
+    final_rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    stage = next(s for s in result.plan.log if s.get("stage") == "after_smote_enn")
+    assert len(stage_rows) == sum(stage["after"].values())
+    assert {r["method"] for r in stage_rows} <= {"", "smote"}  # before Mixup
+    assert {r["path"] for r in stage_rows} <= {r["path"] for r in final_rows}
+    assert len(final_rows) - len(stage_rows) == sum(1 for r in final_rows if r["method"] == "mixup")

@@ -40,6 +40,7 @@ _OUR_FILES = (
     "plan.json",
     "preview.png",
     "class_distribution.png",
+    "stages",
     ".imgbalance-journal.jsonl",
 )
 _JOURNAL = ".imgbalance-journal.jsonl"
@@ -278,6 +279,7 @@ def render(
     overwrite: bool = False,
     resume: bool = False,
     plots: bool = True,
+    save_stages: bool = False,
     progress: Progress | None = None,
 ) -> BalanceResult:
     """Render a plan into ``out``: links to kept originals, synthetic images, provenance.
@@ -298,6 +300,9 @@ def render(
         Replace imgbalance's own earlier outputs in ``out``.
     resume
         Continue an interrupted run of the same plan, skipping finished files.
+    save_stages
+        Also write ``stages/<name>/manifest.csv`` for a plan's intermediate stages
+        (STEM: ``after_smote_enn``), pointing at the same files.
     """
     if format not in ("keep", "png", "jpg"):
         raise ValueError(f'format must be "keep", "png" or "jpg", got {format!r}')
@@ -351,8 +356,53 @@ def render(
     timings["render_s"] = round(time.perf_counter() - t1, 3)
     result.manifest = _manifest(the_plan, records, jobs, links, done, root, manifest_only)
     _write_outputs(result, out, timings, plots)
+    if save_stages:
+        _write_stages(result, records, jobs, links, root, out)
     (out / _JOURNAL).unlink(missing_ok=True)
     return result
+
+
+def _write_stages(
+    result: BalanceResult,
+    records: list[ImageRecord],
+    jobs: list[RenderJob],
+    links: list[tuple[int, str]],
+    root: Path,
+    out: Path,
+) -> None:
+    """One manifest per intermediate stage, listing the rows it had (same files)."""
+    by_path = {row["path"]: row for row in result.manifest}
+    original_out = dict(links)
+    original_out.update({-1 - j.index: j.out for j in jobs if j.index < 0})
+    recipe_out = {j.index: j.out for j in jobs if j.index >= 0}
+    for name, stage in result.plan.stages.items():
+        rows = []
+        for i in stage["kept"]:
+            path = original_out.get(i)
+            if path is not None and path in by_path:
+                rows.append(by_path[path])
+            else:  # not in the final output: referenced in place
+                rec = records[i]
+                rows.append(
+                    {
+                        **result.manifest[0],
+                        "path": str(root / rec.path),
+                        "class": rec.class_name,
+                        "label": rec.label,
+                        "origin": "original",
+                        "method": "",
+                        "op": "",
+                        "parents": rec.path,
+                        "weights": "1",
+                        "params": "",
+                        "sha256": rec.sha256,
+                    }
+                )
+        rows += [by_path[recipe_out[n]] for n in stage["recipes"]]
+        with atomic_open_text(out / "stages" / name / "manifest.csv") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(result.manifest[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
 
 
 def balance(
@@ -373,6 +423,7 @@ def balance(
     dry_run: bool = False,
     cache: bool = True,
     plots: bool = True,
+    save_stages: bool = False,
     progress: Progress | None = None,
     **params: Any,
 ) -> BalanceResult:
@@ -390,7 +441,7 @@ def balance(
         Plan only; write nothing.
     features, cache
         Planning feature space and whether to cache features on disk.
-    format, png_compress_level, image_size, manifest_only, overwrite, resume, plots
+    format, png_compress_level, image_size, manifest_only, overwrite, resume, plots, save_stages
         See :func:`render`.
 
     Examples
@@ -425,6 +476,7 @@ def balance(
         overwrite=overwrite,
         resume=resume,
         plots=plots,
+        save_stages=save_stages,
         progress=progress,
     )
 

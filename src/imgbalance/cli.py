@@ -362,6 +362,13 @@ def balance_cmd(
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan; write nothing.")] = False,
+    save_stages: Annotated[
+        bool,
+        typer.Option(
+            help="Also write stages/<name>/manifest.csv for intermediate stages "
+            "(stem: after_smote_enn)."
+        ),
+    ] = False,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run into OUT.")] = False,
     overwrite: Annotated[
         bool, typer.Option(help="Replace imgbalance's earlier outputs in OUT.")
@@ -398,6 +405,7 @@ def balance_cmd(
             overwrite=overwrite,
             resume=resume,
             dry_run=dry_run,
+            save_stages=save_stages,
             progress=update,
             **params,
         )

@@ -69,6 +69,7 @@ class PlanState:
         self.alive = np.ones(len(y), dtype=bool)
         self.log: list[dict[str, Any]] = []
         self.notes: list[str] = []
+        self.stages: dict[str, np.ndarray] = {}
         counts = np.bincount(self._y[0], minlength=len(classes))
         #: the largest class of the input, fixed for the whole plan (cleaning protects the rest)
         self.majority_label = int(np.argmax(counts)) if len(counts) else 0
@@ -177,6 +178,10 @@ class PlanState:
     def remove(self, rows: np.ndarray) -> None:
         self.alive[rows] = False
 
+    def snapshot(self, name: str) -> None:
+        """Remember which rows are alive now, as the named stage (e.g. ``after_smote_enn``)."""
+        self.stages[name] = np.flatnonzero(self.alive)
+
     def record(self, step: str, before: np.ndarray, **extra: Any) -> None:
         after = self.counts()
         self.log.append(
@@ -202,6 +207,8 @@ class Plan:
     log: list[dict[str, Any]]
     notes: list[str]
     config: dict[str, Any]
+    #: named intermediate stages: kept originals and indices into ``recipes``
+    stages: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     @classmethod
     def from_state(
@@ -209,13 +216,26 @@ class Plan:
     ) -> Plan:
         alive = state.alive
         kept = np.flatnonzero(alive[: state.n_originals]).tolist()
-        recipes = [
-            r
-            for r, a in zip(
-                state.recipes[state.n_originals :], alive[state.n_originals :], strict=True
-            )
-            if a and r
-        ]
+        recipes: list[Recipe] = []
+        final_index: dict[int, int] = {}  # state row -> index in ``recipes``
+        for row in range(state.n_originals, len(alive)):
+            recipe = state.recipes[row]
+            if alive[row] and recipe is not None:
+                final_index[row] = len(recipes)
+                recipes.append(recipe)
+        stages = {}
+        for name, rows in state.stages.items():
+            synthetic = [int(r) for r in rows if r >= state.n_originals]
+            missing = [r for r in synthetic if r not in final_index]
+            if missing:  # a stage's image removed later has no file to point to
+                state.notes.append(
+                    f"stage {name}: {len(missing)} image(s) of this stage were "
+                    "removed later and are not rendered."
+                )
+            stages[name] = {
+                "kept": [int(r) for r in rows if r < state.n_originals],
+                "recipes": [final_index[r] for r in synthetic if r in final_index],
+            }
         return cls(
             classes=state.classes,
             n_originals=state.n_originals,
@@ -226,6 +246,7 @@ class Plan:
             log=state.log,
             notes=state.notes,
             config=config,
+            stages=stages,
         )
 
     def counts_before(self) -> dict[str, int]:
@@ -256,6 +277,7 @@ class Plan:
             "log": self.log,
             "notes": self.notes,
             "config": self.config,
+            "stages": self.stages,
         }
 
     def to_json(self) -> str:
@@ -273,4 +295,5 @@ class Plan:
             log=d["log"],
             notes=d["notes"],
             config=d["config"],
+            stages=d.get("stages", {}),
         )

@@ -190,6 +190,7 @@ class STEM(Method):
             stop=stop,
             stage="after_smote_enn",
         )
+        state.snapshot("after_smote_enn")
         Mixup(
             alpha=self.params["mixup_alpha"], fraction=self.params["mixup_fraction"], parents="all"
         ).run(state, "auto", rng)
