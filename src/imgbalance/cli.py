@@ -49,19 +49,22 @@ def _errors_to_exit(func: F) -> F:
 
 
 @contextlib.contextmanager
-def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+def _progress() -> Iterator[Callable[[str, int, int], None]]:
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description:9s}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=err_console,
         transient=True,
     ) as bar:
-        task = bar.add_task(label, total=None)
+        tasks: dict[str, Any] = {}
 
-        def update(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
+        def update(phase: str, done: int, total: int) -> None:
+            """Advance the bar of ``phase`` (scan, features, render), creating it once."""
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
 
         yield update
 
@@ -100,14 +103,14 @@ MaxPixelsOpt = Annotated[
 def _scan(
     data: Path, *, verify: bool, workers: int | None, max_pixels: int, near_duplicates: bool = False
 ) -> Catalog:
-    with _progress(f"scanning {data}") as update:
+    with _progress() as update:
         return scan(
             data,
             verify=verify,
             workers=workers,
             max_pixels=max_pixels,
             near_duplicates=near_duplicates,
-            progress=update,
+            progress=lambda done, total: update(f"scanning {data}", done, total),
         )
 
 
@@ -261,26 +264,6 @@ def _parse_params(items: list[str]) -> dict[str, Any]:
     return out
 
 
-@contextlib.contextmanager
-def _phase_progress() -> Iterator[Callable[[str, int, int], None]]:
-    with Progress(
-        TextColumn("{task.description:9s}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
-        tasks: dict[str, Any] = {}
-
-        def update(phase: str, done: int, total: int) -> None:
-            if phase not in tasks:
-                tasks[phase] = bar.add_task(phase, total=total)
-            bar.update(tasks[phase], completed=done, total=total)
-
-        yield update
-
-
 class OutFormat(str, Enum):
     keep = "keep"
     png = "png"
@@ -389,7 +372,7 @@ def balance_cmd(
             params[key] = value
     if out is None and not dry_run:
         raise ImgBalanceError("Give an output folder (OUT), or --dry-run to only see the plan.")
-    with _phase_progress() as update:
+    with _progress() as update:
         result = balance(
             src,
             out,
@@ -468,7 +451,7 @@ def demo(
     summary = write_split(result, out / "split", materialize="link")
     print_split(result, summary, out_console)
     out_console.print("\n[bold]Balancing the training split with STEM[/] (SMOTE-ENN, then Mixup)")
-    with _phase_progress() as update:
+    with _progress() as update:
         balanced = balance(
             out / "split" / "train", out / "balanced", method="stem", seed=0, progress=update
         )

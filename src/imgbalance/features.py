@@ -12,11 +12,11 @@ re-planning the same files is instant. The cache lives in
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ._fs import atomic_write_bytes
+from ._fs import atomic_path
 from .images import load_image
 
 __all__ = ["FeatureSpec", "cache_dir", "compute_features", "parse_feature_spec"]
@@ -112,21 +112,22 @@ def _cache_file(spec: FeatureSpec, directory: Path) -> Path:
     return directory / "features" / f"{spec.key}.npz"
 
 
-def _load_cache(path: Path) -> dict[str, np.ndarray]:
+def _load_cache(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
+    """Cached ``(sha256 keys, feature rows)``; empty when missing or damaged."""
+    empty: tuple[list[str], np.ndarray] = ([], np.zeros((0, dim), dtype=np.float32))
     if not path.exists():
-        return {}
+        return empty
     try:
         with np.load(path, allow_pickle=False) as data:
-            return dict(zip(data["sha256"].tolist(), data["features"], strict=True))
+            keys, rows = data["sha256"].tolist(), data["features"]
     except (OSError, ValueError, KeyError):
-        return {}  # a damaged cache is rebuilt, never trusted
+        return empty  # a damaged cache is rebuilt, never trusted
+    return (keys, rows) if rows.ndim == 2 and rows.shape == (len(keys), dim) else empty
 
 
-def _save_cache(path: Path, cache: dict[str, np.ndarray]) -> None:
-    keys = sorted(cache)
-    buf = io.BytesIO()
-    np.savez(buf, sha256=np.array(keys), features=np.stack([cache[k] for k in keys]))
-    atomic_write_bytes(path, buf.getvalue())
+def _save_cache(path: Path, keys: list[str], rows: np.ndarray) -> None:
+    with atomic_path(path) as tmp, tmp.open("wb") as fh:  # streamed: no in-memory copy
+        np.savez(fh, sha256=np.array(keys), features=rows)
 
 
 def compute_features(
@@ -145,51 +146,55 @@ def compute_features(
     ``hashes`` are the files' sha256 (from the scan): the cache key. Files that
     cannot be decoded get a row of zeros and an entry ``{index: error}`` in the
     second value; PCA, when asked, is fitted on the other rows with
-    ``random_state`` (deterministic).
+    ``random_state`` (deterministic). Memory: the matrix, plus the cache file's
+    rows while it is read and extended.
     """
     spec = parse_feature_spec(spec)
-    directory = cache_path if cache_path is not None else cache_dir()
-    store = _load_cache(_cache_file(spec, directory)) if cache else {}
-    missing = [i for i, h in enumerate(hashes) if h not in store]
-    todo = [paths[i] for i in missing]
-    batches = [todo[i : i + _BATCH] for i in range(0, len(todo), _BATCH)]
+    dim = spec.size * spec.size * (3 if spec.color == "rgb" else 1)
+    cache_file = _cache_file(spec, cache_path if cache_path is not None else cache_dir())
+    keys, rows = _load_cache(cache_file, dim) if cache else ([], np.zeros((0, dim), np.float32))
+    where = {k: j for j, k in enumerate(keys)}
+    feats = np.zeros((len(paths), dim), dtype=np.float32)
+    missing = []
+    for i, h in enumerate(hashes):
+        j = where.get(h)
+        if j is None:
+            missing.append(i)
+        else:
+            feats[i] = rows[j]
+    batches = [missing[i : i + _BATCH] for i in range(0, len(missing), _BATCH)]
     fn = partial(_thumbnail_batch, size=spec.size, color=spec.color)
     n_workers = min(os.cpu_count() or 1, 8) if workers is None else workers
-    done = len(paths) - len(todo)
+    done = len(paths) - len(missing)
     if progress:
         progress(done, len(paths))
-    results: list[np.ndarray | str] = []
-    if n_workers <= 1 or len(todo) < _PARALLEL_MIN:
-        mapped = map(fn, batches)
-        for batch in mapped:
-            results.extend(batch)
+    failed: dict[int, str] = {}
+    path_batches = [[paths[i] for i in batch] for batch in batches]
+    with contextlib.ExitStack() as stack:
+        if n_workers <= 1 or len(missing) < _PARALLEL_MIN:
+            results: Iterator[list[np.ndarray | str]] = map(fn, path_batches)
+        else:
+            pool = stack.enter_context(ProcessPoolExecutor(max_workers=n_workers))
+            results = pool.map(fn, path_batches)
+        for batch, values in zip(batches, results, strict=True):
+            for i, value in zip(batch, values, strict=True):
+                if isinstance(value, str):
+                    failed[i] = value
+                else:
+                    feats[i] = value
             done += len(batch)
             if progress:
                 progress(done, len(paths))
-    else:
-        with ProcessPoolExecutor(max_workers=n_workers) as pool:
-            for batch in pool.map(fn, batches):
-                results.extend(batch)
-                done += len(batch)
-                if progress:
-                    progress(done, len(paths))
-    failed: dict[int, str] = {}
-    for i, feat in zip(missing, results, strict=True):
-        if isinstance(feat, str):
-            failed[i] = feat
-        else:
-            store[hashes[i]] = feat
-    if cache and len(failed) < len(missing):
-        _save_cache(_cache_file(spec, directory), store)
-    dim = spec.size * spec.size * (3 if spec.color == "rgb" else 1)
-    zero = np.zeros(dim, dtype=np.float32)
-    feats = np.stack([zero if i in failed else store[h] for i, h in enumerate(hashes)])
+    new = {hashes[i]: i for i in missing if i not in failed}  # duplicates stored once
+    if cache and new:
+        _save_cache(cache_file, keys + list(new), np.concatenate([rows, feats[list(new.values())]]))
+    del rows
     if spec.pca is not None:
         ok = np.array([i not in failed for i in range(len(hashes))])
         reduced = np.zeros((len(hashes), min(spec.pca, int(ok.sum()), dim)), dtype=np.float32)
         reduced[ok] = _pca(feats[ok], spec.pca, random_state)
         feats = reduced
-    return feats.astype(np.float32, copy=False), failed
+    return feats, failed
 
 
 def _pca(feats: np.ndarray, n: int, random_state: int) -> np.ndarray:

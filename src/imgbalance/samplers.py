@@ -37,11 +37,30 @@ __all__ = ["CleaningSampler", "HybridSampler", "OverSampler", "UnderSampler"]
 class _PlanSamplerMixin:
     """Shared ``_fit_resample``: plan on the rows, then materialise kept + new rows."""
 
-    method: str
-    params: dict[str, Any] | None
-    random_state: Any
     sampling_strategy_: Any
+    _sampling_type: str
     _expected_kind: tuple[str, ...] = ()
+    _default_method = ""
+    _default_params: dict[str, Any] = {}  # noqa: RUF012 - read-only class default
+    _sets_sample_indices = False
+
+    def __init__(
+        self,
+        method: str | None = None,
+        *,
+        sampling_strategy: Any = "auto",
+        random_state: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(sampling_strategy=sampling_strategy)  # type: ignore[call-arg]
+        self.method = method
+        self.random_state = random_state
+        self.params = params
+
+    @property
+    def _method(self) -> str:
+        """The method to use: ``method``, or the sampler's default when it is None."""
+        return self.method or self._default_method
 
     def fit_resample(self, X: Any, y: Any, **fit_params: Any) -> Any:
         """Like imbalanced-learn's, and also for image stacks ``(n, h, w[, c])``."""
@@ -53,13 +72,26 @@ class _PlanSamplerMixin:
         return super().fit_resample(X, y, **fit_params)  # type: ignore[misc]
 
     def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int] | list[str]:
-        raise NotImplementedError
+        """Target counts per class name, or for cleaning the classes that may be cleaned."""
+        if self._sampling_type == "clean-sampling":
+            return [str(label) for label in labels if label in self.sampling_strategy_]
+        add = self._sampling_type == "over-sampling"  # imbalanced-learn gives numbers to add
+        return {
+            str(label): int(n + self.sampling_strategy_.get(label, 0))
+            if add
+            else int(self.sampling_strategy_.get(label, n))
+            for label, n in zip(labels, counts, strict=True)
+        }
+
+    def _method_params(self) -> dict[str, Any]:
+        return {**self._default_params, **(self.params or {})}
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()  # type: ignore[misc]
         tags.input_tags.sparse = False  # rows are blended as dense arrays
         tags.input_tags.string = False
         tags.input_tags.allow_nan = False
+        tags.sampler_tags.sample_indices = self._sets_sample_indices
         return tags
 
     def _fit_resample(self, X: Any, y: np.ndarray) -> tuple[Any, np.ndarray]:
@@ -68,11 +100,11 @@ class _PlanSamplerMixin:
         if sparse.issparse(X):  # e.g. a DataFrame of sparse columns: blend dense, return sparse
             X_res, y_res = self._fit_resample(X.toarray(), y)
             return type(X)(X_res), y_res
-        method = create_pipeline(self.method, **(self.params or {}))
+        method = create_pipeline(self._method, **self._method_params())
         if self._expected_kind and method.kind not in self._expected_kind:
             raise ValueError(
                 f"{type(self).__name__} needs a method of kind "
-                f'{" or ".join(self._expected_kind)}; "{self.method}" is '
+                f'{" or ".join(self._expected_kind)}; "{self._method}" is '
                 f"{method.kind}."
             )
         labels, codes = np.unique(y, return_inverse=True)
@@ -84,9 +116,9 @@ class _PlanSamplerMixin:
         rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31))
         target = self._target(labels, counts)
         if isinstance(target, list):  # cleaning: the classes it may clean
-            params = dict(self.params or {})
+            params = self._method_params()
             params["sampling_strategy"] = target
-            method = create_pipeline(self.method, **params)
+            method = create_pipeline(self._method, **params)
             target_spec: Any = None
         else:
             target_spec = target
@@ -113,7 +145,7 @@ class _PlanSamplerMixin:
             rows.append(new.astype(X.dtype))
             labels_out.append(y[first])
         self.provenance_ = provenance
-        if getattr(self, "_sets_sample_indices", False):
+        if self._sets_sample_indices:
             self.sample_indices_ = kept
         return np.concatenate(rows), np.concatenate(labels_out)
 
@@ -127,50 +159,23 @@ def _constraints(base: Any) -> dict[str, list[Any]]:
     }
 
 
-def _strategy_counts(
-    sampling: dict[Any, int], labels: np.ndarray, counts: np.ndarray, add: bool
-) -> dict[str, int]:
-    out = {}
-    for label, n in zip(labels, counts, strict=True):
-        if label in sampling:
-            out[str(label)] = int(n + sampling[label]) if add else int(sampling[label])
-        else:
-            out[str(label)] = int(n)
-    return out
-
-
 class OverSampler(_PlanSamplerMixin, BaseOverSampler):  # type: ignore[misc]
     """Over-sampling with an imgbalance method (``smote``, ``adasyn``, ``mixup``...).
 
     Parameters
     ----------
-    method : str
-        A registered over-sampling method.
+    method : str or None
+        A registered over-sampling method (default ``smote``).
     sampling_strategy : str, float, dict or callable
         imbalanced-learn's over-sampling strategies.
-    random_state : int, RandomState, Generator or None
+    random_state : int, RandomState or None
     params : dict or None
         Method parameters, e.g. ``{"k_neighbors": 3}``.
     """
 
     _expected_kind = ("over",)
+    _default_method = "smote"
     _parameter_constraints = _constraints(BaseOverSampler)
-
-    def __init__(
-        self,
-        method: str = "smote",
-        *,
-        sampling_strategy: Any = "auto",
-        random_state: Any = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(sampling_strategy=sampling_strategy)
-        self.method = method
-        self.random_state = random_state
-        self.params = params
-
-    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int]:
-        return _strategy_counts(self.sampling_strategy_, labels, counts, add=True)
 
 
 class HybridSampler(_PlanSamplerMixin, BaseSampler):  # type: ignore[misc]
@@ -178,52 +183,17 @@ class HybridSampler(_PlanSamplerMixin, BaseSampler):  # type: ignore[misc]
 
     _sampling_type = "over-sampling"
     _expected_kind = ("hybrid", "over")
+    _default_method = "smote-enn"
     _parameter_constraints = _constraints(BaseOverSampler)
-
-    def __init__(
-        self,
-        method: str = "smote-enn",
-        *,
-        sampling_strategy: Any = "auto",
-        random_state: Any = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(sampling_strategy=sampling_strategy)
-        self.method = method
-        self.random_state = random_state
-        self.params = params
-
-    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int]:
-        return _strategy_counts(self.sampling_strategy_, labels, counts, add=True)
 
 
 class UnderSampler(_PlanSamplerMixin, BaseUnderSampler):  # type: ignore[misc]
     """Under-sampling with an imgbalance method (``random-under``)."""
 
     _expected_kind = ("under",)
+    _default_method = "random-under"
     _parameter_constraints = _constraints(BaseUnderSampler)
     _sets_sample_indices = True
-
-    def __init__(
-        self,
-        method: str = "random-under",
-        *,
-        sampling_strategy: Any = "auto",
-        random_state: Any = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(sampling_strategy=sampling_strategy)
-        self.method = method
-        self.random_state = random_state
-        self.params = params
-
-    def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int]:
-        return _strategy_counts(self.sampling_strategy_, labels, counts, add=False)
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.sampler_tags.sample_indices = True
-        return tags
 
 
 class CleaningSampler(_PlanSamplerMixin, BaseCleaningSampler):  # type: ignore[misc]
@@ -231,34 +201,7 @@ class CleaningSampler(_PlanSamplerMixin, BaseCleaningSampler):  # type: ignore[m
     as in imbalanced-learn (``params={"clean_originals": "majority"}`` protects)."""
 
     _expected_kind = ("clean",)
+    _default_method = "enn"
+    _default_params: dict[str, Any] = {"clean_originals": "all"}  # noqa: RUF012
     _parameter_constraints = _constraints(BaseCleaningSampler)
     _sets_sample_indices = True
-
-    def __init__(
-        self,
-        method: str = "enn",
-        *,
-        sampling_strategy: Any = "auto",
-        random_state: Any = None,
-        params: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(sampling_strategy=sampling_strategy)
-        self.method = method
-        self.random_state = random_state
-        self.params = params
-
-    def _fit_resample(self, X: Any, y: np.ndarray) -> tuple[Any, np.ndarray]:
-        params = {"clean_originals": "all", **(self.params or {})}
-        saved, self.params = self.params, params
-        try:
-            return super()._fit_resample(X, y)
-        finally:
-            self.params = saved
-
-    def _target(self, labels: np.ndarray, counts: np.ndarray) -> list[str]:
-        return [str(label) for label in labels if label in self.sampling_strategy_]
-
-    def __sklearn_tags__(self) -> Any:
-        tags = super().__sklearn_tags__()
-        tags.sampler_tags.sample_indices = True
-        return tags

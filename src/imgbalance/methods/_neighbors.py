@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn import config_context
 from sklearn.neighbors import NearestNeighbors
 
 from ..errors import ImgBalanceError
 
 FALLBACKS = ("adapt", "error", "random-over")
+_WORKING_MEMORY_MIB = 64
 
 
 def neighbours(X_fit: np.ndarray, k: int, X_query: np.ndarray | None = None) -> np.ndarray:
@@ -18,7 +20,9 @@ def neighbours(X_fit: np.ndarray, k: int, X_query: np.ndarray | None = None) -> 
     """
     nn = NearestNeighbors(n_neighbors=k + 1).fit(X_fit)
     query = X_fit if X_query is None else X_query
-    return np.asarray(nn.kneighbors(query, return_distance=False)[:, 1:])
+    # Distances are computed in chunks of this many MiB (scikit-learn's default is 1 GiB).
+    with config_context(working_memory=_WORKING_MEMORY_MIB):
+        return np.asarray(nn.kneighbors(query, return_distance=False)[:, 1:])
 
 
 def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> int | None:
