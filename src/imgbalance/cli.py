@@ -94,7 +94,12 @@ VerifyOpt = Annotated[
     bool,
     typer.Option("--verify", help="Decode every image fully to find corrupt pixel data (slower)."),
 ]
-WorkersOpt = Annotated[int | None, typer.Option(help="Processes for scanning (default: CPUs).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Worker processes for scanning, features and rendering (default: the CPUs, at most 8)."
+    ),
+]
 MaxPixelsOpt = Annotated[
     int, typer.Option(help="Larger images are reported as decompression bombs and never decoded.")
 ]

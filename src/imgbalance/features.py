@@ -1,9 +1,10 @@
 """Compact feature matrices for planning: ``thumbnail`` (default) and ``pca:N``.
 
 A thumbnail is the image area-averaged to ``size`` x ``size`` (RGB or gray),
-scaled to [0, 1], as float32. It is linear in the pixels, so the feature of a
-blend is (up to resizing) the blend of the features: iterated methods can
-clean synthetic samples without rendering them.
+scaled to [0, 1], as float32; the default, 16 x 16 RGB, has 768 dimensions.
+It is linear in the pixels, so the feature of a blend is (up to resizing) the
+blend of the features: iterated methods can clean synthetic samples without
+rendering them.
 
 Features are cached on disk per spec, keyed by each file's sha256, so
 re-planning the same files is instant. The cache lives in
@@ -36,9 +37,10 @@ _PARALLEL_MIN = 128
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """``thumbnail[:SIZE][:rgb|gray]`` optionally followed by PCA to ``pca`` dimensions."""
+    """``thumbnail[:SIZE][:rgb|gray]`` (default 16, rgb), optionally reduced by PCA to ``pca``
+    dimensions."""
 
-    size: int = 32
+    size: int = 16
     color: str = "rgb"
     pca: int | None = None
 
@@ -57,7 +59,7 @@ _SPEC = re.compile(
 
 
 def parse_feature_spec(text: str | FeatureSpec) -> FeatureSpec:
-    """Parse ``thumbnail``, ``thumbnail:16:gray``, ``pca:50`` or ``pca:50:thumbnail:32``."""
+    """Parse ``thumbnail``, ``thumbnail:32:gray``, ``pca:50`` or ``pca:50:thumbnail:32``."""
     if isinstance(text, FeatureSpec):
         return text
     if text.startswith("embedding:"):
@@ -69,9 +71,9 @@ def parse_feature_spec(text: str | FeatureSpec) -> FeatureSpec:
     if not text.strip() or m is None:
         raise ValueError(
             f'Unknown feature space "{text}". Use "thumbnail[:SIZE][:rgb|gray]" '
-            '(default "thumbnail:32:rgb") or "pca:N[:thumbnail...]".'
+            '(default "thumbnail:16:rgb") or "pca:N[:thumbnail...]".'
         )
-    size = int(m["size"] or 32)
+    size = int(m["size"] or 16)
     pca = int(m["pca"]) if m["pca"] else None
     if not 2 <= size <= 256:
         raise ValueError(f"thumbnail size must be between 2 and 256, got {size}")

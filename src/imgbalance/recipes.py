@@ -130,7 +130,12 @@ class PlanState:
     ) -> None:
         """Append ``(1 - lam) * row_a + lam * row_b`` for each triple, as recipes."""
         X = self.X
-        new_X = X[rows_a] + lam[:, None].astype(np.float32) * (X[rows_b] - X[rows_a])
+        new_X = X[rows_b]  # a new array (fancy indexing); computed in place from here
+        base = X[rows_a]
+        new_X -= base
+        new_X *= lam[:, None].astype(np.float32)
+        new_X += base
+        del base
         recipes = []
         for a, b, t in zip(rows_a.tolist(), rows_b.tolist(), lam.tolist(), strict=True):
             pa, wa = self.flatten(a)
