@@ -89,7 +89,7 @@ def main() -> None:
                 )
                 r = run_measured(code, env={"IMGBALANCE_CACHE_DIR": str(Path(tmp) / f"c{size}")})
                 r["n_images"] = n
-                r["features_mib"] = round(n * 32 * 32 * 3 * 4 / 2**20, 1)
+                r["original_features_mib"] = round(n * 16 * 16 * 3 * 4 / 2**20, 1)  # default spec
                 results[name].append(r)
                 print(f"{name} N={n}: {json.dumps(r)}", flush=True)
     if args.out:
