@@ -14,10 +14,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from .images import load_image
 __all__ = ["RenderJob", "RenderOptions", "output_extension", "render_jobs", "render_recipe"]
 
 _FORMAT_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png"}
-_PARENT_CACHE = 16  # decoded parents kept per worker (parents repeat across recipes)
+_CACHE_BYTES = 128 << 20  # decoded parents kept per worker (parents repeat across recipes)
 _CHUNK = 8
 
 
@@ -64,9 +65,39 @@ def output_extension(base_format: str | None, opts: RenderOptions) -> str:
     return _FORMAT_EXT.get(base_format or "", ".png")
 
 
-@lru_cache(maxsize=_PARENT_CACHE)
-def _decoded(path: str, mode: str) -> Image.Image:
-    return load_image(path).convert(mode)
+class _PixelCache:
+    """Least-recently-used parent pixels, bounded in bytes (one per worker process)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.items: OrderedDict[tuple[str, str, tuple[int, int] | None], np.ndarray] = OrderedDict()
+        self.bytes = 0
+
+    def get(self, path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
+        """Pixels of ``path`` in ``mode``, resized to ``size`` (None: native size)."""
+        key = (path, mode, size)
+        arr = self.items.get(key)
+        if arr is not None:
+            self.items.move_to_end(key)
+            return arr
+        if size is None:
+            arr = np.asarray(load_image(path).convert(mode))
+        else:
+            native = self.get(path, mode, None)
+            if native.shape[1::-1] == size:  # (h, w[, c]) -> (w, h)
+                return native
+            resized = Image.fromarray(native).resize(size, Image.Resampling.BILINEAR)
+            arr = np.asarray(resized)
+        arr.flags.writeable = False  # shared by later recipes
+        self.items[key] = arr
+        self.bytes += arr.nbytes
+        while self.bytes > self.max_bytes and len(self.items) > 1:
+            _, old = self.items.popitem(last=False)
+            self.bytes -= old.nbytes
+        return arr
+
+
+_CACHE = _PixelCache(_CACHE_BYTES)
 
 
 def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
@@ -74,15 +105,12 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
     if job.op == "copy" and opts.image_size is None:
         with open(job.parents[0], "rb") as fh:
             return fh.read()
-    base = _decoded(job.parents[0], job.mode)
-    size = opts.image_size or base.size
+    base = _CACHE.get(job.parents[0], job.mode, None)
+    size = opts.image_size or (base.shape[1], base.shape[0])
     acc: np.ndarray | None = None
     term: np.ndarray | None = None
     for path, weight in zip(job.parents, job.weights, strict=True):
-        im = _decoded(path, job.mode)
-        if im.size != size:
-            im = im.resize(size, Image.Resampling.BILINEAR)
-        pixels8 = np.asarray(im)  # uint8; multiplying straight into float32 is ~9x faster
+        pixels8 = _CACHE.get(path, job.mode, size)  # uint8: into float32 directly is ~9x faster
         if acc is None:
             acc = np.multiply(pixels8, np.float32(weight), dtype=np.float32)
             term = np.empty_like(acc)
@@ -127,6 +155,9 @@ def render_jobs(
     ``on_done`` is called after each chunk is on disk (used for the resume journal).
     """
     n_workers = min(os.cpu_count() or 1, 8) if workers is None else max(1, workers)
+    # Jobs sharing parents run next to each other, so decoded and resized parents are
+    # reused from the worker's cache; each output's name and bytes do not depend on order.
+    jobs = sorted(jobs, key=lambda j: (j.parents, j.index))
     chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
     fn = partial(_render_chunk, root=str(root), opts=opts)
     if n_workers == 1 or len(jobs) <= _CHUNK:
