@@ -30,7 +30,7 @@ from .images import load_image
 __all__ = ["RenderJob", "RenderOptions", "output_extension", "render_jobs", "render_recipe"]
 
 _FORMAT_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png"}
-_CACHE_BYTES = 128 << 20  # decoded parents kept per worker (parents repeat across recipes)
+_CACHE_BYTES = 32 << 20  # decoded parents kept per worker (parents repeat across recipes)
 _CHUNK = 8
 
 
