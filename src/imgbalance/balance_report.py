@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .catalog import ratios
 from .images import load_image
 from .plots import _pyplot, _save
 
@@ -18,14 +19,14 @@ __all__ = ["plot_balance", "summary_text"]
 
 def _dist(title: str, counts: dict[str, int]) -> list[str]:
     total = sum(counts.values())
-    nz = [n for n in counts.values() if n]
+    r = ratios(counts)
     lines = [title]
     for c, n in counts.items():
         lines.append(f"  {c:30s} {n:7d}  ({n / total:6.1%})" if total else f"  {c:30s} {n:7d}")
-    if nz:
+    if r["balance_ratio"] is not None:
         lines.append(
-            f"  total {total}; balance_ratio min/max = {min(nz) / max(nz):.4f}; "
-            f"imbalance_ratio max/min = {max(nz) / min(nz):.2f}"
+            f"  total {total}; balance_ratio min/max = {r['balance_ratio']:.4f}; "
+            f"imbalance_ratio max/min = {r['imbalance_ratio']:.2f}"
         )
     return lines
 

@@ -11,6 +11,7 @@ Output layout (ImageFolder)::
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ._fs import atomic_open_text, atomic_write_text, check_output_dir, link_or_copy
-from .catalog import Catalog, ImageRecord
+from .catalog import Catalog, ImageRecord, ratios
 from .errors import DatasetError, ImgBalanceError, OutputError
 from .features import compute_features, parse_feature_spec
 from .methods import Method, create_pipeline
@@ -80,13 +81,6 @@ class BalanceResult:
     @property
     def counts_after(self) -> dict[str, int]:
         return self.plan.counts_after()
-
-
-def _ratios(counts: dict[str, int]) -> dict[str, float | None]:
-    nz = [n for n in counts.values() if n > 0]
-    if not nz:
-        return {"balance_ratio": None, "imbalance_ratio": None}
-    return {"balance_ratio": min(nz) / max(nz), "imbalance_ratio": max(nz) / min(nz)}
 
 
 def _class_modes(records: list[ImageRecord], classes: list[str]) -> dict[int, str]:
@@ -259,8 +253,6 @@ def _prepare_out(
 
 
 def _sha256(path: Path) -> str | None:
-    import hashlib
-
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError:
@@ -581,8 +573,8 @@ def _write_outputs(
         "class_to_idx": {c: i for i, c in enumerate(p.classes)},
         "before": before,
         "after": after,
-        "before_ratios": _ratios(before),
-        "after_ratios": _ratios(after),
+        "before_ratios": ratios(before),
+        "after_ratios": ratios(after),
         "synthetic": p.synthetic_by_op(),
         "removed_originals": p.n_originals - len(p.kept),
         "steps": p.log,

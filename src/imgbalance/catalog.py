@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Catalog", "ImageRecord", "Problem", "Skipped"]
+__all__ = ["Catalog", "ImageRecord", "Problem", "Skipped", "ratios"]
 
 SEVERITIES = ("error", "warning", "info")
+
+
+def ratios(counts: Mapping[str, int]) -> dict[str, float | None]:
+    """Both ratios of class counts, over non-empty classes (None when all are empty).
+
+    ``balance_ratio = min/max`` (STEM's ``target_ratio``) and
+    ``imbalance_ratio = max/min`` (the literature's IR); 1.0 is balanced.
+    """
+    nz = [n for n in counts.values() if n > 0]
+    if not nz:
+        return {"balance_ratio": None, "imbalance_ratio": None}
+    return {"balance_ratio": min(nz) / max(nz), "imbalance_ratio": max(nz) / min(nz)}
 
 
 @dataclass(frozen=True)
@@ -122,20 +134,15 @@ class Catalog:
             out[r.class_name] += 1
         return out
 
-    def _nonzero(self) -> list[int]:
-        return [n for n in self.counts().values() if n > 0]
-
     @property
     def balance_ratio(self) -> float | None:
         """``min/max`` of the non-empty class counts (1.0 is balanced); STEM's target_ratio."""
-        n = self._nonzero()
-        return min(n) / max(n) if n else None
+        return ratios(self.counts())["balance_ratio"]
 
     @property
     def imbalance_ratio(self) -> float | None:
         """``max/min`` of the non-empty class counts (1.0 is balanced); the literature's IR."""
-        n = self._nonzero()
-        return max(n) / min(n) if n else None
+        return ratios(self.counts())["imbalance_ratio"]
 
     def minority_classes(self, threshold: float = 0.5) -> list[str]:
         """Non-empty classes with fewer than ``threshold`` x the largest class's images."""

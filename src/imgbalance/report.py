@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ._fs import atomic_write_text
+from .catalog import ratios
 
 if TYPE_CHECKING:
     from .balancing import BalanceResult
@@ -194,9 +195,9 @@ def print_balance(result: BalanceResult, console: Console) -> None:
         )
     console.print(table)
     for label, counts in (("before", before), ("after", after)):
-        nz = [n for n in counts.values() if n]
-        if nz:
+        r = ratios(counts)
+        if r["balance_ratio"] is not None:
             console.print(
-                f"{label:6s}: balance_ratio min/max = {min(nz) / max(nz):.4f}, "
-                f"imbalance_ratio max/min = {max(nz) / min(nz):.2f}"
+                f"{label:6s}: balance_ratio min/max = {r['balance_ratio']:.4f}, "
+                f"imbalance_ratio max/min = {r['imbalance_ratio']:.2f}"
             )
