@@ -21,13 +21,17 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-# pytest exits 5 when it collects no tests; make treats that as a failure.
-test: lint
-	$(BIN)/pytest
+# The torch extra (augment, embeddings, training). These pins are the tested pair on
+# Linux x86_64, Python 3.11; the tests of those features need them.
+$(VENV)/.torch: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet 'torch==2.14.1' 'torchvision==0.29.1'
+	touch $@
 
-# The training extra. These pins are the tested pair on Linux x86_64, Python 3.11.
-torch: $(VENV)/.installed
-	$(BIN)/python -m pip install 'torch==2.14.1' 'torchvision==0.29.1'
+torch: $(VENV)/.torch
+
+# pytest exits 5 when it collects no tests; make treats that as a failure.
+test: lint $(VENV)/.torch
+	$(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) imgbalance-demo .pytest_cache .mypy_cache .ruff_cache

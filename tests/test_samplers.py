@@ -65,3 +65,22 @@ def test_in_an_imblearn_pipeline_and_wrong_kind() -> None:
     assert model.predict(X).shape == (80,)
     with pytest.raises(ValueError, match='needs a method of kind over; "enn" is clean'):
         OverSampler("enn").fit_resample(X, y)
+
+
+def test_augment_on_image_stacks_and_not_on_features() -> None:
+    pytest.importorskip("torchvision", reason="augment needs the torch extra")
+    from PIL import Image
+
+    from imgbalance.augment import apply_augment
+
+    rng = np.random.default_rng(2)
+    X = rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)
+    y = np.array([0] * 9 + [1] * 3)
+    sampler = OverSampler("augment", random_state=0)
+    X_res, y_res = sampler.fit_resample(X, y)
+    assert X_res.shape == (18, 8, 8, 3) and (y_res == 1).sum() == 9
+    for row, recipe in zip(X_res[12:], sampler.plan_.recipes, strict=True):
+        expected = apply_augment(Image.fromarray(X[recipe.parents[0]]), recipe.params)
+        np.testing.assert_array_equal(row, np.asarray(expected))
+    with pytest.raises(ValueError, match="augment needs images"):
+        OverSampler("augment", random_state=0).fit_resample(X.reshape(12, -1), y)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -102,6 +103,22 @@ def plot_balance(result: BalanceResult, out: Path, per_class: int = 2, seed: int
     _plot_preview(result, out, per_class, seed)
 
 
+def _caption(row: dict[str, str]) -> str:
+    """Short title of a synthetic image: the op, and for augment what was done."""
+    if row["op"] != "augment":
+        return row["op"]
+    p = json.loads(row["params"])
+    bits = [n for n in ("hflip", "vflip") if p.get(n)]
+    if p.get("quarter_turns"):
+        bits.append(f"{90 * p['quarter_turns']}°")
+    if p.get("angle"):
+        bits.append(f"{p['angle']:+.0f}°")
+    for key, short in (("brightness", "b"), ("contrast", "c"), ("saturation", "s")):
+        if p.get(key, 1.0) != 1.0:
+            bits.append(f"{short}{p[key]:.2f}")
+    return " ".join(bits) or "augment"
+
+
 def _plot_preview(
     result: BalanceResult, out: Path, per_class: int, seed: int, max_classes: int = 16
 ) -> None:
@@ -132,8 +149,8 @@ def _plot_preview(
                     :2
                 ]
                 panels = [
-                    (root / main[0][1], f"w={main[0][0]:.2f}"),
-                    (out / row["path"], row["op"]),
+                    (root / main[0][1], "parent" if len(main) == 1 else f"w={main[0][0]:.2f}"),
+                    (out / row["path"], _caption(row)),
                 ]
                 if len(main) > 1:
                     panels.append((root / main[1][1], f"w={main[1][0]:.2f}"))
@@ -154,6 +171,9 @@ def _plot_preview(
                     ax.set_title(panels[k][1], fontsize=7, pad=2)
         label = c if len(c) <= 16 else c[:15] + "…"
         axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle("synthetic images (framed) between their two main parents (weights)", fontsize=9)
+    fig.suptitle(
+        "synthetic images (framed) beside their parents (two main parents of a blend, by weight)",
+        fontsize=9,
+    )
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (1.45 * len(classes) + 0.5)))
     _save(fig, out / "preview.png")

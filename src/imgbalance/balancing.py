@@ -159,6 +159,11 @@ def plan(
         target,
         seed,
         originals=[r.path for r in records],
+        feature_shape=(
+            None
+            if spec.pca is not None
+            else (spec.size, spec.size, 3 if spec.color == "rgb" else 1)
+        ),
     )
     the_plan.notes[:0] = notes
     the_plan.config.update({"features": str(spec), "source": str(root)})
@@ -205,6 +210,7 @@ def _jobs(
                 parents=tuple(str(root / records[p].path) for p in r.parents),
                 weights=r.weights,
                 mode=modes[r.label],
+                augment=r.params if r.op == "augment" else None,
             )
         )
     return jobs, links
@@ -545,7 +551,10 @@ def _manifest(
                 "op": r.op,
                 "parents": ";".join(records[p].path for p in r.parents),
                 "weights": ";".join(f"{w:.6f}" for w in r.weights),
-                "params": json.dumps(r.params, sort_keys=True),
+                "params": json.dumps(
+                    r.params if r.seed is None else {**r.params, "image_seed": r.seed},
+                    sort_keys=True,
+                ),
                 "seed": seed,
                 "sha256": sha,
             }

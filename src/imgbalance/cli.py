@@ -314,8 +314,8 @@ def balance_cmd(
     small_class_fallback: Annotated[
         str | None,
         typer.Option(
-            help="A class with fewer than k+1 images: adapt (lower k; the default), error, or "
-            "random-over."
+            help="A class with fewer than k+1 images: adapt (lower k; the default), error, "
+            "random-over (copies) or augment (augmented copies; needs the torch extra)."
         ),
     ] = None,
     clean_originals: Annotated[

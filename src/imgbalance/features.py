@@ -45,6 +45,11 @@ class FeatureSpec:
     pca: int | None = None
 
     @property
+    def shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the thumbnail."""
+        return (self.size, self.size, 3 if self.color == "rgb" else 1)
+
+    @property
     def key(self) -> str:
         return f"thumbnail-{self.size}-{self.color}"
 

@@ -22,6 +22,7 @@ def plan_arrays(
     target: Target | None = None,
     random_state: int | np.random.Generator = 0,
     originals: list[str] | None = None,
+    feature_shape: tuple[int, int, int] | None = None,
     **params: Any,
 ) -> Plan:
     """Plan a method on features ``X`` (n x d) with labels ``y`` (indices into ``classes``).
@@ -37,6 +38,9 @@ def plan_arrays(
         ``target_ratio``).
     random_state
         Seed (or Generator) of every random choice.
+    feature_shape
+        ``(height, width, channels)`` when the rows of ``X`` are flattened
+        thumbnails in [0, 1]: ``augment`` then plans on augmented thumbnails.
     params
         Method parameters (``k_neighbors=3``...); a pipeline passes each to the
         steps that accept it.
@@ -68,6 +72,10 @@ def plan_arrays(
         else (np.random.default_rng(random_state))
     )
     state = PlanState(X, y, classes)
+    if feature_shape is not None:
+        if int(np.prod(feature_shape)) != X.shape[1]:
+            raise ValueError(f"feature_shape {feature_shape} does not match {X.shape[1]} columns.")
+        state.feature_shape = tuple(feature_shape)  # type: ignore[assignment]
     m.run(state, resolved, rng)
     config = {
         **m.describe(),

@@ -70,6 +70,8 @@ class PlanState:
         self.log: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.stages: dict[str, np.ndarray] = {}
+        #: (height, width, channels) when feature rows are thumbnails, else None
+        self.feature_shape: tuple[int, int, int] | None = None
         counts = np.bincount(self._y[0], minlength=len(classes))
         #: the largest class of the input, fixed for the whole plan (cleaning protects the rest)
         self.majority_label = int(np.argmax(counts)) if len(counts) else 0

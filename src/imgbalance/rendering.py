@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -54,6 +55,7 @@ class RenderJob:
     parents: tuple[str, ...]  # absolute paths of the original files
     weights: tuple[float, ...]
     mode: str  # RGB or L
+    augment: dict[str, Any] | None = None  # drawn parameters of an ``augment`` recipe
 
 
 def output_extension(base_format: str | None, opts: RenderOptions) -> str:
@@ -107,6 +109,13 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
             return fh.read()
     base = _CACHE.get(job.parents[0], job.mode, None)
     size = opts.image_size or (base.shape[1], base.shape[0])
+    if job.op == "augment":
+        if job.augment is None:
+            raise ValueError(f"augment recipe for {job.out} has no parameters")
+        from .augment import apply_augment
+
+        parent = Image.fromarray(_CACHE.get(job.parents[0], job.mode, size))
+        return _encode(apply_augment(parent, job.augment), job.out, opts)
     acc: np.ndarray | None = None
     term: np.ndarray | None = None
     for path, weight in zip(job.parents, job.weights, strict=True):
@@ -122,12 +131,15 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
     np.rint(acc, out=acc)  # round to nearest (half to even), never truncate
     np.clip(acc, 0, 255, out=acc)
     pixels = acc.astype(np.uint8)
-    out = Image.fromarray(pixels, mode=job.mode)
+    return _encode(Image.fromarray(pixels), job.out, opts)
+
+
+def _encode(image: Image.Image, out: str, opts: RenderOptions) -> bytes:
     buf = io.BytesIO()
-    if job.out.endswith(".jpg"):
-        out.save(buf, format="JPEG", quality=opts.jpeg_quality)
+    if out.endswith(".jpg"):
+        image.save(buf, format="JPEG", quality=opts.jpeg_quality)
     else:
-        out.save(buf, format="PNG", compress_level=opts.png_compress_level)
+        image.save(buf, format="PNG", compress_level=opts.png_compress_level)
     return buf.getvalue()
 
 

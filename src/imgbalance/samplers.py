@@ -65,11 +65,32 @@ class _PlanSamplerMixin:
     def fit_resample(self, X: Any, y: Any, **fit_params: Any) -> Any:
         """Like imbalanced-learn's, and also for image stacks ``(n, h, w[, c])``."""
         arr = np.asarray(X) if not hasattr(X, "toarray") and not hasattr(X, "iloc") else None
+        self._image_shape: tuple[int, ...] | None = None
         if arr is not None and arr.ndim > 2:
             flat = arr.reshape(len(arr), -1)
-            X_res, y_res = super().fit_resample(flat, y, **fit_params)  # type: ignore[misc]
+            self._image_shape = arr.shape[1:]
+            try:
+                X_res, y_res = super().fit_resample(flat, y, **fit_params)  # type: ignore[misc]
+            finally:
+                self._image_shape = None
             return np.asarray(X_res).reshape((-1, *arr.shape[1:])), y_res
         return super().fit_resample(X, y, **fit_params)  # type: ignore[misc]
+
+    def _augmented(self, X: np.ndarray, parent: int, params: dict[str, Any]) -> np.ndarray:
+        """An ``augment`` recipe applied to a row of a uint8 image stack."""
+        shape = getattr(self, "_image_shape", None)
+        if shape is None or X.dtype != np.uint8 or not (len(shape) == 2 or shape[-1] in (1, 3)):
+            raise ValueError(
+                "augment needs images: a uint8 stack of shape (n, h, w), (n, h, w, 1) or "
+                f"(n, h, w, 3); got {X.dtype} rows of shape {shape or X.shape[1:]}."
+            )
+        from PIL import Image
+
+        from .augment import apply_augment
+
+        img = X[parent].reshape(shape)
+        img = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
+        return np.asarray(apply_augment(Image.fromarray(img), params)).reshape(-1)
 
     def _target(self, labels: np.ndarray, counts: np.ndarray) -> dict[str, int] | list[str]:
         """Target counts per class name, or for cleaning the classes that may be cleaned."""
@@ -136,7 +157,10 @@ class _PlanSamplerMixin:
             new = np.zeros((len(plan.recipes), X.shape[1]), dtype=np.float64)
             first = np.empty(len(plan.recipes), dtype=np.int64)
             for n, r in enumerate(plan.recipes):
-                new[n] = np.asarray(r.weights, dtype=np.float64) @ X[list(r.parents)]
+                if r.op == "augment":
+                    new[n] = self._augmented(X, r.parents[0], r.params)
+                else:
+                    new[n] = np.asarray(r.weights, dtype=np.float64) @ X[list(r.parents)]
                 first[n] = r.parents[0]
                 provenance.append((r.parents, r.weights))
             if np.issubdtype(X.dtype, np.integer):

@@ -8,6 +8,7 @@ True
 """
 
 from ._base import Method, create_method, list_methods, register
+from .augment import Augment
 from .cleaning import ENN, Tomek
 from .hybrid import STEM, Pipeline, SmoteENN, SmoteTomek, create_pipeline
 from .mixup import Mixup
@@ -19,6 +20,7 @@ __all__ = [
     "ENN",
     "SMOTE",
     "STEM",
+    "Augment",
     "BorderlineSMOTE",
     "Method",
     "Mixup",

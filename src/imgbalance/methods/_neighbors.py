@@ -8,7 +8,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from ..errors import ImgBalanceError
 
-FALLBACKS = ("adapt", "error", "random-over")
+FALLBACKS = ("adapt", "error", "random-over", "augment")
 _WORKING_MEMORY_MIB = 64
 
 
@@ -26,17 +26,18 @@ def neighbours(X_fit: np.ndarray, k: int, X_query: np.ndarray | None = None) -> 
 
 
 def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> int | None:
-    """The k to use for a class of ``n`` samples, or None to fall back to random-over.
+    """The k to use for a class of ``n`` samples, or None to use the fallback method
+    (``random-over`` or ``augment``).
 
     Raises a clear error when the class is too small and no fallback is allowed.
     """
     if n >= k + 1:
         return k
     options = (
-        "lower --k-neighbors, or use --small-class-fallback random-over (copies), "
-        "or --method random-over"
+        "lower --k-neighbors, or use --small-class-fallback random-over (copies) or "
+        "augment (augmented copies), or --method random-over"
     )
-    if fallback == "random-over":
+    if fallback in ("random-over", "augment"):
         return None
     if fallback == "adapt" and n >= 2:
         return n - 1

@@ -10,7 +10,6 @@ from ..errors import ImgBalanceError
 from ..recipes import PlanState
 from ..targets import Target
 from ._base import Method, create_method, register
-from ._neighbors import FALLBACKS
 from .cleaning import ENN, Tomek
 from .mixup import Mixup
 from .smote import SMOTE
@@ -148,7 +147,10 @@ class STEM(Method):
         self._positive_int("max_iterations")
         self._positive_int("min_improvement", 0)
         self._positive_int("enn_neighbors")
-        self._choice("small_class_fallback", FALLBACKS)
+        SMOTE(
+            k_neighbors=self.params["k_neighbors"],
+            small_class_fallback=self.params["small_class_fallback"],
+        ).validate()
         Mixup(alpha=self.params["mixup_alpha"], fraction=self.params["mixup_fraction"]).validate()
 
     def target_for(self, user_target: Any) -> Any:

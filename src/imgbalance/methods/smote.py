@@ -12,10 +12,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..augment import make_policy, require_torchvision
 from ..recipes import PlanState
 from ..targets import Target
 from ._base import Method, register
 from ._neighbors import FALLBACKS, effective_k, neighbours
+from .augment import add_augmented
 from .random import add_random_copies
 
 
@@ -24,7 +26,8 @@ class _SmoteFamily(Method):
 
     def validate(self) -> None:
         self._positive_int("k_neighbors")
-        self._choice("small_class_fallback", FALLBACKS)
+        if self._choice("small_class_fallback", FALLBACKS) == "augment":
+            require_torchvision()
 
     def _base_rows(
         self, state: PlanState, label: int, rows: np.ndarray, n_new: int, rng: np.random.Generator
@@ -48,11 +51,23 @@ class _SmoteFamily(Method):
                 self.params["small_class_fallback"],
             )
             if k is None:
+                fallback = self.params["small_class_fallback"]
                 state.notes.append(
                     f'{self.name}: class "{name}" has {len(rows)} image(s), '
-                    f"fewer than k_neighbors + 1; used random-over copies."
+                    f"fewer than k_neighbors + 1; used {fallback} for it."
                 )
-                add_random_copies(state, label, n_new, rng, self.name)
+                if fallback == "augment":
+                    add_augmented(
+                        state,
+                        label,
+                        n_new,
+                        make_policy("conservative", {}),
+                        "conservative",
+                        rng,
+                        self.name,
+                    )
+                else:
+                    add_random_copies(state, label, n_new, rng, self.name)
                 continue
             if k < self.params["k_neighbors"]:
                 state.notes.append(
