@@ -59,5 +59,7 @@ def test_pca_and_spec_errors(tmp_path: Path) -> None:
     assert str(parse_feature_spec("thumbnail:16:gray")) == "thumbnail:16:gray"
     with pytest.raises(ValueError, match="Unknown feature space"):
         parse_feature_spec("hog")
-    with pytest.raises(ValueError, match="CNN embeddings"):
-        parse_feature_spec("embedding:resnet18")
+    spec = parse_feature_spec("pca:8:embedding:resnet18:/w/my model.pth")
+    assert (spec.model, spec.weights, spec.pca) == ("resnet18", "/w/my model.pth", 8)
+    assert str(parse_feature_spec("embedding:resnet18")) == "embedding:resnet18:DEFAULT"
+    assert not spec.is_image and parse_feature_spec("thumbnail").is_image

@@ -159,11 +159,7 @@ def plan(
         target,
         seed,
         originals=[r.path for r in records],
-        feature_shape=(
-            None
-            if spec.pca is not None
-            else (spec.size, spec.size, 3 if spec.color == "rgb" else 1)
-        ),
+        feature_shape=spec.shape if spec.is_image else None,
     )
     the_plan.notes[:0] = notes
     the_plan.config.update({"features": str(spec), "source": str(root)})

@@ -306,7 +306,13 @@ def balance_cmd(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
     features: Annotated[
-        str, typer.Option(help="Planning feature space: thumbnail[:SIZE][:rgb|gray] or pca:N.")
+        str,
+        typer.Option(
+            help="Planning feature space: thumbnail[:SIZE][:rgb|gray], "
+            "embedding:MODEL[:WEIGHTS] (a torchvision model's penultimate layer; WEIGHTS is "
+            "DEFAULT, a weights name or a .pth file; torch extra), with pca:N: before either "
+            "to reduce."
+        ),
     ] = "thumbnail",
     k_neighbors: Annotated[
         int | None, typer.Option(help="Neighbours for SMOTE-family methods (default 5).")

@@ -37,12 +37,16 @@ _PARALLEL_MIN = 128
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    """``thumbnail[:SIZE][:rgb|gray]`` (default 16, rgb), optionally reduced by PCA to ``pca``
-    dimensions."""
+    """``thumbnail[:SIZE][:rgb|gray]`` (default 16, rgb) or ``embedding:MODEL[:WEIGHTS]``,
+    optionally reduced by PCA to ``pca`` dimensions."""
 
     size: int = 16
     color: str = "rgb"
     pca: int | None = None
+    #: a torchvision model name for CNN embeddings (None: thumbnails)
+    model: str | None = None
+    #: the model's weights: DEFAULT, a torchvision weights name, or a state-dict file
+    weights: str = "DEFAULT"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -50,33 +54,49 @@ class FeatureSpec:
         return (self.size, self.size, 3 if self.color == "rgb" else 1)
 
     @property
+    def is_image(self) -> bool:
+        """Whether rows are flattened thumbnails (images), not embeddings or PCA scores."""
+        return self.model is None and self.pca is None
+
+    @property
     def key(self) -> str:
         return f"thumbnail-{self.size}-{self.color}"
 
     def __str__(self) -> str:
-        base = f"thumbnail:{self.size}:{self.color}"
+        base = (
+            f"thumbnail:{self.size}:{self.color}"
+            if self.model is None
+            else f"embedding:{self.model}:{self.weights}"
+        )
         return base if self.pca is None else f"pca:{self.pca}:{base}"
 
 
 _SPEC = re.compile(
     r"^(?:pca:(?P<pca>\d+):?)?(?:thumbnail(?::(?P<size>\d+))?(?::(?P<color>rgb|gray))?)?$"
 )
+_EMBEDDING = re.compile(
+    r"^(?:pca:(?P<pca>\d+):)?embedding:(?P<model>[A-Za-z0-9_]+)(?::(?P<w>.+))?$"
+)
 
 
 def parse_feature_spec(text: str | FeatureSpec) -> FeatureSpec:
-    """Parse ``thumbnail``, ``thumbnail:32:gray``, ``pca:50`` or ``pca:50:thumbnail:32``."""
+    """Parse ``thumbnail``, ``thumbnail:32:gray``, ``pca:50``, ``pca:50:thumbnail:32``,
+    ``embedding:resnet18``, ``embedding:resnet18:IMAGENET1K_V1`` or
+    ``pca:64:embedding:resnet50:/path/weights.pth``."""
     if isinstance(text, FeatureSpec):
         return text
-    if text.startswith("embedding:"):
-        raise ValueError(
-            f'Feature space "{text}" needs CNN embeddings, which are not available in this '
-            'version. Use "thumbnail" or "pca:N".'
-        )
+    e = _EMBEDDING.match(text.strip())
+    if e is not None:
+        pca = int(e["pca"]) if e["pca"] else None
+        if pca is not None and pca < 1:
+            raise ValueError(f"pca dimensions must be at least 1, got {pca}")
+        return FeatureSpec(pca=pca, model=e["model"], weights=e["w"] or "DEFAULT")
     m = _SPEC.match(text.strip())
     if not text.strip() or m is None:
         raise ValueError(
             f'Unknown feature space "{text}". Use "thumbnail[:SIZE][:rgb|gray]" '
-            '(default "thumbnail:16:rgb") or "pca:N[:thumbnail...]".'
+            '(default "thumbnail:16:rgb"), "embedding:MODEL[:WEIGHTS]" (torch extra) '
+            'or "pca:N:" before either.'
         )
     size = int(m["size"] or 16)
     pca = int(m["pca"]) if m["pca"] else None
@@ -115,13 +135,18 @@ def _thumbnail_batch(paths: Sequence[str], size: int, color: str) -> list[np.nda
     return out
 
 
-def _cache_file(spec: FeatureSpec, directory: Path) -> Path:
-    return directory / "features" / f"{spec.key}.npz"
+def _cache_key(spec: FeatureSpec) -> str:
+    """File name of a spec's cache: embeddings are keyed by model and resolved weights."""
+    if spec.model is None:
+        return spec.key
+    from .torch_models import weights_id
+
+    return f"embedding-{spec.model}-{weights_id(spec.model, spec.weights)}"
 
 
-def _load_cache(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
+def _load_cache(path: Path, dim: int | None) -> tuple[list[str], np.ndarray]:
     """Cached ``(sha256 keys, feature rows)``; empty when missing or damaged."""
-    empty: tuple[list[str], np.ndarray] = ([], np.zeros((0, dim), dtype=np.float32))
+    empty: tuple[list[str], np.ndarray] = ([], np.zeros((0, dim or 0), dtype=np.float32))
     if not path.exists():
         return empty
     try:
@@ -129,7 +154,8 @@ def _load_cache(path: Path, dim: int) -> tuple[list[str], np.ndarray]:
             keys, rows = data["sha256"].tolist(), data["features"]
     except (OSError, ValueError, KeyError):
         return empty  # a damaged cache is rebuilt, never trusted
-    return (keys, rows) if rows.ndim == 2 and rows.shape == (len(keys), dim) else empty
+    ok = rows.ndim == 2 and len(rows) == len(keys) and (dim is None or rows.shape[1] == dim)
+    return (keys, rows) if ok else empty
 
 
 def _save_cache(path: Path, keys: list[str], rows: np.ndarray) -> None:
@@ -157,44 +183,67 @@ def compute_features(
     rows while it is read and extended.
     """
     spec = parse_feature_spec(spec)
-    dim = spec.size * spec.size * (3 if spec.color == "rgb" else 1)
-    cache_file = _cache_file(spec, cache_path if cache_path is not None else cache_dir())
-    keys, rows = _load_cache(cache_file, dim) if cache else ([], np.zeros((0, dim), np.float32))
+    dim: int | None = None
+    if spec.model is None:
+        dim = spec.size * spec.size * (3 if spec.color == "rgb" else 1)
+    directory = cache_path if cache_path is not None else cache_dir()
+    cache_file = directory / "features" / f"{_cache_key(spec)}.npz"
+    keys, rows = _load_cache(cache_file, dim) if cache else ([], np.zeros((0, 0), np.float32))
     where = {k: j for j, k in enumerate(keys)}
-    feats = np.zeros((len(paths), dim), dtype=np.float32)
-    missing = []
-    for i, h in enumerate(hashes):
-        j = where.get(h)
-        if j is None:
-            missing.append(i)
-        else:
-            feats[i] = rows[j]
-    batches = [missing[i : i + _BATCH] for i in range(0, len(missing), _BATCH)]
-    fn = partial(_thumbnail_batch, size=spec.size, color=spec.color)
-    n_workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+    found = {i: where[h] for i, h in enumerate(hashes) if h in where}
+    missing = [i for i in range(len(paths)) if i not in found]
     done = len(paths) - len(missing)
     if progress:
         progress(done, len(paths))
     failed: dict[int, str] = {}
-    path_batches = [[paths[i] for i in batch] for batch in batches]
-    with contextlib.ExitStack() as stack:
-        if n_workers <= 1 or len(missing) < _PARALLEL_MIN:
-            results: Iterator[list[np.ndarray | str]] = map(fn, path_batches)
-        else:
-            pool = stack.enter_context(ProcessPoolExecutor(max_workers=n_workers))
-            results = pool.map(fn, path_batches)
-        for batch, values in zip(batches, results, strict=True):
-            for i, value in zip(batch, values, strict=True):
-                if isinstance(value, str):
-                    failed[i] = value
-                else:
-                    feats[i] = value
-            done += len(batch)
+    computed: dict[int, np.ndarray] = {}
+    if spec.model is not None and missing:
+        from .embeddings import embed_images
+        from .torch_models import build_model
+
+        loaded = build_model(spec.model, spec.weights)
+
+        def step(n: int) -> None:
+            nonlocal done
+            done += n
             if progress:
                 progress(done, len(paths))
+
+        emb, emb_failed = embed_images([paths[i] for i in missing], loaded, progress=step)
+        failed = {missing[j]: msg for j, msg in emb_failed.items()}
+        computed = {i: emb[j] for j, i in enumerate(missing) if i not in failed}
+        dim = emb.shape[1]
+    elif missing:
+        batches = [missing[i : i + _BATCH] for i in range(0, len(missing), _BATCH)]
+        fn = partial(_thumbnail_batch, size=spec.size, color=spec.color)
+        n_workers = min(os.cpu_count() or 1, 8) if workers is None else workers
+        path_batches = [[paths[i] for i in batch] for batch in batches]
+        with contextlib.ExitStack() as stack:
+            if n_workers <= 1 or len(missing) < _PARALLEL_MIN:
+                results: Iterator[list[np.ndarray | str]] = map(fn, path_batches)
+            else:
+                pool = stack.enter_context(ProcessPoolExecutor(max_workers=n_workers))
+                results = pool.map(fn, path_batches)
+            for batch, values in zip(batches, results, strict=True):
+                for i, value in zip(batch, values, strict=True):
+                    if isinstance(value, str):
+                        failed[i] = value
+                    else:
+                        computed[i] = value
+                done += len(batch)
+                if progress:
+                    progress(done, len(paths))
+    if dim is None:
+        dim = rows.shape[1]
+    feats = np.zeros((len(paths), dim), dtype=np.float32)
+    for i, j in found.items():
+        feats[i] = rows[j]
+    for i, value in computed.items():
+        feats[i] = value
     new = {hashes[i]: i for i in missing if i not in failed}  # duplicates stored once
     if cache and new:
-        _save_cache(cache_file, keys + list(new), np.concatenate([rows, feats[list(new.values())]]))
+        added = feats[list(new.values())]
+        _save_cache(cache_file, keys + list(new), np.concatenate([rows, added]) if keys else added)
     del rows
     if spec.pca is not None:
         ok = np.array([i not in failed for i in range(len(hashes))])
