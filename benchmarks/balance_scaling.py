@@ -11,6 +11,9 @@ Usage::
 
     python benchmarks/balance_scaling.py --sizes 1000 2000 5000 10000 20000 \\
         --out benchmarks/results/balance_scaling.json
+    # add one size to the committed results (the generated tree is that size)
+    python benchmarks/balance_scaling.py --sizes 100000 --tutorial-max 0 --append \\
+        --out benchmarks/results/balance_scaling.json
 """
 
 from __future__ import annotations
@@ -71,8 +74,19 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 5000, 10000, 20000])
     ap.add_argument("--tutorial-max", type=int, default=4000)
     ap.add_argument("--out", type=Path)
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the other sizes already in --out (each size is still one fresh run)",
+    )
     args = ap.parse_args()
     results: dict[str, list[dict[str, float]]] = {"imgbalance smote": [], "tutorial SMOTE": []}
+    dates: list[str] = []
+    if args.append and args.out and args.out.exists():
+        old = json.loads(args.out.read_text())
+        dates = old.get("dates", [old.get("date")])
+        for name, rows in old["results"].items():
+            results[name] = [r for r in rows if r["n_images"] not in args.sizes]
     with tempfile.TemporaryDirectory(prefix="imgbalance-scale-") as tmp:
         full = Path(tmp) / "full"
         t0 = time.perf_counter()
@@ -90,7 +104,7 @@ def main() -> None:
                 r = run_measured(code, env={"IMGBALANCE_CACHE_DIR": str(Path(tmp) / f"c{size}")})
                 r["n_images"] = n
                 r["original_features_mib"] = round(n * 16 * 16 * 3 * 4 / 2**20, 1)  # default spec
-                results[name].append(r)
+                results[name] = sorted([*results[name], r], key=lambda r: r["n_images"])
                 print(f"{name} N={n}: {json.dumps(r)}", flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -100,6 +114,7 @@ def main() -> None:
                     "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
                     "imgbalance": imgbalance.__version__,
                     "date": time.strftime("%Y-%m-%d"),
+                    "dates": sorted({*dates, time.strftime("%Y-%m-%d")} - {None}),
                     "results": results,
                 },
                 indent=2,

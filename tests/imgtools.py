@@ -72,3 +72,15 @@ def body_corrupt_jpeg(seed: int = 0) -> bytes:
     dht = good.find(b"\xff\xc4")
     good[dht + 5] ^= 0xFF
     return bytes(good)
+
+
+def colour_image(
+    rng: np.random.Generator, colour: tuple[int, int, int], size: int = 20
+) -> Image.Image:
+    """A noisy image whose mean colour says its class (learnable in a few epochs)."""
+    base = np.array(colour, dtype=np.float64)
+    arr = base + rng.normal(0, 40, (size, size, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+COLOURS = {"blue": (40, 40, 200), "green": (40, 200, 40), "red": (200, 40, 40)}

@@ -416,6 +416,79 @@ def balance_cmd(
         )
 
 
+@app.command()
+@_errors_to_exit
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="A split: the folder `imgbalance split --out` wrote (splits.csv), or a tree "
+            "with train/ val/ test/ class folders."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder to write.")],
+    model: Annotated[
+        str, typer.Option(help="small-cnn, linear (logistic regression), or a torchvision name.")
+    ] = "small-cnn",
+    pretrained: Annotated[
+        str | None,
+        typer.Option(help="Weights for a torchvision model: DEFAULT, a name, or a .pth file."),
+    ] = None,
+    technique: Annotated[
+        str, typer.Option(help="Offline balancing of the training split (a balance method).")
+    ] = "none",
+    technique_param: Annotated[
+        list[str] | None,
+        typer.Option(help="A parameter of the technique, key=value (repeatable)."),
+    ] = None,
+    loss: Annotated[str, typer.Option(help="ce, weighted-ce, focal or balanced-softmax.")] = "ce",
+    sampler: Annotated[str, typer.Option(help="none, class-balanced or sqrt.")] = "none",
+    mixing: Annotated[str, typer.Option(help="none, mixup, cutmix or mixup-cutmix.")] = "none",
+    epochs: Annotated[
+        int, typer.Option(help="Epochs budget (early stopping may end sooner).")
+    ] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of initial weights, order and balancing.")] = 0,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any other run setting, key=value (repeatable), e.g. --set focal_gamma=1 "
+            "--set ensemble=5 --set image_size=96.",
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+) -> None:
+    """Train and evaluate one classifier on a split, with one balancing technique."""
+    from .training import RunConfig, run_training
+
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ImgBalanceError(f'"{out}" is not empty; pass --overwrite or choose another --out.')
+    settings = {
+        "data": str(data),
+        "model": model,
+        "pretrained": pretrained,
+        "technique": technique,
+        "technique_params": _parse_params(technique_param or []),
+        "loss": loss,
+        "sampler": sampler,
+        "mixing": mixing,
+        "epochs": epochs,
+        "seed": seed,
+        **_parse_params(setting or []),
+    }
+    cfg = RunConfig.from_dict(settings)
+    summary = run_training(cfg, out, log=lambda m: err_console.print(m, highlight=False))
+    m = summary["final_metrics"]
+    out_console.print(
+        f"test (best epoch {summary['best_epoch']}): macro-F1 {m['macro_f1']:.3f}, balanced "
+        f"accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}",
+        highlight=False,
+    )
+    err_console.print(
+        f"wrote {out}/experiment_summary.json and the run's other files", highlight=False
+    )
+
+
 @app.command("methods")
 def methods_cmd() -> None:
     """List the balancing methods and their parameters."""

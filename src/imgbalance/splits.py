@@ -315,7 +315,7 @@ def write_split(
     check_output_dir(out, [root], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
-    summary["root"] = str(root)
+    summary["root"] = str(root.resolve())  # absolute: the split is read from anywhere
     if materialize is not None:
         done: dict[str, int] = defaultdict(int)
         staging = Path(tempfile.mkdtemp(prefix=".imgbalance-staging-", dir=out))

@@ -1,0 +1,124 @@
+"""The configuration of one training run: every knob, validated, with its default."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import ImgBalanceError
+
+__all__ = ["RunConfig"]
+
+LOSSES = ("ce", "weighted-ce", "focal", "balanced-softmax")
+WEIGHTS = ("none", "inverse", "sqrt", "effective")
+SAMPLERS = ("none", "class-balanced", "sqrt")
+MIXING = ("none", "mixup", "cutmix", "mixup-cutmix")
+AUGMENT = ("none", "light")
+MONITORS = ("val_macro_f1", "val_balanced_accuracy", "val_loss")
+
+
+@dataclass
+class RunConfig:
+    """One run: data, model, one offline technique, training-time techniques, protocol.
+
+    The defaults follow the tomato-leaf reference where it had one (Adam, lr
+    5e-4, weight decay 1e-4, StepLR(15, 0.1), patience 5) and are the same for
+    every arm of a comparison: batch size, epochs budget, initial weights (drawn
+    from ``seed`` before any data pass).
+    """
+
+    data: str = ""
+    model: str = "small-cnn"
+    #: None: random init; "DEFAULT", a torchvision weights name or a .pth file
+    pretrained: str | None = None
+    image_size: int | None = None  # default: 64 for small-cnn, 224 otherwise
+    # offline balancing of the training split, through the engine
+    technique: str = "none"
+    technique_params: dict[str, Any] = field(default_factory=dict)
+    target: Any = None
+    # training-time techniques
+    loss: str = "ce"
+    class_weights: str | None = None  # default: inverse for weighted-ce, none otherwise
+    beta: float = 0.999
+    focal_gamma: float = 2.0
+    tau: float = 1.0
+    drw_epoch: int | None = None
+    sampler: str = "none"
+    mixing: str = "none"
+    mixing_alpha: float = 1.0
+    augment: str = "light"
+    ensemble: int = 1  # EasyEnsemble: K members on balanced random-under subsets
+    # protocol
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    step_size: int = 15
+    step_gamma: float = 0.1
+    patience: int = 5
+    monitor: str = "val_macro_f1"
+    seed: int = 0
+    device: str = "auto"
+    features: str = "thumbnail"  # for model "linear"
+    workers: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ImgBalanceError(
+                f"Unknown run setting(s) {unknown}. Valid settings: {', '.join(sorted(names))}."
+            )
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def resolved(self) -> RunConfig:
+        """A copy with every ``None`` default filled in."""
+        d = asdict(self)
+        if d["image_size"] is None:
+            d["image_size"] = 64 if self.model == "small-cnn" else 224
+        if d["class_weights"] is None:
+            d["class_weights"] = "inverse" if self.loss == "weighted-ce" else "none"
+        return RunConfig(**d)
+
+    def validate(self) -> None:
+        def choice(key: str, options: tuple[str, ...]) -> None:
+            if getattr(self, key) not in options:
+                raise ImgBalanceError(
+                    f"{key} must be one of {', '.join(options)}; got {getattr(self, key)!r}."
+                )
+
+        choice("loss", LOSSES)
+        if self.class_weights is not None:
+            choice("class_weights", WEIGHTS)
+        choice("sampler", SAMPLERS)
+        choice("mixing", MIXING)
+        choice("augment", AUGMENT)
+        choice("monitor", MONITORS)
+        for key in ("epochs", "batch_size", "ensemble", "patience", "step_size"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ImgBalanceError(f"{key} must be an integer >= 1, got {v!r}.")
+        if self.model == "linear" and (
+            self.loss in ("focal", "balanced-softmax") or self.mixing != "none"
+        ):
+            raise ImgBalanceError(
+                f"model linear (logistic regression) supports losses ce and weighted-ce and no "
+                f"mixing; got loss {self.loss}, mixing {self.mixing}."
+            )
+        if self.drw_epoch is not None and self.drw_epoch < 1:
+            raise ImgBalanceError(f"drw_epoch must be >= 1, got {self.drw_epoch}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of the resolved settings (what makes two runs the same run)."""
+        d = self.resolved().to_dict()
+        d.pop("workers", None)
+        d.pop("device", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

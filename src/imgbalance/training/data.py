@@ -1,0 +1,190 @@
+"""Training data: the split, the (optionally balanced) training set, in-memory tensors.
+
+A split comes from ``imgbalance split`` (a folder with ``splits.csv`` and
+``split_summary.json``) or is a pre-split tree ``DIR/{train,val,test}/<class>``.
+Offline balancing applies to the training split only, through the engine, and
+its output is cached by the training split's content, the technique, its
+parameters and the seed, so several runs (models, losses) reuse one render.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..catalog import Catalog, ImageRecord
+from ..errors import DatasetError
+from ..images import load_image
+from ..scanner import scan
+
+__all__ = ["SplitData", "TrainSet", "load_pixels", "load_split"]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitData:
+    """Rows ``(absolute path, label)`` per split, over one class list."""
+
+    classes: list[str]
+    root: Path
+    rows: dict[str, list[tuple[str, int]]]
+    #: the training split's records (for the balancing engine)
+    train_records: list[ImageRecord] = field(default_factory=list)
+    source: str = ""
+
+    def counts(self, split: str) -> list[int]:
+        c = np.bincount([lab for _, lab in self.rows[split]], minlength=len(self.classes))
+        return [int(v) for v in c]
+
+    def train_catalog(self) -> Catalog:
+        return Catalog(
+            root=self.root,
+            classes=self.classes,
+            records=self.train_records,
+            skipped=[],
+            class_problems=[],
+        )
+
+    def train_fingerprint(self) -> str:
+        """Content hash of the training split (paths, labels and file hashes)."""
+        h = hashlib.sha256()
+        for r in sorted(self.train_records, key=lambda r: r.path):
+            h.update(f"{r.path}\0{r.label}\0{r.sha256}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def load_split(path: str | os.PathLike[str]) -> SplitData:
+    """Read a split folder (``splits.csv``) or a pre-split tree (``train/ val/ test/``)."""
+    path = Path(path)
+    if (path / "splits.csv").is_file():
+        return _from_csv(path)
+    if (path / "train").is_dir():
+        return _from_tree(path)
+    raise DatasetError(
+        f'"{path}" is not a split: it has neither splits.csv (from `imgbalance split DATA '
+        f"--out {path}`) nor train/ val/ test/ folders."
+    )
+
+
+def _from_csv(path: Path) -> SplitData:
+    summary_file = path / "split_summary.json"
+    if not summary_file.is_file():
+        raise DatasetError(f'"{summary_file}" is missing; re-run `imgbalance split`.')
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    root = Path(summary["root"])
+    if not root.is_absolute() and not root.is_dir():  # relative to where split ran, or to it
+        root = path / root
+    root = root.resolve()
+    if not root.is_dir():
+        raise DatasetError(
+            f'The split in "{path}" was made from "{root}", which no longer exists. Re-run '
+            "`imgbalance split` on the data where it is now."
+        )
+    classes = list(summary["classes"])
+    with (path / "splits.csv").open(encoding="utf-8", newline="") as fh:
+        listed = list(csv.DictReader(fh))
+    catalog = scan(root)
+    if catalog.classes != classes:
+        raise DatasetError(
+            f'The classes in "{root}" ({catalog.classes}) are not those of the split '
+            f"({classes}); re-run `imgbalance split`."
+        )
+    by_path = {r.path: r for r in catalog.usable()}
+    rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    train: list[ImageRecord] = []
+    changed = []
+    for row in listed:
+        rec = by_path.get(row["path"])
+        if rec is None or (row.get("sha256") and rec.sha256 != row["sha256"]):
+            changed.append(row["path"])
+            continue
+        rows[row["split"]].append((str(root / rec.path), rec.label))
+        if row["split"] == "train":
+            train.append(rec)
+    if changed:
+        raise DatasetError(
+            f"{len(changed)} file(s) of the split changed or disappeared since it was made "
+            f'(first: "{changed[0]}"). Re-run `imgbalance split` so no test image can leak.'
+        )
+    return SplitData(classes, root, rows, train, source=str(path))
+
+
+def _from_tree(path: Path) -> SplitData:
+    catalogs = {s: scan(path.resolve() / s) for s in SPLITS if (path / s).is_dir()}
+    missing = [s for s in SPLITS if s not in catalogs]
+    if missing:
+        raise DatasetError(
+            f'"{path}" has no {", ".join(missing)} folder(s); a split needs all three.'
+        )
+    classes = sorted(set().union(*(c.classes for c in catalogs.values())))
+    idx = {c: i for i, c in enumerate(classes)}
+    rows = {
+        s: [(str(cat.root / r.path), idx[r.class_name]) for r in cat.usable()]
+        for s, cat in catalogs.items()
+    }
+    train = catalogs["train"]
+    train.root = train.root.resolve()
+    records = [_relabel(r, idx[r.class_name]) for r in train.usable()]
+    return SplitData(classes, train.root, rows, records, source=str(path))
+
+
+def _relabel(r: ImageRecord, label: int) -> ImageRecord:
+    d = dict(r.__dict__)
+    d["label"] = label
+    return ImageRecord(**d)
+
+
+def _pixels(path: str, size: int) -> np.ndarray | str:
+    try:
+        im = load_image(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def load_pixels(
+    paths: Sequence[str], size: int, *, max_bytes: int = 4 << 30, threads: int = 2
+) -> np.ndarray:
+    """``(n, 3, size, size)`` uint8 RGB, every image squashed to ``size`` x ``size``.
+
+    The whole set is held in memory (decoded once, then every epoch is cheap on a
+    CPU); a set larger than ``max_bytes`` is refused with the numbers.
+    """
+    need = len(paths) * 3 * size * size
+    if need > max_bytes:
+        raise DatasetError(
+            f"{len(paths)} images at {size}x{size} need {need / 2**30:.1f} GiB in memory, more "
+            f"than the {max_bytes / 2**30:.1f} GiB allowed. Use a smaller --image-size."
+        )
+    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for i, value in enumerate(pool.map(lambda p: _pixels(p, size), paths)):
+            if isinstance(value, str):
+                raise DatasetError(f'"{paths[i]}" cannot be decoded ({value}).')
+            out[i] = value
+    return out
+
+
+@dataclass
+class TrainSet:
+    """The training set a run uses: paths and labels, and what balancing did."""
+
+    paths: list[str]
+    labels: list[int]
+    #: original training counts (before any balancing): priors and loss weights come from these
+    original_counts: list[int]
+    balancing: dict[str, Any] = field(default_factory=dict)
+
+    def counts(self, n_classes: int) -> list[int]:
+        return [int(v) for v in np.bincount(self.labels, minlength=n_classes)]

@@ -1,0 +1,416 @@
+"""One training run: balance the training split, train, pick the best epoch, test it.
+
+``run_training(config, out)`` is a self-contained function of its config (the
+unit of work of an experiment grid): it writes the run folder and returns the
+summary. The run folder keeps the tomato-leaf reference's file names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import csv
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from .._fs import atomic_write_text
+from ..catalog import ratios
+from ..errors import ImgBalanceError
+from ..features import cache_dir
+from .config import RunConfig
+from .data import SplitData, TrainSet, load_pixels, load_split
+from .metrics import (
+    apply_offsets,
+    classification_metrics,
+    confidence_table,
+    logit_adjusted,
+    tune_class_offsets,
+)
+
+__all__ = ["balanced_train_set", "run_training"]
+
+Log = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+# -- offline balancing ----------------------------------------------------------------------
+
+
+def balanced_train_set(
+    split: SplitData, cfg: RunConfig, cache: Path | None = None, log: Log = _quiet
+) -> TrainSet:
+    """The training set after the offline technique, rendered once and cached.
+
+    The cache key is the training split's content + technique + parameters + target
+    + seed + imgbalance version; concurrent runs wait on a lock instead of rendering twice.
+    """
+    original = [p for p, _ in split.rows["train"]]
+    labels = [lab for _, lab in split.rows["train"]]
+    counts = np.bincount(labels, minlength=len(split.classes)).astype(int).tolist()
+    if cfg.technique in ("none", "", None):
+        return TrainSet(original, labels, counts, {"technique": "none"})
+    from ..balancing import balance
+
+    key_src = json.dumps(
+        {
+            "train": split.train_fingerprint(),
+            "root": str(split.root),
+            "technique": cfg.technique,
+            "params": cfg.technique_params,
+            "target": cfg.target,
+            "seed": cfg.seed,
+            "version": __version__,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    root = (cache or cache_dir() / "balanced") / f"{cfg.technique.replace(',', '+')}-{key}"
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "summary.json").is_file():
+            log(f"balancing the training split with {cfg.technique} (cached in {root})")
+            try:
+                balance(
+                    split.train_catalog(),
+                    root,
+                    method=cfg.technique,
+                    target=cfg.target,
+                    seed=cfg.seed,
+                    manifest_only=True,
+                    plots=False,
+                    overwrite=True,
+                    workers=cfg.workers,
+                    **cfg.technique_params,
+                )
+            except ImgBalanceError as exc:
+                raise ImgBalanceError(
+                    f"{exc} (In a training run, method options go in technique_params: "
+                    "--technique-param small_class_fallback=augment, for example.)"
+                ) from exc
+    with (root / "manifest.csv").open(encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    summary = json.loads((root / "summary.json").read_text(encoding="utf-8"))
+    paths = [r["path"] if os.path.isabs(r["path"]) else str(root / r["path"]) for r in rows]
+    new_labels = [int(r["label"]) for r in rows]
+    after = np.bincount(new_labels, minlength=len(split.classes)).astype(int).tolist()
+    info = {
+        "technique": cfg.technique,
+        "params": cfg.technique_params,
+        "target": cfg.target,
+        "cache": str(root),
+        "synthetic": sum(r["origin"] == "synthetic" for r in rows),
+        "removed_originals": len(original) - sum(r["origin"] == "original" for r in rows),
+        "counts_after": dict(zip(split.classes, after, strict=True)),
+        "notes": summary.get("notes", []),
+    }
+    return TrainSet(paths, new_labels, counts, info)
+
+
+# -- environment ---------------------------------------------------------------------------
+
+
+def environment() -> dict[str, Any]:
+    """Package versions, git revision and hardware (instead of a code snapshot)."""
+    from importlib import metadata
+
+    versions: dict[str, str | None] = {}
+    for pkg in (
+        "imgbalance", "torch", "torchvision", "numpy", "scikit-learn",
+        "imbalanced-learn", "pillow", "matplotlib",
+    ):  # fmt: skip
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    rev: str | None = None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        proc = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+        rev = proc.stdout.strip() or None
+    hw: dict[str, Any] = {"cpus": os.cpu_count(), "machine": platform.machine()}
+    try:
+        import torch
+
+        hw["torch_threads"] = torch.get_num_threads()
+        hw["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": versions,
+        "git_revision": rev,
+        "hardware": hw,
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    atomic_write_text(
+        path, json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+    )
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def _nan_to_none(d: Any) -> Any:
+    if isinstance(d, float) and d != d:
+        return None
+    if isinstance(d, dict):
+        return {k: _nan_to_none(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [_nan_to_none(v) for v in d]
+    return d
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def run_training(
+    config: RunConfig | dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    balanced_cache: Path | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Train and evaluate one run into ``out``; returns ``experiment_summary.json``'s content."""
+    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+    cfg.validate()
+    cfg = cfg.resolved()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    split = load_split(cfg.data)
+    classes = split.classes
+    _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
+    _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
+    _write_json(out / "environment.json", environment())
+    train = balanced_train_set(split, cfg, balanced_cache, log)
+    stats: dict[str, dict[str, Any]] = {
+        s: {
+            "counts": dict(zip(classes, split.counts(s), strict=True)),
+            "total": len(split.rows[s]),
+            **ratios(dict(zip(classes, split.counts(s), strict=True))),
+        }
+        for s in ("train", "val", "test")
+    }
+    after = dict(zip(classes, train.counts(len(classes)), strict=True))
+    stats["train_after_balancing"] = {"counts": after, "total": len(train.labels), **ratios(after)}
+    _write_json(out / "dataset_statistics.json", stats)
+    _write_json(
+        out / "balancing_analysis.json",
+        {
+            **train.balancing,
+            "counts_before": stats["train"]["counts"],
+            "counts_after": after,
+            "size_before": len(split.rows["train"]),
+            "size_after": len(train.labels),
+            "ratios_before": ratios(stats["train"]["counts"]),
+            "ratios_after": ratios(after),
+        },
+    )
+    if cfg.model == "linear":
+        result = _train_linear(cfg, split, train, out, log)
+    else:
+        from .torch_loop import train_torch
+
+        result = train_torch(cfg, split, train, out, log)
+    val_y, val_p = result["val"]
+    test_y, test_p = result["test"]
+    prior = np.asarray(train.original_counts, dtype=np.float64)
+    prior = prior / max(prior.sum(), 1.0)
+    test_metrics = classification_metrics(test_y, test_p, classes)
+    val_metrics = classification_metrics(val_y, val_p, classes)
+    offsets = tune_class_offsets(val_y, val_p) if len(val_y) else np.zeros(len(classes))
+    posthoc = {
+        "logit_adjustment": classification_metrics(test_y, logit_adjusted(test_p, prior), classes),
+        "threshold_moving": classification_metrics(test_y, apply_offsets(test_p, offsets), classes),
+    }
+    _write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc)
+    conf = confidence_table(test_y, test_p, classes)
+    _write_csv(out / "confidence_analysis.csv", conf)
+    from .plots import plot_confidence, plot_confusion
+
+    plot_confusion(test_metrics, classes, out / "confusion_matrix.png", title=_title(cfg))
+    plot_confidence(test_y, test_p, out / "confidence_distribution.png", title=_title(cfg))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    summary = {
+        "status": "completed",
+        "run": out.name,
+        "config": cfg.to_dict(),
+        "fingerprint": cfg.fingerprint(),
+        "classes": classes,
+        "best_epoch": result.get("best_epoch"),
+        "epochs_run": result.get("epochs_run"),
+        "final_metrics": test_metrics,
+        "val_metrics": val_metrics,
+        "val_test_gap": {
+            k: val_metrics[k] - test_metrics[k]
+            for k in ("macro_f1", "balanced_accuracy", "accuracy")
+        },
+        "posthoc": {
+            name: {k: m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "gmean")}
+            for name, m in posthoc.items()
+        },
+        "threshold_offsets": offsets.tolist(),
+        "training_time_s": round(result["train_s"], 3),
+        "total_time_s": round(time.perf_counter() - t_start, 3),
+        "peak_memory_mib": round(result.get("peak_memory_mib", peak_mib), 1),
+        "train_size_before": len(split.rows["train"]),
+        "train_size_after": len(train.labels),
+        "device": result.get("device", "cpu"),
+    }
+    clean: dict[str, Any] = _nan_to_none(summary)
+    _write_json(out / "experiment_summary.json", clean)
+    return clean
+
+
+def _title(cfg: RunConfig) -> str:
+    bits = [cfg.model, cfg.technique, cfg.loss]
+    if cfg.sampler != "none":
+        bits.append(f"sampler {cfg.sampler}")
+    if cfg.mixing != "none":
+        bits.append(cfg.mixing)
+    return " / ".join(bits) + f" / seed {cfg.seed}"
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    import io
+
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and v != v else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _write_test_metrics(
+    path: Path, classes: list[str], m: dict[str, Any], posthoc: dict[str, dict[str, Any]]
+) -> None:
+    rows: list[dict[str, Any]] = []
+    for variant, mm in (("model", m), *posthoc.items()):
+        for c in classes:
+            pc = mm["per_class"][c]
+            rows.append({"variant": variant, "class": c, **pc})
+        for avg in ("macro", "weighted"):
+            rows.append(
+                {
+                    "variant": variant,
+                    "class": f"{avg} avg",
+                    "precision": mm[f"{avg}_precision"],
+                    "recall": mm[f"{avg}_recall"],
+                    "f1": mm[f"{avg}_f1"],
+                    "support": mm["n"],
+                }
+            )
+        for key in ("accuracy", "balanced_accuracy", "gmean", "ece"):
+            rows.append(
+                {"variant": variant, "class": key, "precision": "", "recall": "", "f1": mm[key],
+                 "support": mm["n"]}
+            )  # fmt: skip
+    _write_csv(path, rows)
+
+
+# -- linear: logistic regression on the engine's features ------------------------------------
+
+
+def _hashes(paths: list[str]) -> list[str]:
+    out = []
+    for p in paths:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out.append(h.hexdigest())
+    return out
+
+
+def _train_linear(
+    cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Log
+) -> dict[str, Any]:
+    import joblib
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ..features import compute_features
+    from .losses import class_weights
+
+    def feats(paths: list[str]) -> np.ndarray:
+        X, failed = compute_features(paths, _hashes(paths), cfg.features, workers=cfg.workers)
+        if failed:
+            i = min(failed)
+            raise ImgBalanceError(f'"{paths[i]}" cannot be decoded ({failed[i]}).')
+        return X
+
+    t0 = time.perf_counter()
+    X = feats(train.paths)
+    y = np.asarray(train.labels)
+    w = class_weights(train.original_counts, cfg.class_weights or "none", cfg.beta)
+    weights = w[y] if cfg.loss == "weighted-ce" else None
+    clf = make_pipeline(
+        StandardScaler(),
+        LogisticRegression(max_iter=2000, C=1.0, random_state=cfg.seed),
+    )
+    clf.fit(X, y, logisticregression__sample_weight=weights)
+    train_s = time.perf_counter() - t0
+    n_classes = len(split.classes)
+
+    def proba(split_name: str) -> tuple[np.ndarray, np.ndarray]:
+        rows = split.rows[split_name]
+        yy = np.asarray([lab for _, lab in rows], dtype=np.int64)
+        p = np.zeros((len(rows), n_classes))
+        if rows:
+            p[:, clf.classes_] = clf.predict_proba(feats([q for q, _ in rows]))
+        return yy, p
+
+    val, test = proba("val"), proba("test")
+    joblib.dump(clf, out / "best_model.joblib")
+    vm = classification_metrics(val[0], val[1], split.classes)
+    _write_csv(
+        out / "history.csv",
+        [{"epoch": 1, "train_loss": "", "val_loss": "", "val_macro_f1": vm["macro_f1"],
+          "val_balanced_accuracy": vm["balanced_accuracy"], "lr": "", "seconds": train_s}],
+    )  # fmt: skip
+    log(f"linear: val macro-F1 {vm['macro_f1']:.3f}")
+    return {"val": val, "test": test, "train_s": train_s, "best_epoch": 1, "epochs_run": 1}
+
+
+def copy_state(model: Any) -> dict[str, Any]:
+    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+
+
+__all__ += ["copy_state", "environment", "load_pixels"]
