@@ -489,6 +489,56 @@ def train(
     )
 
 
+@app.command()
+@_errors_to_exit
+def experiment(
+    grid_file: Annotated[Path, typer.Argument(help="A grid YAML: data, seeds, arms, ...")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the run folders and report.")],
+    jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
+    report: Annotated[bool, typer.Option(help="Write the report when the grid is done.")] = True,
+) -> None:
+    """Train every run of a grid (arms x models x seeds); finished runs are skipped."""
+    from .training.experiment import load_grid, run_grid
+    from .training.report import write_report
+
+    grid = load_grid(grid_file)
+    inputs = [Path(grid["data"])]
+    summary_file = inputs[0] / "split_summary.json"
+    if summary_file.is_file():  # the images the split points to are inputs too
+        import json
+
+        inputs.append(Path(json.loads(summary_file.read_text(encoding="utf-8"))["root"]))
+    check_output_dir(out, inputs, overwrite=True, replaces=())
+    status = run_grid(
+        grid, out, jobs=max(1, jobs), log=lambda m: err_console.print(m, highlight=False)
+    )
+    out_console.print(
+        f"{status['completed']} completed ({status['skipped']} from before), "
+        f"{status['failed']} failed",
+        highlight=False,
+    )
+    if report:
+        paths = write_report(out)
+        out_console.print(f"report: {paths['html']}", highlight=False)
+    if status["failed"]:
+        raise typer.Exit(1)
+
+
+@app.command("report")
+@_errors_to_exit
+def report_cmd(
+    runs_dir: Annotated[Path, typer.Argument(help="A folder of run folders (experiment --out).")],
+) -> None:
+    """Write results.csv, report.md and report.html for a folder of runs."""
+    from .training.report import write_report
+
+    if not runs_dir.is_dir():
+        raise ImgBalanceError(f'"{runs_dir}" is not a folder of runs.')
+    paths = write_report(runs_dir)
+    for p in paths.values():
+        out_console.print(str(p), highlight=False)
+
+
 @app.command("methods")
 def methods_cmd() -> None:
     """List the balancing methods and their parameters."""

@@ -1,0 +1,104 @@
+"""The grid runner and the report: resumable, failures recorded, every file written."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+import imgbalance
+from imgbalance.training.experiment import load_grid, plan_grid, run_grid
+from imgbalance.training.report import write_report
+
+pytest.importorskip("torch", reason="training needs the torch extra")
+
+
+def _grid(tmp_path: Path, split_tree: Path) -> Path:
+    grid = {
+        "name": "tiny",
+        "data": str(split_tree),
+        "seeds": [0, 1, 2],
+        "models": ["linear"],
+        "defaults": {"features": "thumbnail:4", "epochs": 1, "image_size": 16, "batch_size": 8},
+        "arms": {
+            "baseline": {},
+            "weighted": {"loss": "weighted-ce"},
+            "random-over": {"technique": "random-over"},
+            "cnn-focal": {"model": "small-cnn", "loss": "focal"},
+            # red has 3 training images: SMOTE with k=5 and no fallback fails, recorded
+            "broken": {
+                "technique": "smote",
+                "technique_params": {"small_class_fallback": "error"},
+            },
+        },
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: Path) -> None:
+    grid = load_grid(_grid(tmp_path, split_tree))
+    runs = plan_grid(grid)
+    assert len(runs) == 15 and runs[0].run_id == "baseline__linear__seed0"
+    assert {r.model for r in runs if r.arm == "cnn-focal"} == {"small-cnn"}
+    out = tmp_path / "runs"
+    status = run_grid(grid, out, balanced_cache=tmp_path / "bal")
+    assert status == {"completed": 12, "failed": 3, "skipped": 0}
+    error = (out / "broken__linear__seed0" / "error.json").read_text()
+    assert "k_neighbors + 1 = 6" in error
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/experiment_summary.json")}
+    assert len(finished) == 12
+    # an interrupted grid: one run lost its summary; only it (and the failed ones) run again
+    lost = out / "weighted__linear__seed1" / "experiment_summary.json"
+    lost.unlink()
+    again = run_grid(grid, out, balanced_cache=tmp_path / "bal")
+    assert again == {"completed": 12, "failed": 3, "skipped": 11}
+    for p, mtime in finished.items():
+        if p != lost:
+            assert p.stat().st_mtime_ns == mtime  # not redone
+    assert lost.is_file()
+
+    paths = write_report(out)
+    rows = list(csv.DictReader(paths["results"].open()))
+    assert len(rows) == 15 and sum(r["status"] == "failed" for r in rows) == 3
+    assert {"recall:red", "minority_recall", "posthoc_la_macro_f1"} <= set(rows[0])
+    md = paths["markdown"].read_text()
+    assert "| baseline (linear) | 3 |" in md and "±" in md and "## Failed runs" in md
+    assert "weighted (linear)" in md and ("(+" in md or "(-" in md)  # deltas to the baseline
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 3 and "class='best'" in page
+    for name in ("macro_f1_by_technique.png", "per_class_recall.png", "per_class_improvement.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"data": str(split_tree), "arms": {"a": {"loss": "hinge"}}}))
+    with pytest.raises(imgbalance.ImgBalanceError, match=r'arm "a".*loss must be one of'):
+        plan_grid(load_grid(bad))
+    bad.write_text(yaml.safe_dump({"data": ".", "arms": {"a": {}}, "epochs": 3}))
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"unknown key\(s\) \['epochs'\]"):
+        load_grid(bad)
+    grid = _grid(tmp_path, split_tree)
+    spec = yaml.safe_load(grid.read_text())
+    spec["arms"] = {"baseline": {}, "broken": spec["arms"]["broken"]}
+    spec["seeds"] = [0]
+    grid.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgbalance", "experiment", str(grid), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # a failed run is an error exit, after the report
+    assert "1 completed (0 from before), 1 failed" in proc.stdout
+    assert (tmp_path / "r" / "report.html").is_file()
+    inside = subprocess.run(
+        [sys.executable, "-m", "imgbalance", "experiment", str(grid), "--out",
+         str(split_tree / "runs")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert inside.returncode == 1 and "never written to" in inside.stderr
