@@ -494,6 +494,9 @@ def train(
 def experiment(
     grid_file: Annotated[Path, typer.Argument(help="A grid YAML: data, seeds, arms, ...")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the run folders and report.")],
+    data: Annotated[
+        Path | None, typer.Option(help="The split folder to train on (replaces the grid's).")
+    ] = None,
     jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
     report: Annotated[bool, typer.Option(help="Write the report when the grid is done.")] = True,
 ) -> None:
@@ -501,7 +504,7 @@ def experiment(
     from .training.experiment import load_grid, run_grid
     from .training.report import write_report
 
-    grid = load_grid(grid_file)
+    grid = load_grid(grid_file, data)
     inputs = [Path(grid["data"])]
     summary_file = inputs[0] / "split_summary.json"
     if summary_file.is_file():  # the images the split points to are inputs too

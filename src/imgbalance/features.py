@@ -196,7 +196,9 @@ def compute_features(
     if progress:
         progress(done, len(paths))
     failed: dict[int, str] = {}
-    computed: dict[int, np.ndarray] = {}
+    feats: np.ndarray | None = None
+    if dim is not None:  # thumbnails: results go straight into the matrix
+        feats = np.zeros((len(paths), dim), dtype=np.float32)
     if spec.model is not None and missing:
         from .embeddings import embed_images
         from .torch_models import build_model
@@ -211,9 +213,12 @@ def compute_features(
 
         emb, emb_failed = embed_images([paths[i] for i in missing], loaded, progress=step)
         failed = {missing[j]: msg for j, msg in emb_failed.items()}
-        computed = {i: emb[j] for j, i in enumerate(missing) if i not in failed}
         dim = emb.shape[1]
+        feats = np.zeros((len(paths), dim), dtype=np.float32)
+        feats[missing] = emb
+        del emb
     elif missing:
+        assert feats is not None
         batches = [missing[i : i + _BATCH] for i in range(0, len(missing), _BATCH)]
         fn = partial(_thumbnail_batch, size=spec.size, color=spec.color)
         n_workers = min(os.cpu_count() or 1, 8) if workers is None else workers
@@ -229,22 +234,29 @@ def compute_features(
                     if isinstance(value, str):
                         failed[i] = value
                     else:
-                        computed[i] = value
+                        feats[i] = value
                 done += len(batch)
                 if progress:
                     progress(done, len(paths))
-    if dim is None:
+    if feats is None:  # embeddings, all from the cache
         dim = rows.shape[1]
-    feats = np.zeros((len(paths), dim), dtype=np.float32)
+        feats = np.zeros((len(paths), dim), dtype=np.float32)
     for i, j in found.items():
         feats[i] = rows[j]
-    for i, value in computed.items():
-        feats[i] = value
+    for i in failed:
+        feats[i] = 0.0
     new = {hashes[i]: i for i in missing if i not in failed}  # duplicates stored once
     if cache and new:
-        added = feats[list(new.values())]
-        _save_cache(cache_file, keys + list(new), np.concatenate([rows, added]) if keys else added)
+        if not keys and len(new) == len(paths):  # a first run: the matrix is the cache
+            _save_cache(cache_file, list(new), feats)
+        else:
+            added = feats[list(new.values())]
+            _save_cache(
+                cache_file, keys + list(new), np.concatenate([rows, added]) if keys else added
+            )
+            del added
     del rows
+    dim = feats.shape[1]
     if spec.pca is not None:
         ok = np.array([i not in failed for i in range(len(hashes))])
         reduced = np.zeros((len(hashes), min(spec.pca, int(ok.sum()), dim)), dtype=np.float32)

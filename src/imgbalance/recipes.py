@@ -77,20 +77,34 @@ class PlanState:
         self.majority_label = int(np.argmax(counts)) if len(counts) else 0
 
     # -- views -----------------------------------------------------------------
-    def _flush(self) -> None:
-        if len(self._X) > 1:
-            self._X = [np.concatenate(self._X)]
-            self._y = [np.concatenate(self._y)]
-
+    # Feature rows live in blocks (the originals, then one block per addition) and are
+    # gathered with :meth:`take`; the whole matrix is only concatenated when a method
+    # asks for ``X`` itself, so SMOTE-style plans never copy the originals' features.
     @property
     def X(self) -> np.ndarray:
-        self._flush()
+        if len(self._X) > 1:
+            self._X = [np.concatenate(self._X)]
         return self._X[0]
 
     @property
     def y(self) -> np.ndarray:
-        self._flush()
+        if len(self._y) > 1:
+            self._y = [np.concatenate(self._y)]
         return self._y[0]
+
+    def take(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        """Feature rows ``rows`` (a new array), without concatenating the blocks."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(self._X) == 1:
+            picked: np.ndarray = self._X[0][rows]
+            return picked
+        starts = np.cumsum([0] + [len(b) for b in self._X[:-1]])
+        block = np.searchsorted(starts, rows, side="right") - 1
+        out = np.empty((len(rows), self._X[0].shape[1]), dtype=np.float32)
+        for b in np.unique(block).tolist():
+            m = block == b
+            out[m] = self._X[b][rows[m] - starts[b]]
+        return out
 
     @property
     def is_synthetic(self) -> np.ndarray:
@@ -131,9 +145,8 @@ class PlanState:
         params: dict[str, Any],
     ) -> None:
         """Append ``(1 - lam) * row_a + lam * row_b`` for each triple, as recipes."""
-        X = self.X
-        new_X = X[rows_b]  # a new array (fancy indexing); computed in place from here
-        base = X[rows_a]
+        new_X = self.take(rows_b)  # a new array; computed in place from here
+        base = self.take(rows_a)
         new_X -= base
         new_X *= lam[:, None].astype(np.float32)
         new_X += base
@@ -165,7 +178,7 @@ class PlanState:
             Recipe(op="copy", label=label, parents=(int(r),), weights=(1.0,), method=method)
             for r in rows.tolist()
         ]
-        self._append(self.X[rows], label, recipes)
+        self._append(self.take(rows), label, recipes)
 
     def add_recipes(self, features: np.ndarray, recipes: list[Recipe]) -> None:
         """Append rows made elsewhere (e.g. augmentations) with their recipes."""

@@ -44,12 +44,12 @@ def add_augmented(
     parents = np.concatenate([rng.permutation(rows) for _ in range(rounds)])[:n_new]
     seeds = rng.integers(0, 2**63 - 1, n_new, dtype=np.int64)
     shape = state.feature_shape
-    X = state.X
-    features = np.empty((n_new, X.shape[1]), dtype=np.float32)
+    parent_rows = state.take(parents)
+    features = np.empty_like(parent_rows)
     recipes = []
     for n, (row, seed) in enumerate(zip(parents.tolist(), seeds.tolist(), strict=True)):
         drawn = draw_augment(policy, seed)
-        features[n] = augment_features(X[row], shape, drawn) if shape else X[row]
+        features[n] = augment_features(parent_rows[n], shape, drawn) if shape else parent_rows[n]
         recipes.append(
             Recipe(
                 op="augment",

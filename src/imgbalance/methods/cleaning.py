@@ -106,7 +106,7 @@ class _Cleaner(Method):
         before = state.counts()
         rows = state.indices()
         labels = strategy_labels(self.params["sampling_strategy"], before, state.classes)
-        fails = self.fails(state.X[rows], state.y[rows], labels)
+        fails = self.fails(state.take(rows), state.y[rows], labels)
         drop = fails & self.removable(state, rows)
         state.remove(rows[drop])
         _warn_heavy_losses(state, rows[drop], self.name)

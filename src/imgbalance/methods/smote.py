@@ -78,7 +78,7 @@ class _SmoteFamily(Method):
             base = self._base_rows(state, label, rows, n_new, rng)
             if base is None:
                 continue
-            nns = neighbours(state.X[rows], k)
+            nns = neighbours(state.take(rows), k)
             col = rng.integers(0, k, len(base))
             lam = rng.uniform(0.0, 1.0, len(base))
             state.add_blends(
@@ -117,7 +117,7 @@ class BorderlineSMOTE(_SmoteFamily):
     ) -> np.ndarray | None:
         alive = state.indices()
         m = min(self.params["m_neighbors"], len(alive) - 1)
-        nns = neighbours(state.X[alive], m, state.X[rows])
+        nns = neighbours(state.take(alive), m, state.take(rows))
         n_other = (state.y[alive][nns] != label).sum(axis=1)
         danger = np.flatnonzero((n_other >= m / 2) & (n_other < m))
         if len(danger) == 0:
@@ -162,7 +162,7 @@ class ADASYN(_SmoteFamily):
         """New samples per class row, or None when every neighbour is of the same class."""
         alive = state.indices()
         k = min(self.params["k_neighbors"], len(alive) - 1)
-        nns = neighbours(state.X[alive], k, state.X[rows])
+        nns = neighbours(state.take(alive), k, state.take(rows))
         ratio = (state.y[alive][nns] != label).sum(axis=1) / k
         if not ratio.sum():
             return None

@@ -57,8 +57,13 @@ class GridRun:
     settings: dict[str, Any]
 
 
-def load_grid(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read and check a grid file; relative ``data`` is relative to the file."""
+def load_grid(
+    path: str | os.PathLike[str], data: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Read and check a grid file; relative ``data`` is relative to the file.
+
+    ``data`` replaces the file's own (so one grid serves several splits).
+    """
     path = Path(path)
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -73,10 +78,14 @@ def load_grid(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if not grid.get("arms") or not isinstance(grid["arms"], dict):
         raise ImgBalanceError(f'"{path}" needs "arms": a mapping of name to settings.')
-    if "data" not in grid:
-        raise ImgBalanceError(f'"{path}" needs "data": the split folder to train on.')
-    data = Path(str(grid["data"])).expanduser()
-    grid["data"] = str(data if data.is_absolute() else (path.parent / data).resolve())
+    if data is not None:
+        grid["data"] = str(Path(data).expanduser().resolve())
+    if not grid.get("data"):
+        raise ImgBalanceError(
+            f'"{path}" needs "data": the split folder to train on (or pass --data).'
+        )
+    where = Path(str(grid["data"])).expanduser()
+    grid["data"] = str(where if where.is_absolute() else (path.parent / where).resolve())
     grid.setdefault("name", path.stem)
     return grid
 
