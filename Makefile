@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: $(VENV)/.installed
+demo: $(VENV)/.torch
 	$(BIN)/imgbalance demo
 
 lint: $(VENV)/.installed

@@ -149,7 +149,8 @@ def test_split_group_by_and_refusals(tmp_path: Path, balanced_tree: Path) -> Non
 
 @pytest.mark.slow
 def test_demo_runs_and_reruns(tmp_path: Path) -> None:
-    r = run("demo", "--out", "demo", cwd=tmp_path)
+    # the training comparison is covered by tests/training; its grid is checked below
+    r = run("demo", "--out", "demo", "--no-experiment", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     demo = tmp_path / "demo"
     analysis = json.loads((demo / "analysis" / "analysis.json").read_text())
@@ -160,7 +161,7 @@ def test_demo_runs_and_reruns(tmp_path: Path) -> None:
     timed = ("balanced/summary.json", "balanced/balance_summary.txt")  # hold timings
     first = {k: v for k, v in tree_digest(demo).items() if k not in timed}
     assert any(k.startswith("balanced/digit-9/synthetic/") for k in first)
-    r = run("demo", "--out", "demo", cwd=tmp_path)  # its own earlier output is replaced
+    r = run("demo", "--out", "demo", "--no-experiment", cwd=tmp_path)  # replaces its own output
     assert r.returncode == 0, r.stderr
     assert {k: v for k, v in tree_digest(demo).items() if k not in timed} == first
     (tmp_path / "mine").mkdir()
@@ -168,6 +169,14 @@ def test_demo_runs_and_reruns(tmp_path: Path) -> None:
     r = run("demo", "--out", "mine", cwd=tmp_path)
     assert r.returncode == 1 and "not made by" in r.stderr
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+
+
+def test_demo_grid_is_valid(tmp_path: Path) -> None:
+    from imgbalance.demo import demo_grid
+    from imgbalance.training.experiment import plan_grid
+
+    runs = plan_grid(demo_grid(tmp_path))
+    assert len(runs) == 30 and {r.model for r in runs} == {"linear", "small-cnn"}
 
 
 def test_entry_point_is_installed() -> None:

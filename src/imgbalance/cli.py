@@ -565,8 +565,12 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the demo data and results.")] = Path(
         "imgbalance-demo"
     ),
+    experiment: Annotated[
+        bool, typer.Option(help="Also train and compare techniques (needs the torch extra).")
+    ] = True,
 ) -> None:
-    """Build the long-tailed digits demo dataset, then analyze, split and balance it."""
+    """Build the long-tailed digits demo dataset; analyze, split and balance it; then train
+    and compare a few techniques over 3 seeds and write a report."""
     from .balancing import balance
     from .demo import make_demo_dataset, prepare_demo_dir
     from .report import print_analysis, print_balance, print_split, write_analysis
@@ -595,6 +599,37 @@ def demo(
     print_balance(balanced, out_console)
     for note in balanced.plan.notes:
         err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    report = None
+    if experiment:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            err_console.print(
+                "[yellow]Note:[/] training needs the torch extra (pip install "
+                "'imgbalance[torch]'); skipping the comparison.",
+                highlight=False,
+            )
+        else:
+            import json
+
+            from .demo import demo_grid
+            from .training.experiment import run_grid
+            from .training.report import aggregate, collect_runs, write_report
+
+            out_console.print(
+                "\n[bold]Comparing techniques[/] (linear and small CNN, 3 seeds, test split)"
+            )
+            status = run_grid(
+                demo_grid(out / "split"),
+                out / "runs",
+                log=lambda m: err_console.print(m, highlight=False),
+            )
+            paths = write_report(out / "runs")
+            report = paths["html"]
+            grid_runs = json.loads((out / "runs" / "grid.json").read_text())["runs"]
+            _print_comparison(aggregate(collect_runs(out / "runs")[0], grid_runs))
+            if status["failed"]:
+                err_console.print(f"[red]{status['failed']} run(s) failed[/]", highlight=False)
     out_console.print("\n[bold]Outputs[/]")
     for p in [
         data,
@@ -605,8 +640,27 @@ def demo(
         out / "balanced" / "manifest.csv",
         out / "balanced" / "balance_summary.txt",
         out / "balanced" / "preview.png",
+        *([report] if report else []),
     ]:
         out_console.print(f"  {p}", highlight=False)
+
+
+def _print_comparison(aggs: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="test split, mean ± std over 3 seeds", title_justify="left")
+    for col in ("technique", "model", "macro-F1", "vs baseline", "minority recall"):
+        table.add_column(col, justify="left" if col in ("technique", "model") else "right")
+    for a in aggs:
+        delta = a.get("macro_f1_delta")
+        table.add_row(
+            a["arm"],
+            a["model"],
+            f"{a['macro_f1']:.3f} ± {a['macro_f1_std']:.3f}",
+            "" if delta is None else f"{delta:+.3f}",
+            f"{a['minority_recall']:.3f}",
+        )
+    out_console.print(table)
 
 
 def main() -> None:

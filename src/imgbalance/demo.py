@@ -86,3 +86,22 @@ def prepare_demo_dir(out: Path) -> None:
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / DEMO_MARKER).write_text("made by imgbalance demo; safe to delete\n")
+
+
+def demo_grid(split_dir: Path) -> dict[str, object]:
+    """A small comparison on the demo split: linear and small CNN, five techniques, 3 seeds."""
+    return {
+        "name": "demo: long-tailed digits",
+        "data": str(split_dir.resolve()),
+        "seeds": [0, 1, 2],
+        "models": ["linear", "small-cnn"],
+        "defaults": {"image_size": 32, "epochs": 15, "patience": 4, "batch_size": 32},
+        "arms": {
+            "baseline": {},
+            "random-over": {"technique": "random-over"},
+            "smote": {"technique": "smote"},
+            "weighted-ce": {"loss": "weighted-ce"},
+            "focal": {"model": "small-cnn", "loss": "focal", "class_weights": "inverse"},
+            "balanced-softmax": {"model": "small-cnn", "loss": "balanced-softmax"},
+        },
+    }

@@ -126,8 +126,13 @@ def _mean_std(values: list[Any]) -> tuple[float, float]:
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
 
 
-def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean, std, delta vs the model's baseline arm and a paired t-test, per arm x model."""
+def aggregate(
+    rows: list[dict[str, Any]], run_order: list[str] | None = None
+) -> list[dict[str, Any]]:
+    """Mean, std, delta vs the model's baseline arm and a paired t-test, per arm x model.
+
+    Techniques come in the grid's order (``run_order``: run ids), baselines first.
+    """
     from scipy import stats
 
     done = [r for r in rows if r["status"] == "completed"]
@@ -135,7 +140,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in done:
         groups[(r["arm"], r["model"])].append(r)
     out = []
-    order = list(dict.fromkeys((r["arm"], r["model"]) for r in done))
+    rank = {run: i for i, run in enumerate(run_order or [])}
+    ordered = sorted(done, key=lambda r: (r["arm"] != "baseline", rank.get(r["run"], len(rank))))
+    order = list(dict.fromkeys((r["arm"], r["model"]) for r in ordered))
     for arm, model in order:
         runs = groups[(arm, model)]
         base = {r["seed"]: r for r in groups.get(("baseline", model), [])}
@@ -182,6 +189,21 @@ def _cell(agg: dict[str, Any], key: str) -> str:
     return text
 
 
+def _html_cell(agg: dict[str, Any], key: str) -> str:
+    """Mean ± std, and the change against the baseline on a second, smaller line."""
+    mean, std = agg.get(key), agg.get(f"{key}_std")
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "n/a"
+    text = f"{mean:.3f} <small>± {std:.3f}</small>"
+    delta = agg.get(f"{key}_delta")
+    if delta is not None:
+        better = delta < 0 if key in LOWER_IS_BETTER else delta > 0
+        cls = "" if abs(delta) < 1e-12 else (" class='up'" if better else " class='down'")
+        stars = html.escape(_stars(agg.get(f"{key}_p")))
+        text += f"<br><small{cls}>Δ {delta:+.3f}{stars}</small>"
+    return text
+
+
 def _best(aggs: list[dict[str, Any]], key: str) -> set[int]:
     vals: list[tuple[int, float]] = [
         (i, float(a[key])) for i, a in enumerate(aggs) if a.get(key) is not None
@@ -189,6 +211,8 @@ def _best(aggs: list[dict[str, Any]], key: str) -> set[int]:
     vals = [(i, v) for i, v in vals if not math.isnan(v)]
     if not vals:
         return set()
+    if len(vals) < 2 or max(v for _, v in vals) - min(v for _, v in vals) < 1e-12:
+        return set()  # a tie everywhere singles out nothing
     target = (min if key in LOWER_IS_BETTER else max)(v for _, v in vals)
     return {i for i, v in vals if abs(v - target) < 1e-12}
 
@@ -224,10 +248,10 @@ def _plots(
             if a["arm"] == "baseline" and not math.isnan(a[key]):
                 ax.axvline(a[key], color="#8C8C8C", ls="--", lw=1)
         ax.set_yticks(y, labels, fontsize=8)
-        ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_title(f"test {LABELS[key]} (mean ± std over seeds)", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
+    axes[0].invert_yaxis()  # shared: once for both, so the first technique is on top
     fig.tight_layout()
     images["macro_f1"] = _png(fig, out / "macro_f1_by_technique.png")
     done = [r for r in rows if r["status"] == "completed"]
@@ -260,20 +284,16 @@ def _plots(
     fig.tight_layout()
     images["recall"] = _png(fig, out / "per_class_recall.png")
     base_idx = {a["model"]: i for i, a in enumerate(aggs) if a["arm"] == "baseline"}
-    if base_idx:
-        delta = np.array(
-            [
-                recall[i] - recall[base_idx[a["model"]]]
-                if a["model"] in base_idx
-                else np.full(len(classes), np.nan)
-                for i, a in enumerate(aggs)
-            ]
-        )
+    compared = [i for i, a in enumerate(aggs) if a["model"] in base_idx and a["arm"] != "baseline"]
+    if compared:
+        delta = np.array([recall[i] - recall[base_idx[aggs[i]["model"]]] for i in compared])
+        delta_labels = [labels[i] for i in compared]
+        h = max(3.0, 0.32 * len(compared) + 1.2)
         lim = max(0.05, float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 0.05)
         fig, ax = plt.subplots(figsize=(width, h))
         im = ax.imshow(delta, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(aggs)), labels, fontsize=8)
+        ax.set_yticks(range(len(compared)), delta_labels, fontsize=8)
         for i in range(delta.shape[0]):
             for j in range(delta.shape[1]):
                 if not math.isnan(delta[i, j]):
@@ -305,9 +325,9 @@ def write_report(runs_dir: str | os.PathLike[str], title: str | None = None) -> 
     runs_dir = Path(runs_dir)
     rows, classes = collect_runs(runs_dir)
     _write_results_csv(rows, runs_dir / "results.csv")
-    aggs = aggregate(rows)
     grid_file = runs_dir / "grid.json"
     grid = json.loads(grid_file.read_text()) if grid_file.is_file() else {}
+    aggs = aggregate(rows, grid.get("runs"))
     title = title or f"imgbalance report: {grid.get('name', runs_dir.name)}"
     images = _plots(aggs, rows, classes, runs_dir) if aggs else {}
     failed = [r for r in rows if r["status"] == "failed"]
@@ -356,7 +376,7 @@ def write_report(runs_dir: str | os.PathLike[str], title: str | None = None) -> 
         tds = [f"<td class='name'>{esc(_label(a, models))}</td><td>{a['seeds']}</td>"]
         for k in cols:
             cls = " class='best'" if i in best[k] else ""
-            tds.append(f"<td{cls}>{esc(_cell(a, k))}</td>")
+            tds.append(f"<td{cls}>{_html_cell(a, k)}</td>")
         tds.append(f"<td>{a['training_time_s']:.0f}</td>")
         row_cls = " class='baseline'" if a["arm"] == "baseline" else ""
         trs.append(f"<tr{row_cls}>{''.join(tds)}</tr>")
@@ -376,9 +396,10 @@ def write_report(runs_dir: str | os.PathLike[str], title: str | None = None) -> 
 <style>
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2rem; color: #222;
   max-width: 1200px; }}
-table {{ border-collapse: collapse; font-size: 0.85rem; }}
-th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.6rem; text-align: right;
-  white-space: nowrap; }}
+table {{ border-collapse: collapse; font-size: 0.8rem; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 0.3rem 0.5rem; text-align: right;
+  white-space: nowrap; vertical-align: top; }}
+td small {{ color: #666; }} td small.up {{ color: #1a7f37; }} td small.down {{ color: #b42318; }}
 th {{ background: #f3f3f3; }}
 td.name {{ text-align: left; font-weight: 600; }}
 td.best {{ font-weight: 700; background: #e6f2e6; }}
@@ -387,7 +408,7 @@ figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }}
 p.note {{ color: #555; font-size: 0.9rem; max-width: 60rem; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
-<p class="note">{esc(md[2])}</p>
+<p class="note">{esc(md[2].replace("`", "").replace("in brackets", "under each value (Δ)"))}</p>
 <table><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in header)}</tr></thead>
 <tbody>{"".join(trs)}</tbody></table>
 {"".join(f"<p class='note'>{esc(line.lstrip('- '))}</p>" for line in baseline_best)}
