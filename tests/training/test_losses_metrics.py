@@ -18,7 +18,7 @@ from imgbalance.training.metrics import (
 torch = pytest.importorskip("torch", reason="training needs the torch extra")
 F = torch.nn.functional
 
-from imgbalance.training.losses import ClassLoss, class_weights  # noqa: E402
+from imgbalance.training.losses import ClassLoss, class_weights, sample_weights  # noqa: E402
 
 
 def _batch(seed: int = 0) -> tuple:
@@ -72,8 +72,7 @@ def test_class_weights() -> None:
 def test_weighted_sampler_is_uniform_over_classes() -> None:
     """The sampling the training loop uses: chi-squared against uniform class frequencies."""
     y = np.array([0] * 500 + [1] * 50 + [2] * 5)
-    counts = np.bincount(y)
-    weights = torch.as_tensor(1.0 / counts[y], dtype=torch.double)
+    weights = torch.as_tensor(sample_weights(y, "class-balanced"))
     drawn = torch.multinomial(
         weights, 6000, replacement=True, generator=torch.Generator().manual_seed(0)
     )
@@ -81,6 +80,13 @@ def test_weighted_sampler_is_uniform_over_classes() -> None:
     assert stats.chisquare(freq).pvalue > 0.01
     plain = np.bincount(y[torch.randint(0, len(y), (6000,)).numpy()], minlength=3)
     assert stats.chisquare(plain).pvalue < 1e-6  # the test can tell imbalance apart
+    sqrt = torch.as_tensor(sample_weights(y, "sqrt"))
+    drawn = torch.multinomial(
+        sqrt, 6000, replacement=True, generator=torch.Generator().manual_seed(1)
+    )
+    freq = np.bincount(y[drawn.numpy()], minlength=3) / 6000
+    expected = np.sqrt([500, 50, 5]) / np.sqrt([500, 50, 5]).sum()
+    np.testing.assert_allclose(freq, expected, atol=0.02)
 
 
 def test_metrics_with_absent_and_never_predicted_classes() -> None:

@@ -184,3 +184,10 @@ def test_bad_settings_and_changed_files(tmp_path: Path) -> None:
         run_training(_cfg(tmp_path / "split", model="linear"), tmp_path / "run")
     with pytest.raises(imgbalance.ImgBalanceError, match="is not a split"):
         run_training(_cfg(data, model="linear"), tmp_path / "run2")
+
+
+def test_a_run_never_writes_into_its_input(split_tree: Path) -> None:
+    with pytest.raises(imgbalance.ImgBalanceError, match="never written to"):
+        run_training(_cfg(split_tree, model="linear"), split_tree / "train" / "runs")
+    with pytest.raises(imgbalance.ImgBalanceError, match="never written to"):
+        run_training(_cfg(split_tree, model="linear"), split_tree / "run")

@@ -43,6 +43,14 @@ class SplitData:
     train_records: list[ImageRecord] = field(default_factory=list)
     source: str = ""
 
+    @property
+    def inputs(self) -> list[Path]:
+        """Folders a run must never write into: the images, and a pre-split tree."""
+        folders = [self.root]
+        if self.source and not (Path(self.source) / "splits.csv").is_file():
+            folders.append(Path(self.source))
+        return folders
+
     def counts(self, split: str) -> list[int]:
         c = np.bincount([lab for _, lab in self.rows[split]], minlength=len(self.classes))
         return [int(v) for v in c]

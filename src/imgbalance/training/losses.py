@@ -23,7 +23,26 @@ from torch import nn
 __all__ = [
     "ClassLoss",
     "class_weights",
+    "sample_weights",
 ]
+
+
+def sample_weights(labels: np.ndarray, kind: str) -> np.ndarray:
+    """Per-sample drawing weights of a weighted random sampler.
+
+    ``class-balanced``: 1 / n_c, so every class is drawn equally often;
+    ``sqrt``: 1 / sqrt(n_c), halfway between the data's frequencies and uniform.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    counts = np.bincount(labels).astype(np.float64)
+    if kind not in ("class-balanced", "sqrt"):
+        raise ValueError(f'sampler must be class-balanced or sqrt; got "{kind}"')
+    power = 1.0 if kind == "class-balanced" else 0.5
+    per_class = np.zeros_like(counts)
+    present = counts > 0
+    per_class[present] = 1.0 / counts[present] ** power
+    out: np.ndarray = per_class[labels]
+    return out
 
 
 def class_weights(counts: Sequence[int], kind: str, beta: float = 0.999) -> np.ndarray:

@@ -18,6 +18,7 @@ import platform
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, check_output_dir
 from ..catalog import ratios
 from ..errors import ImgBalanceError
 from ..features import cache_dir
@@ -197,6 +198,47 @@ def _nan_to_none(d: Any) -> Any:
 # -- the run --------------------------------------------------------------------------------
 
 
+class _PeakRSS:
+    """Peak resident memory of this process while the block runs (sampled every 50 ms).
+
+    ``ru_maxrss`` alone would report the largest run so far when several runs share a
+    process (a grid with ``--jobs 1``); where ``/proc`` is missing it is the fallback.
+    """
+
+    def __init__(self) -> None:
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def _now() -> float | None:
+        try:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                for line in fh:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1]) / 1024
+        except OSError:
+            return None
+        return None
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            now = self._now()
+            if now is not None:
+                self.peak_mib = max(self.peak_mib, now)
+            self._stop.wait(0.05)
+
+    def __enter__(self) -> _PeakRSS:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.peak_mib == 0.0:
+            self.peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run_training(
     config: RunConfig | dict[str, Any],
     out: str | os.PathLike[str],
@@ -209,9 +251,12 @@ def run_training(
     cfg.validate()
     cfg = cfg.resolved()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     split = load_split(cfg.data)
+    check_output_dir(out, split.inputs, overwrite=True, replaces=())
+    if balanced_cache is not None:
+        check_output_dir(balanced_cache, split.inputs, overwrite=True, replaces=())
+    out.mkdir(parents=True, exist_ok=True)
     classes = split.classes
     _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
     _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
@@ -240,12 +285,13 @@ def run_training(
             "ratios_after": ratios(after),
         },
     )
-    if cfg.model == "linear":
-        result = _train_linear(cfg, split, train, out, log)
-    else:
-        from .torch_loop import train_torch
+    with _PeakRSS() as memory:
+        if cfg.model == "linear":
+            result = _train_linear(cfg, split, train, out, log)
+        else:
+            from .torch_loop import train_torch
 
-        result = train_torch(cfg, split, train, out, log)
+            result = train_torch(cfg, split, train, out, log)
     val_y, val_p = result["val"]
     test_y, test_p = result["test"]
     prior = np.asarray(train.original_counts, dtype=np.float64)
@@ -264,7 +310,6 @@ def run_training(
 
     plot_confusion(test_metrics, classes, out / "confusion_matrix.png", title=_title(cfg))
     plot_confidence(test_y, test_p, out / "confidence_distribution.png", title=_title(cfg))
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     summary = {
         "status": "completed",
         "run": out.name,
@@ -286,7 +331,8 @@ def run_training(
         "threshold_offsets": offsets.tolist(),
         "training_time_s": round(result["train_s"], 3),
         "total_time_s": round(time.perf_counter() - t_start, 3),
-        "peak_memory_mib": round(result.get("peak_memory_mib", peak_mib), 1),
+        "peak_memory_mib": round(memory.peak_mib, 1),  # process RSS while training
+        "gpu_peak_memory_mib": result.get("gpu_peak_memory_mib"),
         "train_size_before": len(split.rows["train"]),
         "train_size_after": len(train.labels),
         "device": result.get("device", "cpu"),

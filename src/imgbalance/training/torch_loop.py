@@ -13,7 +13,7 @@ from torch import nn
 from .._fs import atomic_path
 from .config import RunConfig
 from .data import SplitData, TrainSet, load_pixels
-from .losses import ClassLoss, class_weights
+from .losses import ClassLoss, class_weights, sample_weights
 from .metrics import classification_metrics
 from .models import MEAN, STD, make_model
 
@@ -154,13 +154,8 @@ def _train_member(
         chosen = options.get(cfg.mixing) or options["mixup"] + options["cutmix"]
         mixer = v2.RandomChoice(chosen)
     sample_w = None
-    counts = np.bincount(y_train.numpy(), minlength=n_classes).astype(np.float64)
     if cfg.sampler != "none":
-        per_class = np.zeros(n_classes)
-        present = counts > 0
-        power = 1.0 if cfg.sampler == "class-balanced" else 0.5
-        per_class[present] = 1.0 / counts[present] ** power
-        sample_w = torch.as_tensor(per_class[y_train.numpy()], dtype=torch.double)
+        sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
     batches = _Batches(x_train, device, cfg.augment, torch.Generator().manual_seed(seed + 1))
     val_batches, val_y = val
     n = len(y_train)
