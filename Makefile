@@ -29,8 +29,13 @@ $(VENV)/.torch: $(VENV)/.installed
 
 torch: $(VENV)/.torch
 
+# The optional trackers, so that their tests run too.
+$(VENV)/.trackers: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb]'
+	touch $@
+
 # pytest exits 5 when it collects no tests; make treats that as a failure.
-test: lint $(VENV)/.torch
+test: lint $(VENV)/.torch $(VENV)/.trackers
 	$(BIN)/pytest
 
 clean:

@@ -416,6 +416,14 @@ def balance_cmd(
         )
 
 
+def _tracker(name: str) -> str:
+    from .training.trackers import TRACKERS
+
+    if name not in TRACKERS:
+        raise ImgBalanceError(f"--tracker must be one of {', '.join(TRACKERS)}; got {name!r}.")
+    return name
+
+
 @app.command()
 @_errors_to_exit
 def train(
@@ -456,6 +464,12 @@ def train(
             "--set ensemble=5 --set image_size=96.",
         ),
     ] = None,
+    tracker: Annotated[
+        str, typer.Option(help="Also log the run to none, mlflow (local store) or wandb (offline).")
+    ] = "none",
+    tracker_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI or W&B directory.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
 ) -> None:
     """Train and evaluate one classifier on a split, with one balancing technique."""
@@ -477,7 +491,13 @@ def train(
         **_parse_params(setting or []),
     }
     cfg = RunConfig.from_dict(settings)
-    summary = run_training(cfg, out, log=lambda m: err_console.print(m, highlight=False))
+    summary = run_training(
+        cfg,
+        out,
+        log=lambda m: err_console.print(m, highlight=False),
+        tracker=_tracker(tracker),
+        tracker_uri=tracker_uri,
+    )
     m = summary["final_metrics"]
     out_console.print(
         f"test (best epoch {summary['best_epoch']}): macro-F1 {m['macro_f1']:.3f}, balanced "
@@ -498,6 +518,12 @@ def experiment(
         Path | None, typer.Option(help="The split folder to train on (replaces the grid's).")
     ] = None,
     jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
+    tracker: Annotated[
+        str, typer.Option(help="Also log runs to none, mlflow (OUT/mlflow.db) or wandb (offline).")
+    ] = "none",
+    tracker_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI or W&B directory.")
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write the report when the grid is done.")] = True,
 ) -> None:
     """Train every run of a grid (arms x models x seeds); finished runs are skipped."""
@@ -513,7 +539,12 @@ def experiment(
         inputs.append(Path(json.loads(summary_file.read_text(encoding="utf-8"))["root"]))
     check_output_dir(out, inputs, overwrite=True, replaces=())
     status = run_grid(
-        grid, out, jobs=max(1, jobs), log=lambda m: err_console.print(m, highlight=False)
+        grid,
+        out,
+        jobs=max(1, jobs),
+        log=lambda m: err_console.print(m, highlight=False),
+        tracker=_tracker(tracker),
+        tracker_uri=tracker_uri,
     )
     out_console.print(
         f"{status['completed']} completed ({status['skipped']} from before), "

@@ -102,3 +102,34 @@ def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert inside.returncode == 1 and "never written to" in inside.stderr
+
+
+def test_trackers_log_the_run(
+    tmp_path: Path, split_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgbalance.training import RunConfig, run_training
+
+    cfg = RunConfig.from_dict(
+        {"data": str(split_tree), "model": "small-cnn", "epochs": 2, "image_size": 16}
+    )
+    mlflow = pytest.importorskip("mlflow")
+    summary = run_training(cfg, tmp_path / "runs" / "a", tracker="mlflow", experiment="tiny")
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == "a" and run.data.params["loss"] == "ce"
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(summary["final_metrics"]["macro_f1"])
+    assert len(client.get_metric_history(run.info.run_id, "val_macro_f1")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"experiment_summary.json", "history.csv"} <= artifacts
+
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_training(cfg, tmp_path / "w" / "b", tracker="wandb")
+    (offline,) = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    assert list(offline.glob("*.wandb"))
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[mlflow\]"):
+        run_training(cfg, tmp_path / "runs" / "c", tracker="mlflow")

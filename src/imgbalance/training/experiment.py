@@ -136,7 +136,13 @@ def is_complete(run: GridRun, folder: Path) -> bool:
 
 
 def run_one(
-    run: GridRun, out: str, balanced_cache: str | None, threads: int | None
+    run: GridRun,
+    out: str,
+    balanced_cache: str | None,
+    threads: int | None,
+    tracker: str = "none",
+    tracker_uri: str | None = None,
+    experiment: str = "imgbalance",
 ) -> dict[str, Any]:
     """Train one grid cell (the unit of work: a function of its arguments only)."""
     folder = Path(out) / run.run_id
@@ -157,6 +163,9 @@ def run_one(
             run.settings,
             folder,
             balanced_cache=Path(balanced_cache) if balanced_cache else None,
+            tracker=tracker,
+            tracker_uri=tracker_uri,
+            experiment=experiment,
         )
         return {"run": run.run_id, "status": "completed", "summary": summary}
     except Exception as exc:  # recorded; the grid goes on
@@ -179,6 +188,8 @@ def run_grid(
     jobs: int = 1,
     balanced_cache: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = lambda _m: None,
+    tracker: str = "none",
+    tracker_uri: str | None = None,
 ) -> dict[str, Any]:
     """Run every incomplete run of ``grid`` into ``out``; returns counts by status."""
     out = Path(out)
@@ -192,6 +203,7 @@ def run_grid(
     cache = str(balanced_cache) if balanced_cache else str(out / "_balanced")
     status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo)}
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
 
     def done(res: dict[str, Any], k: int) -> None:
         status[res["status"]] += 1
@@ -203,12 +215,12 @@ def run_grid(
 
     if jobs <= 1:
         for k, run in enumerate(todo, 1):
-            done(run_one(run, str(out), cache, None), k)
+            done(run_one(run, str(out), cache, None, *track), k)
     else:
         # spawn, not fork: a forked copy of a process that already ran torch can deadlock
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-            futures = [pool.submit(run_one, run, str(out), cache, threads) for run in todo]
+            futures = [pool.submit(run_one, run, str(out), cache, threads, *track) for run in todo]
             for k, fut in enumerate(as_completed(futures), 1):
                 done(fut.result(), k)
     return status

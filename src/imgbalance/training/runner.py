@@ -245,8 +245,14 @@ def run_training(
     *,
     balanced_cache: Path | None = None,
     log: Log = _quiet,
+    tracker: str = "none",
+    tracker_uri: str | None = None,
+    experiment: str = "imgbalance",
 ) -> dict[str, Any]:
-    """Train and evaluate one run into ``out``; returns ``experiment_summary.json``'s content."""
+    """Train and evaluate one run into ``out``; returns ``experiment_summary.json``'s content.
+
+    ``tracker`` (``none``, ``mlflow`` or ``wandb``) also sends the finished run there.
+    """
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     cfg.validate()
     cfg = cfg.resolved()
@@ -339,6 +345,10 @@ def run_training(
     }
     clean: dict[str, Any] = _nan_to_none(summary)
     _write_json(out / "experiment_summary.json", clean)
+    if tracker != "none":
+        from .trackers import log_run
+
+        log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
     return clean
 
 
