@@ -491,13 +491,15 @@ def train(
         **_parse_params(setting or []),
     }
     cfg = RunConfig.from_dict(settings)
-    summary = run_training(
-        cfg,
-        out,
-        log=lambda m: err_console.print(m, highlight=False),
-        tracker=_tracker(tracker),
-        tracker_uri=tracker_uri,
-    )
+    with _progress() as update:
+        summary = run_training(
+            cfg,
+            out,
+            log=lambda m: err_console.print(m, highlight=False),
+            tracker=_tracker(tracker),
+            tracker_uri=tracker_uri,
+            progress=update,
+        )
     m = summary["final_metrics"]
     out_console.print(
         f"test (best epoch {summary['best_epoch']}): macro-F1 {m['macro_f1']:.3f}, balanced "

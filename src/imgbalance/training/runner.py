@@ -54,7 +54,11 @@ def _quiet(_msg: str) -> None:
 
 
 def balanced_train_set(
-    split: SplitData, cfg: RunConfig, cache: Path | None = None, log: Log = _quiet
+    split: SplitData,
+    cfg: RunConfig,
+    cache: Path | None = None,
+    log: Log = _quiet,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> TrainSet:
     """The training set after the offline technique, rendered once and cached.
 
@@ -99,6 +103,7 @@ def balanced_train_set(
                     plots=False,
                     overwrite=True,
                     workers=cfg.workers,
+                    progress=progress,
                     **cfg.technique_params,
                 )
             except ImgBalanceError as exc:
@@ -248,6 +253,7 @@ def run_training(
     tracker: str = "none",
     tracker_uri: str | None = None,
     experiment: str = "imgbalance",
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run into ``out``; returns ``experiment_summary.json``'s content.
 
@@ -267,7 +273,7 @@ def run_training(
     _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
     _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
     _write_json(out / "environment.json", environment())
-    train = balanced_train_set(split, cfg, balanced_cache, log)
+    train = balanced_train_set(split, cfg, balanced_cache, log, progress)
     stats: dict[str, dict[str, Any]] = {
         s: {
             "counts": dict(zip(classes, split.counts(s), strict=True)),
@@ -297,7 +303,7 @@ def run_training(
         else:
             from .torch_loop import train_torch
 
-            result = train_torch(cfg, split, train, out, log)
+            result = train_torch(cfg, split, train, out, log, progress)
     val_y, val_p = result["val"]
     test_y, test_p = result["test"]
     prior = np.asarray(train.original_counts, dtype=np.float64)

@@ -121,6 +121,7 @@ def _train_member(
     seed: int,
     log: Any,
     tag: str = "",
+    progress: Any = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
     """Train one model; returns the best state, the history and the best epoch."""
     torch.manual_seed(seed)  # initial weights first, before any data pass
@@ -172,7 +173,10 @@ def _train_member(
         else:
             order = torch.randperm(n, generator=gen)
         total, seen = 0.0, 0
-        for s in range(0, n, cfg.batch_size):
+        n_batches = -(-n // cfg.batch_size)
+        for b, s in enumerate(range(0, n, cfg.batch_size), 1):
+            if progress is not None:
+                progress("train", b, n_batches)
             idx = order[s : s + cfg.batch_size]
             if len(idx) < 2 and n >= 2:
                 continue  # BatchNorm needs two samples; a last batch of one is dropped
@@ -234,7 +238,7 @@ def _train_member(
 
 
 def train_torch(
-    cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Any
+    cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Any, progress: Any = None
 ) -> dict[str, Any]:
     device = pick_device(cfg.device)
     if device.type == "cuda":
@@ -280,13 +284,14 @@ def train_torch(
             state, hist, best_epoch = _train_member(
                 cfg, n_classes, x_train[idx], y_train[idx], sets["val"], train.original_counts,
                 device, cfg.seed * 1000 + k, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
+                progress=progress,
             )  # fmt: skip
             members.append((state, best_epoch))
             history += hist
     else:
         state, history, best_epoch = _train_member(
             cfg, n_classes, x_train, y_train, sets["val"], train.original_counts, device,
-            cfg.seed, log,
+            cfg.seed, log, progress=progress,
         )  # fmt: skip
         members.append((state, best_epoch))
     train_s = time.perf_counter() - t0
