@@ -86,7 +86,9 @@ def main() -> None:
         old = json.loads(args.out.read_text())
         dates = old.get("dates", [old.get("date")])
         for name, rows in old["results"].items():
-            results[name] = [r for r in rows if r["n_images"] not in args.sizes]
+            results[name] = [  # a size's subset can round to N +- 1% images
+                r for r in rows if not any(abs(r["n_images"] - n) <= 0.01 * n for n in args.sizes)
+            ]
     with tempfile.TemporaryDirectory(prefix="imgbalance-scale-") as tmp:
         full = Path(tmp) / "full"
         t0 = time.perf_counter()
