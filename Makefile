@@ -16,7 +16,8 @@ install: $(VENV)/.installed
 demo: $(VENV)/.torch
 	$(BIN)/imgbalance demo
 
-lint: $(VENV)/.installed
+# mypy checks the torch and tracker code against the real packages, so lint needs them.
+lint: $(VENV)/.torch $(VENV)/.trackers
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
@@ -35,7 +36,7 @@ $(VENV)/.trackers: $(VENV)/.installed
 	touch $@
 
 # pytest exits 5 when it collects no tests; make treats that as a failure.
-test: lint $(VENV)/.torch $(VENV)/.trackers
+test: lint
 	$(BIN)/pytest
 
 clean:
