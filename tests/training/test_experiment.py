@@ -113,7 +113,10 @@ def test_trackers_log_the_run(
         {"data": str(split_tree), "model": "small-cnn", "epochs": 2, "image_size": 16}
     )
     mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path / "runs" if (tmp_path / "runs").is_dir() else tmp_path)
     summary = run_training(cfg, tmp_path / "runs" / "a", tracker="mlflow", experiment="tiny")
+    assert not (tmp_path / "mlruns").exists()  # nothing lands where the command ran
+    assert (tmp_path / "runs" / "mlflow-artifacts").is_dir()
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
     exp = client.get_experiment_by_name("tiny")
     (run,) = client.search_runs([exp.experiment_id])

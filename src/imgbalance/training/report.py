@@ -42,6 +42,7 @@ LABELS = {
     "threshold_macro_f1": "+ thresholds",
 }
 LOWER_IS_BETTER = {"ece"}
+_NOT_RUNS = {"mlflow-artifacts", "wandb"}  # tracker folders beside the runs
 
 
 def _arm_of(run_id: str) -> tuple[str, str]:

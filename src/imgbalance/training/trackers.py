@@ -79,10 +79,17 @@ def _mlflow(folder: Path, summary: dict[str, Any], experiment: str, uri: str | N
             "--tracker mlflow needs MLflow: pip install 'imgbalance[mlflow]' (or leave the "
             "tracker at none: the run folder has everything)."
         ) from exc
+    # The local default keeps the store and the artifacts beside the runs (MLflow would
+    # otherwise put artifacts in ./mlruns of whatever folder the command ran in).
     store = uri or f"sqlite:///{(folder.parent / 'mlflow.db').resolve()}"
+    artifacts = None if uri else (folder.parent / "mlflow-artifacts").resolve().as_uri()
     client = mlflow.MlflowClient(tracking_uri=store)
     found = client.get_experiment_by_name(experiment)
-    exp_id = found.experiment_id if found else client.create_experiment(experiment)
+    exp_id = (
+        found.experiment_id
+        if found
+        else client.create_experiment(experiment, artifact_location=artifacts)
+    )
     run = client.create_run(exp_id, run_name=folder.name)
     rid = run.info.run_id
     try:
