@@ -275,6 +275,8 @@ def render(
     plots: bool = True,
     save_stages: bool = False,
     progress: Progress | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> BalanceResult:
     """Render a plan into ``out``: links to kept originals, synthetic images, provenance.
 
@@ -297,6 +299,9 @@ def render(
     save_stages
         Also write ``stages/<name>/manifest.csv`` for a plan's intermediate stages
         (STEM: ``after_smote_enn``), pointing at the same files.
+    backend, address
+        ``local`` (a process pool, the default) or ``ray`` (Ray tasks on the cluster
+        at ``address``, or on a local Ray instance): identical outputs.
     """
     if format not in ("keep", "png", "jpg"):
         raise ValueError(f'format must be "keep", "png" or "jpg", got {format!r}')
@@ -343,7 +348,16 @@ def render(
             for index, sha, _ in chunk:
                 fh.write(json.dumps({"path": by_index[index].out, "sha256": sha}) + "\n")
 
-    for index, sha, size in render_jobs(todo, out, opts, workers=workers, on_done=write_journal):
+    rendered = render_jobs(
+        todo,
+        out,
+        opts,
+        workers=workers,
+        on_done=write_journal,
+        backend=backend,
+        address=address,
+    )
+    for index, sha, size in rendered:
         done[index] = (sha, size)
         if progress:
             progress("render", len(done), len(jobs))
@@ -419,6 +433,8 @@ def balance(
     plots: bool = True,
     save_stages: bool = False,
     progress: Progress | None = None,
+    backend: str = "local",
+    address: str | None = None,
     **params: Any,
 ) -> BalanceResult:
     """Balance the class folders in ``src`` into ``out``: :func:`plan`, then :func:`render`.
@@ -443,6 +459,10 @@ def balance(
     >>> result = imgbalance.balance("train", "out", method="stem")  # doctest: +SKIP
     >>> result.counts_after                                         # doctest: +SKIP
     """
+    if backend == "ray":  # a missing Ray fails before any work
+        from .ray_backend import require_ray
+
+        require_ray()
     m = create_pipeline(method, **params)
     if image_size is None and m.params.get("image_size") is not None:
         image_size = _size_param(m.params["image_size"])
@@ -472,6 +492,8 @@ def balance(
         plots=plots,
         save_stages=save_stages,
         progress=progress,
+        backend=backend,
+        address=address,
     )
 
 

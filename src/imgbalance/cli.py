@@ -363,6 +363,13 @@ def balance_cmd(
             "(stem: after_smote_enn)."
         ),
     ] = False,
+    backend: Annotated[
+        str, typer.Option(help="Render with local processes (default) or ray tasks.")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address for --backend ray (default: a local instance)."),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run into OUT.")] = False,
     overwrite: Annotated[
         bool, typer.Option(help="Replace imgbalance's earlier outputs in OUT.")
@@ -400,6 +407,8 @@ def balance_cmd(
             resume=resume,
             dry_run=dry_run,
             save_stages=save_stages,
+            backend=_backend(backend),
+            address=address,
             progress=update,
             **params,
         )
@@ -414,6 +423,16 @@ def balance_cmd(
             "balance_summary.txt, preview.png, class_distribution.png",
             highlight=False,
         )
+
+
+def _backend(name: str) -> str:
+    if name not in ("local", "ray"):
+        raise ImgBalanceError(f"--backend must be local or ray; got {name!r}.")
+    if name == "ray":
+        from .ray_backend import require_ray
+
+        require_ray()  # a clear message before any work when Ray is missing
+    return name
 
 
 def _tracker(name: str) -> str:

@@ -161,16 +161,27 @@ def render_jobs(
     *,
     workers: int | None = None,
     on_done: Callable[[list[tuple[int, str, int]]], None] | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> Iterator[tuple[int, str, int]]:
     """Render ``jobs`` under ``root``; yield ``(index, sha256, bytes)`` as they finish.
 
     ``on_done`` is called after each chunk is on disk (used for the resume journal).
+    ``backend="ray"`` renders the chunks as Ray tasks (``address``: a cluster, or
+    None for a local instance); the files and their bytes are the same.
     """
+    if backend not in ("local", "ray"):
+        raise ValueError(f'backend must be "local" or "ray", got {backend!r}')
     n_workers = min(os.cpu_count() or 1, 8) if workers is None else max(1, workers)
     # Jobs sharing parents run next to each other, so decoded and resized parents are
     # reused from the worker's cache; each output's name and bytes do not depend on order.
     jobs = sorted(jobs, key=lambda j: (j.parents, j.index))
     chunks = [jobs[i : i + _CHUNK] for i in range(0, len(jobs), _CHUNK)]
+    if backend == "ray":
+        from .ray_backend import render_chunks_ray
+
+        yield from render_chunks_ray(chunks, root, opts, address=address, on_done=on_done)
+        return
     fn = partial(_render_chunk, root=str(root), opts=opts)
     if n_workers == 1 or len(jobs) <= _CHUNK:
         results: Iterator[list[tuple[int, str, int]]] = map(fn, chunks)
