@@ -12,7 +12,9 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent))
 
 from imgtools import (
+    COLOURS,
     body_corrupt_jpeg,
+    colour_image,
     exif_rotated_jpeg,
     jpeg_bytes,
     png16_rgb,
@@ -97,3 +99,18 @@ def tree_digest(root: Path) -> dict[str, str]:
         else:
             out[rel] = "dir"
     return out
+
+
+@pytest.fixture
+def split_tree(tmp_path: Path) -> Path:
+    """A pre-split tree: train 24/8/3, val 4/3/1, test 4/3/0 (red absent from test)."""
+    rng = np.random.default_rng(0)
+    counts = {"train": (24, 8, 3), "val": (4, 3, 1), "test": (4, 3, 0)}
+    root = tmp_path / "split"
+    for split, ns in counts.items():
+        for (name, colour), n in zip(COLOURS.items(), ns, strict=True):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                colour_image(rng, colour).save(folder / f"{name} {i}.png")
+    return root

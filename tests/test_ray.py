@@ -50,3 +50,45 @@ def test_missing_ray_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[ray\]"):
         imgbalance.balance(_tree(tmp_path / "src"), tmp_path / "out", backend="ray", plots=False)
+
+
+def test_grid_on_ray_matches_local_and_records_failures(
+    local_ray: None, tmp_path: Path, split_tree: Path
+) -> None:
+    import csv
+    import os
+
+    from imgbalance.training.experiment import plan_grid, run_grid
+    from imgbalance.training.report import write_report
+
+    pytest.importorskip("torch")
+    threads = max(1, (os.cpu_count() or 1) // 2)  # what --jobs 2 gives each local run
+    grid = {
+        "name": "tiny",
+        "data": str(split_tree),
+        "seeds": [0, 1],
+        "models": ["small-cnn"],
+        "defaults": {"epochs": 2, "image_size": 16, "batch_size": 8},
+        "resources": {"cpus": threads},
+        "arms": {
+            "baseline": {},
+            "over+focal": {"technique": "random-over", "loss": "focal"},
+            "linear": {"model": "linear", "features": "thumbnail:4"},
+            "broken": {"technique": "smote", "technique_params": {"small_class_fallback": "error"}},
+        },
+    }
+    assert len(plan_grid(grid)) == 8
+    local = run_grid(grid, tmp_path / "local", jobs=2)
+    on_ray = run_grid(grid, tmp_path / "ray", backend="ray")
+    assert local == on_ray == {"completed": 6, "failed": 2, "skipped": 0}
+    assert (
+        "k_neighbors + 1"
+        in (tmp_path / "ray" / "broken__small-cnn__seed0" / "error.json").read_text()
+    )
+    tables = []
+    for name in ("local", "ray"):
+        rows = csv.DictReader(write_report(tmp_path / name)["results"].open())
+        keep = ("run", "status", "macro_f1", "balanced_accuracy", "ece", "recall:red")
+        tables.append(sorted(tuple(r.get(k) for k in keep) for r in rows))
+    assert tables[0] == tables[1]
+    assert run_grid(grid, tmp_path / "ray", backend="ray")["skipped"] == 6  # resumes

@@ -539,6 +539,13 @@ def experiment(
         Path | None, typer.Option(help="The split folder to train on (replaces the grid's).")
     ] = None,
     jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
+    backend: Annotated[
+        str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address for --backend ray (default: a local instance)."),
+    ] = None,
     tracker: Annotated[
         str, typer.Option(help="Also log runs to none, mlflow (OUT/mlflow.db) or wandb (offline).")
     ] = "none",
@@ -566,6 +573,8 @@ def experiment(
         log=lambda m: err_console.print(m, highlight=False),
         tracker=_tracker(tracker),
         tracker_uri=tracker_uri,
+        backend=_backend(backend),
+        address=address,
     )
     out_console.print(
         f"{status['completed']} completed ({status['skipped']} from before), "

@@ -42,7 +42,7 @@ from .config import RunConfig
 
 __all__ = ["GridRun", "load_grid", "plan_grid", "run_grid"]
 
-_GRID_KEYS = {"name", "data", "seeds", "models", "defaults", "arms", "groups", "out"}
+_GRID_KEYS = {"name", "data", "seeds", "models", "defaults", "arms", "groups", "out", "resources"}
 _ARM_ONLY = ("model", "seed", "data")
 
 
@@ -190,8 +190,17 @@ def run_grid(
     log: Callable[[str], None] = lambda _m: None,
     tracker: str = "none",
     tracker_uri: str | None = None,
+    backend: str = "local",
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Run every incomplete run of ``grid`` into ``out``; returns counts by status."""
+    """Run every incomplete run of ``grid`` into ``out``; returns counts by status.
+
+    ``backend="ray"`` makes each run a Ray task asking for the grid's
+    ``resources`` (``cpus``, default 1; ``gpus``, a fraction allowed, default 0;
+    ``retries`` after a worker dies, default 1) on the cluster at ``address`` or a
+    local instance. Run folders are written by the workers: on a cluster, ``out``
+    must be on storage every node sees.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_grid(grid)
@@ -205,7 +214,10 @@ def run_grid(
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
 
-    def done(res: dict[str, Any], k: int) -> None:
+    counter = iter(range(1, len(todo) + 1))
+
+    def done(res: dict[str, Any], k: int | None = None) -> None:
+        k = k if k is not None else next(counter)
         status[res["status"]] += 1
         if res["status"] == "completed":
             m = res["summary"]["final_metrics"]
@@ -213,7 +225,9 @@ def run_grid(
         else:
             log(f"[{k}/{len(todo)}] {res['run']}: FAILED {res['error']}")
 
-    if jobs <= 1:
+    if backend == "ray":
+        _run_on_ray(todo, out, cache, track, grid.get("resources") or {}, address, done)
+    elif jobs <= 1:
         for k, run in enumerate(todo, 1):
             done(run_one(run, str(out), cache, None, *track), k)
     else:
@@ -224,3 +238,42 @@ def run_grid(
             for k, fut in enumerate(as_completed(futures), 1):
                 done(fut.result(), k)
     return status
+
+
+def _run_on_ray(
+    todo: list[GridRun],
+    out: Path,
+    cache: str,
+    track: tuple[str, str | None, str],
+    resources: dict[str, Any],
+    address: str | None,
+    done: Callable[[dict[str, Any]], None],
+) -> None:
+    from ..ray_backend import ensure_ray
+
+    unknown = sorted(set(resources) - {"cpus", "gpus", "retries"})
+    if unknown:
+        raise ImgBalanceError(f"resources: unknown key(s) {unknown}; use cpus, gpus, retries.")
+    cpus = int(resources.get("cpus", 1))
+    gpus = float(resources.get("gpus", 0))
+    retries = int(resources.get("retries", 1))
+    ray = ensure_ray(address)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(run_one)
+    refs = {task.remote(run, str(out), cache, cpus, *track): run for run in todo}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        run = refs[ready[0]]
+        try:
+            res = ray.get(ready[0])
+        except Exception as exc:  # the worker died, even after its retries
+            error = {
+                "status": "failed",
+                "run": run.run_id,
+                "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                "traceback": str(exc),
+            }
+            (out / run.run_id).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / run.run_id / "error.json", json.dumps(error, indent=2) + "\n")
+            res = {"run": run.run_id, "status": "failed", "error": error["error"]}
+        done(res)
