@@ -23,6 +23,16 @@ def save(im: Image.Image, path: Path, fmt: str | None = None, **kw: object) -> P
     return path
 
 
+def png_files(folder: Path, n: int, size: tuple[int, int]) -> tuple[list[str], list[str]]:
+    """``n`` random RGB PNGs in ``folder`` and a made-up cache key (``hashN``) for each."""
+    paths = []
+    for i in range(n):
+        p = folder / f"{i}.png"
+        save(rgb(i, size), p)
+        paths.append(str(p))
+    return paths, [f"hash{i}" for i in range(n)]
+
+
 def jpeg_bytes(seed: int, size: tuple[int, int] = (24, 16), **kw: object) -> bytes:
     buf = io.BytesIO()
     rgb(seed, size).save(buf, format="JPEG", quality=90, **kw)

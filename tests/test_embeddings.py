@@ -11,7 +11,7 @@ import pytest
 import imgbalance
 from imgbalance.features import compute_features
 
-from imgtools import rgb, save
+from imgtools import png_files, rgb, save
 
 torch = pytest.importorskip("torch", reason="embeddings need the torch extra")
 torchvision = pytest.importorskip("torchvision")
@@ -29,12 +29,7 @@ def weights_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _files(tmp_path: Path, n: int) -> tuple[list[str], list[str]]:
-    paths = []
-    for i in range(n):
-        p = tmp_path / f"{i}.png"
-        save(rgb(i, (40, 30)), p)
-        paths.append(str(p))
-    return paths, [f"hash{i}" for i in range(n)]
+    return png_files(tmp_path, n, (40, 30))
 
 
 def test_penultimate_features_are_cached_by_weights(

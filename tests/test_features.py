@@ -8,16 +8,11 @@ from PIL import Image
 
 from imgbalance.features import compute_features, parse_feature_spec, thumbnail
 
-from imgtools import rgb, save
+from imgtools import png_files, save
 
 
 def _files(tmp_path: Path, n: int) -> tuple[list[str], list[str]]:
-    paths = []
-    for i in range(n):
-        p = tmp_path / f"{i}.png"
-        save(rgb(i, (20, 12)), p)
-        paths.append(str(p))
-    return paths, [f"hash{i}" for i in range(n)]
+    return png_files(tmp_path, n, (20, 12))
 
 
 def test_thumbnail_is_area_average(tmp_path: Path) -> None:

@@ -185,7 +185,7 @@ def compute_features(
     spec = parse_feature_spec(spec)
     dim: int | None = None
     if spec.model is None:
-        dim = spec.size * spec.size * (3 if spec.color == "rgb" else 1)
+        dim = int(np.prod(spec.shape))
     directory = cache_path if cache_path is not None else cache_dir()
     cache_file = directory / "features" / f"{_cache_key(spec)}.npz"
     keys, rows = _load_cache(cache_file, dim) if cache else ([], np.zeros((0, 0), np.float32))

@@ -42,6 +42,8 @@ class SplitData:
     #: the training split's records (for the balancing engine)
     train_records: list[ImageRecord] = field(default_factory=list)
     source: str = ""
+    #: sha256 of every row's file, by absolute path (from the scan: never read again)
+    hashes: dict[str, str] = field(default_factory=dict)
 
     @property
     def inputs(self) -> list[Path]:
@@ -110,6 +112,7 @@ def _from_csv(path: Path) -> SplitData:
         )
     by_path = {r.path: r for r in catalog.usable()}
     rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    hashes: dict[str, str] = {}
     train: list[ImageRecord] = []
     changed = []
     for row in listed:
@@ -118,6 +121,7 @@ def _from_csv(path: Path) -> SplitData:
             changed.append(row["path"])
             continue
         rows[row["split"]].append((str(root / rec.path), rec.label))
+        hashes[str(root / rec.path)] = rec.sha256 or rec.path
         if row["split"] == "train":
             train.append(rec)
     if changed:
@@ -125,7 +129,7 @@ def _from_csv(path: Path) -> SplitData:
             f"{len(changed)} file(s) of the split changed or disappeared since it was made "
             f'(first: "{changed[0]}"). Re-run `imgbalance split` so no test image can leak.'
         )
-    return SplitData(classes, root, rows, train, source=str(path))
+    return SplitData(classes, root, rows, train, source=str(path), hashes=hashes)
 
 
 def _from_tree(path: Path) -> SplitData:
@@ -141,10 +145,15 @@ def _from_tree(path: Path) -> SplitData:
         s: [(str(cat.root / r.path), idx[r.class_name]) for r in cat.usable()]
         for s, cat in catalogs.items()
     }
+    hashes = {
+        str(cat.root / r.path): r.sha256 or r.path
+        for cat in catalogs.values()
+        for r in cat.usable()
+    }
     train = catalogs["train"]
     train.root = train.root.resolve()
     records = [_relabel(r, idx[r.class_name]) for r in train.usable()]
-    return SplitData(classes, train.root, rows, records, source=str(path))
+    return SplitData(classes, train.root, rows, records, source=str(path), hashes=hashes)
 
 
 def _relabel(r: ImageRecord, label: int) -> ImageRecord:
@@ -193,6 +202,8 @@ class TrainSet:
     #: original training counts (before any balancing): priors and loss weights come from these
     original_counts: list[int]
     balancing: dict[str, Any] = field(default_factory=dict)
+    #: sha256 per path (from the scan and the manifest): the feature cache's keys
+    hashes: list[str] = field(default_factory=list)
 
     def counts(self, n_classes: int) -> list[int]:
         return [int(v) for v in np.bincount(self.labels, minlength=n_classes)]

@@ -179,29 +179,34 @@ def _stars(p: float | None) -> str:
     return "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def _cell(agg: dict[str, Any], key: str) -> str:
-    mean, std = agg.get(key), agg.get(f"{key}_std")
+def _stat(agg: dict[str, Any], key: str) -> tuple[float, float, float | None, str] | None:
+    """``(mean, std, delta vs baseline or None, significance stars)``; None when missing."""
+    mean = agg.get(key)
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return None
+    return mean, agg[f"{key}_std"], agg.get(f"{key}_delta"), _stars(agg.get(f"{key}_p"))
+
+
+def _cell(agg: dict[str, Any], key: str) -> str:
+    stat = _stat(agg, key)
+    if stat is None:
         return "n/a"
+    mean, std, delta, stars = stat
     text = f"{mean:.3f} ± {std:.3f}"
-    delta = agg.get(f"{key}_delta")
-    if delta is not None:
-        text += f" ({delta:+.3f}{_stars(agg.get(f'{key}_p'))})"
-    return text
+    return text if delta is None else text + f" ({delta:+.3f}{stars})"
 
 
 def _html_cell(agg: dict[str, Any], key: str) -> str:
     """Mean ± std, and the change against the baseline on a second, smaller line."""
-    mean, std = agg.get(key), agg.get(f"{key}_std")
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+    stat = _stat(agg, key)
+    if stat is None:
         return "n/a"
+    mean, std, delta, stars = stat
     text = f"{mean:.3f} <small>± {std:.3f}</small>"
-    delta = agg.get(f"{key}_delta")
     if delta is not None:
         better = delta < 0 if key in LOWER_IS_BETTER else delta > 0
         cls = "" if abs(delta) < 1e-12 else (" class='up'" if better else " class='down'")
-        stars = html.escape(_stars(agg.get(f"{key}_p")))
-        text += f"<br><small{cls}>Δ {delta:+.3f}{stars}</small>"
+        text += f"<br><small{cls}>Δ {delta:+.3f}{html.escape(stars)}</small>"
     return text
 
 

@@ -8,7 +8,6 @@ summary. The run folder keeps the tomato-leaf reference's file names.
 from __future__ import annotations
 
 import contextlib
-import copy
 import csv
 import fcntl
 import hashlib
@@ -32,7 +31,7 @@ from ..catalog import ratios
 from ..errors import ImgBalanceError
 from ..features import cache_dir
 from .config import RunConfig
-from .data import SplitData, TrainSet, load_pixels, load_split
+from .data import SplitData, TrainSet, load_split
 from .metrics import (
     apply_offsets,
     classification_metrics,
@@ -41,7 +40,7 @@ from .metrics import (
     tune_class_offsets,
 )
 
-__all__ = ["balanced_train_set", "run_training"]
+__all__ = ["balanced_train_set", "environment", "run_training"]
 
 Log = Callable[[str], None]
 
@@ -69,7 +68,9 @@ def balanced_train_set(
     labels = [lab for _, lab in split.rows["train"]]
     counts = np.bincount(labels, minlength=len(split.classes)).astype(int).tolist()
     if cfg.technique in ("none", "", None):
-        return TrainSet(original, labels, counts, {"technique": "none"})
+        return TrainSet(
+            original, labels, counts, {"technique": "none"}, [split.hashes[p] for p in original]
+        )
     from ..balancing import balance
 
     key_src = json.dumps(
@@ -127,7 +128,13 @@ def balanced_train_set(
         "counts_after": dict(zip(split.classes, after, strict=True)),
         "notes": summary.get("notes", []),
     }
-    return TrainSet(paths, new_labels, counts, info)
+    return TrainSet(
+        paths,
+        new_labels,
+        counts,
+        info,
+        [r["sha256"] or p for r, p in zip(rows, paths, strict=True)],
+    )
 
 
 # -- environment ---------------------------------------------------------------------------
@@ -409,17 +416,6 @@ def _write_test_metrics(
 # -- linear: logistic regression on the engine's features ------------------------------------
 
 
-def _hashes(paths: list[str]) -> list[str]:
-    out = []
-    for p in paths:
-        h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        out.append(h.hexdigest())
-    return out
-
-
 def _train_linear(
     cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Log
 ) -> dict[str, Any]:
@@ -431,15 +427,15 @@ def _train_linear(
     from ..features import compute_features
     from .losses import class_weights
 
-    def feats(paths: list[str]) -> np.ndarray:
-        X, failed = compute_features(paths, _hashes(paths), cfg.features, workers=cfg.workers)
+    def feats(paths: list[str], hashes: list[str]) -> np.ndarray:
+        X, failed = compute_features(paths, hashes, cfg.features, workers=cfg.workers)
         if failed:
             i = min(failed)
             raise ImgBalanceError(f'"{paths[i]}" cannot be decoded ({failed[i]}).')
         return X
 
     t0 = time.perf_counter()
-    X = feats(train.paths)
+    X = feats(train.paths, train.hashes)
     y = np.asarray(train.labels)
     w = class_weights(train.original_counts, cfg.class_weights or "none", cfg.beta)
     weights = w[y] if cfg.loss == "weighted-ce" else None
@@ -456,7 +452,8 @@ def _train_linear(
         yy = np.asarray([lab for _, lab in rows], dtype=np.int64)
         p = np.zeros((len(rows), n_classes))
         if rows:
-            p[:, clf.classes_] = clf.predict_proba(feats([q for q, _ in rows]))
+            paths = [q for q, _ in rows]
+            p[:, clf.classes_] = clf.predict_proba(feats(paths, [split.hashes[q] for q in paths]))
         return yy, p
 
     val, test = proba("val"), proba("test")
@@ -469,10 +466,3 @@ def _train_linear(
     )  # fmt: skip
     log(f"linear: val macro-F1 {vm['macro_f1']:.3f}")
     return {"val": val, "test": test, "train_s": train_s, "best_epoch": 1, "epochs_run": 1}
-
-
-def copy_state(model: Any) -> dict[str, Any]:
-    return copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-
-
-__all__ += ["copy_state", "environment", "load_pixels"]
