@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgbalance.training.experiment import load_grid, plan_grid, run_grid
+from imgbalance.training.experiment import load_grid, run_grid
 from imgbalance.training.report import write_report
 
 SPLIT_SEED = 12345  # the fixed draw of the balanced validation and test images
@@ -128,7 +128,7 @@ def main() -> None:
     test_n = args.test_per_class or (50 if small else 100)
     runs = args.work / "runs"
     t0 = time.perf_counter()
-    counts, order = {}, []
+    counts = {}
     for seed in args.seeds:
         tree = args.work / "data" / f"seed{seed}"
         if not tree.is_dir():
@@ -145,13 +145,8 @@ def main() -> None:
             grid = load_grid(grid_file, data=tree)
             grid["seeds"] = [seed]
             grid["name"] = f"{args.dataset}, imbalance ratio {args.ir:g}"
-            order += [r.run_id for r in plan_grid(grid)]
             status = run_grid(grid, runs, jobs=args.jobs, log=lambda m: print(m, flush=True))
             print(f"seed {seed}, {grid_file}: {status}", flush=True)
-    # one run order over all seeds and grids, for the report's row order
-    grid_json = json.loads((runs / "grid.json").read_text())
-    grid_json["runs"] = order
-    (runs / "grid.json").write_text(json.dumps(grid_json, indent=2) + "\n")
     minutes = (time.perf_counter() - t0) / 60
     write_report(runs)
     args.out.mkdir(parents=True, exist_ok=True)

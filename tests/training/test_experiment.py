@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +75,11 @@ def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: P
     assert page.count("data:image/png;base64,") == 3 and "class='best'" in page
     for name in ("macro_f1_by_technique.png", "per_class_recall.png", "per_class_improvement.png"):
         assert (out / name).stat().st_size > 1000
+
+    # a second grid into the same folder (another seed's data): the report keeps both orders
+    run_grid({**grid, "seeds": [3], "arms": {"baseline": {}}}, out, balanced_cache=tmp_path / "bal")
+    order = json.loads((out / "grid.json").read_text())["runs"]
+    assert order == [r.run_id for r in runs] + ["baseline__linear__seed3"]
 
 
 def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:

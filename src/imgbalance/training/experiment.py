@@ -205,7 +205,8 @@ def run_grid(
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_grid(grid)
     atomic_write_text(
-        out / "grid.json", json.dumps({**grid, "runs": [r.run_id for r in runs]}, indent=2) + "\n"
+        out / "grid.json",
+        json.dumps({**grid, "runs": _run_order(out / "grid.json", runs)}, indent=2) + "\n",
     )
     todo = [r for r in runs if not is_complete(r, out / r.run_id)]
     log(f"{len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do")
@@ -238,6 +239,20 @@ def run_grid(
             for k, fut in enumerate(as_completed(futures), 1):
                 done(fut.result(), k)
     return status
+
+
+def _run_order(grid_json: Path, runs: list[GridRun]) -> list[str]:
+    """The run ids a folder's earlier grids listed, then this grid's new ones.
+
+    Several grids (another model, another seed's data) can share one runs
+    folder; the report keeps the order in which their runs were planned.
+    """
+    try:
+        before = [str(r) for r in json.loads(grid_json.read_text(encoding="utf-8"))["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        before = []
+    seen = set(before)
+    return before + [r.run_id for r in runs if r.run_id not in seen]
 
 
 def _run_on_ray(
