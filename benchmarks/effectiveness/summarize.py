@@ -1,0 +1,199 @@
+"""One table across the effectiveness studies: the change in test macro-F1 per technique.
+
+Reads each study folder's ``results.csv`` (a row per run, as ``imgbalance
+report`` writes it), aggregates it the way the report does (mean over seeds,
+the paired difference to the same model's baseline, a paired t-test), and
+writes ``summary.md`` and ``summary.png`` (a heatmap of the change, in
+macro-F1 points) next to this script. It also checks each change against the
+gains the tomato-leaf reference's documentation expected.
+
+Usage::
+
+    python benchmarks/effectiveness/summarize.py --model small-cnn \\
+        benchmarks/effectiveness/digits_ir10 benchmarks/effectiveness/digits_ir100 \\
+        benchmarks/effectiveness/mnist5k_ir10 benchmarks/effectiveness/mnist5k_ir100 \\
+        benchmarks/effectiveness/banana_leaf_cpu benchmarks/effectiveness/bccd_wbc_cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from imgbalance.training.report import aggregate
+
+HERE = Path(__file__).resolve().parent
+
+#: macro-F1 gains, in points, that the tomato-leaf reference's documentation expected
+EXPECTED = {
+    "smote": (2, 5),
+    "adasyn": (2, 5),
+    "focal": (1, 3),
+    "augment": (1, 4),
+    "random-over+focal": (3, 7),
+    "smote+focal": (3, 7),
+    "adasyn+focal": (3, 7),
+    "augment+focal": (3, 7),
+}
+METRICS = ("macro_f1", "balanced_accuracy", "minority_recall")
+
+
+def read_rows(study: Path) -> list[dict[str, Any]]:
+    """``results.csv`` back into the report's row dictionaries."""
+    rows = []
+    with (study / "results.csv").open(encoding="utf-8") as f:
+        for raw in csv.DictReader(f):
+            row: dict[str, Any] = dict(raw)
+            for key, value in raw.items():
+                if key in ("run", "arm", "model", "status", "technique", "loss", "sampler"):
+                    continue
+                with contextlib.suppress(ValueError):
+                    row[key] = float(value) if value not in ("", None) else None
+            row["seed"] = int(row["seed"]) if row.get("seed") is not None else None
+            rows.append(row)
+    return rows
+
+
+def study_name(study: Path) -> str:
+    info = study / "study.json"
+    if info.is_file():
+        s = json.loads(info.read_text())
+        return f"{s['dataset']} IR {s['imbalance_ratio']:g} ({len(s['seeds'])} seeds)"
+    seeds = {r["seed"] for r in read_rows(study) if r["status"] == "completed"}
+    return f"{study.name} ({len(seeds)} seeds)"
+
+
+def _stars(p: float | None) -> str:
+    if p is None or math.isnan(p):
+        return ""
+    return "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("studies", type=Path, nargs="+")
+    ap.add_argument("--model", default="small-cnn")
+    ap.add_argument("--out", type=Path, default=HERE / "summary")
+    ap.add_argument(
+        "--order", type=Path, default=HERE / "long_tailed_cnn.yaml", help="row order: its arms"
+    )
+    args = ap.parse_args()
+
+    names = [study_name(s) for s in args.studies]
+    arms: list[str] = list(yaml.safe_load(args.order.read_text())["arms"])
+    tables: dict[str, dict[str, dict[str, Any]]] = {}  # study -> arm -> aggregate
+    for study, name in zip(args.studies, names, strict=True):
+        aggs = [a for a in aggregate(read_rows(study)) if a["model"] == args.model]
+        tables[name] = {a["arm"]: a for a in aggs}
+        arms += [a["arm"] for a in aggs if a["arm"] not in arms]
+    arms = [a for a in arms if any(a in t for t in tables.values())]
+
+    def delta(name: str, arm: str, key: str = "macro_f1") -> tuple[float, str] | None:
+        a = tables[name].get(arm)
+        if a is None or f"{key}_delta" not in a:
+            return None
+        return 100 * a[f"{key}_delta"], _stars(a.get(f"{key}_p"))
+
+    lines = [
+        f"# Change in test macro-F1 against the baseline ({args.model}), in points",
+        "",
+        "Mean over seeds of the paired difference to the baseline of the same seed;",
+        "`*` p < 0.05, `**` p < 0.01 (paired t-test over seeds, no correction for",
+        "the many comparisons). Written by `summarize.py` from each study's",
+        "`results.csv`.",
+        "",
+        "| technique | " + " | ".join(names) + " | expected |",
+        "|---|" + "---:|" * len(names) + "---|",
+    ]
+    base_cells = []
+    for name in names:
+        b = tables[name].get("baseline")
+        base_cells.append(f"{b['macro_f1']:.3f} ± {b['macro_f1_std']:.3f}" if b else "n/a")
+    lines.append("| baseline (macro-F1) | " + " | ".join(base_cells) + " | |")
+    grid = np.full((len(arms) - 1, len(names)), np.nan)
+    labels = [a for a in arms if a != "baseline"]
+    verdicts: dict[str, list[str]] = {}
+    for i, arm in enumerate(labels):
+        cells = []
+        for j, name in enumerate(names):
+            d = delta(name, arm)
+            if d is None:
+                cells.append("n/a")
+                continue
+            grid[i, j] = d[0]
+            cells.append(f"{d[0]:+.1f}{d[1]}")
+            if arm in EXPECTED:
+                lo, hi = EXPECTED[arm]
+                verdicts.setdefault(arm, []).append(
+                    "below" if d[0] < lo else "above" if d[0] > hi else "within"
+                )
+        exp = f"+{EXPECTED[arm][0]} to +{EXPECTED[arm][1]}" if arm in EXPECTED else ""
+        lines.append(f"| {arm} | " + " | ".join(cells) + f" | {exp} |")
+
+    significant_up = sorted(
+        {arm for name in names for arm in labels if (d := delta(name, arm)) and d[1] and d[0] > 0}
+    )
+    lines += [
+        "",
+        "## Against the tomato-leaf expectations",
+        "",
+        "| technique | expected gain | studies below / within / above |",
+        "|---|---|---|",
+    ]
+    for arm, (lo, hi) in EXPECTED.items():
+        v = verdicts.get(arm, [])
+        counts = " / ".join(str(v.count(k)) for k in ("below", "within", "above"))
+        lines.append(f"| {arm} | +{lo} to +{hi} | {counts} |")
+    lines += [
+        "",
+        "Techniques with a significant gain (p < 0.05) in at least one study: "
+        + (", ".join(significant_up) if significant_up else "none")
+        + ".",
+        "",
+        "## Minority-class recall, change in points",
+        "",
+        "| technique | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    for arm in labels:
+        cells = []
+        for name in names:
+            d = delta(name, arm, "minority_recall")
+            cells.append("n/a" if d is None else f"{d[0]:+.1f}{d[1]}")
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    md = args.out.with_suffix(".md")
+    md.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lim = 10.0  # points; larger changes saturate the colour (the text still says)
+    fig, ax = plt.subplots(figsize=(3.0 + 1.5 * len(names), 0.38 * len(labels) + 1.8))
+    im = ax.imshow(grid, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
+    for i, arm in enumerate(labels):
+        for j, name in enumerate(names):
+            d = delta(name, arm)
+            if d is not None:
+                ax.text(j, i, f"{d[0]:+.1f}{d[1]}", ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_title(f"Test macro-F1 minus baseline, points\n({args.model}; * p<0.05, ** p<0.01)")
+    fig.colorbar(im, ax=ax, shrink=0.6)
+    fig.tight_layout()
+    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    print(md.read_text())
+
+
+if __name__ == "__main__":
+    main()
