@@ -1,0 +1,147 @@
+"""The ratio table of the performance benchmarks, and its plot, from their committed results.
+
+Reads ``results/*.json`` (written by the benchmark scripts; nothing is measured
+here) and writes ``results/ratios.md`` and ``results/ratios.png``: for each
+comparison, how many times faster imgbalance was than the peer measured in the
+same run, and how many times less memory it used (above 1: imgbalance is
+better). Usage::
+
+    python benchmarks/plot_ratios.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TIMES = "\u00d7"
+TUTORIAL = "tutorial SMOTE (imbalanced-learn on flattened 224x224 arrays)"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def ratios() -> list[dict[str, Any]]:
+    """Rows of ``(comparison, peer, speed ratio, memory ratio, source)``."""
+    rows: list[dict[str, Any]] = []
+    if scan := _load("scan_throughput"):
+        for tree, res in scan["trees"].items():
+            ours = res["imgbalance scan (2 processes)"]
+            rows.append({
+                "comparison": f"scan, {tree.split(' (')[0]}",
+                "peer": "decode every file with Pillow",
+                "speed": ours["speedup_vs_decode_loop"],
+                "memory": None,
+                "source": "scan_throughput.json",
+            })  # fmt: skip
+    if bal := _load("balance_throughput"):
+        c = bal["contenders"]
+        ours, tut = c["imgbalance smote"], c[TUTORIAL]
+        rows.append({
+            "comparison": f"SMOTE, {bal['images']:,} RGB images",
+            "peer": "imbalanced-learn SMOTE on flattened 224x224 arrays",
+            "speed": tut["wall_s"] / ours["wall_s"],
+            "memory": tut["peak_rss_mib"] / ours["peak_rss_mib"],
+            "source": "balance_throughput.json",
+        })  # fmt: skip
+        rows.append({
+            "comparison": "SMOTE render vs I/O floor",
+            "peer": "floor: decode the parents, encode one image per recipe",
+            "speed": ours["render_vs_pure_io"],
+            "memory": None,
+            "source": "balance_throughput.json",
+        })  # fmt: skip
+    if scale := _load("balance_scaling"):
+        res = scale["results"]
+        tut = {r["n_images"]: r for r in res.get("tutorial SMOTE", [])}
+        for r in res["imgbalance smote"]:
+            t = tut.get(r["n_images"])
+            if t and r["n_images"] == max(tut):
+                rows.append({
+                    "comparison": f"SMOTE, {r['n_images']:,} RGB images",
+                    "peer": "imbalanced-learn SMOTE on flattened 224x224 arrays",
+                    "speed": t["wall_s"] / r["wall_s"],
+                    "memory": t["peak_rss_mib"] / r["peak_rss_mib"],
+                    "source": "balance_scaling.json",
+                })  # fmt: skip
+    if stem := _load("stem_vs_reference"):
+        ref = stem["results"].get("reference")
+        for name in ("imgbalance 256", "imgbalance native"):
+            ours = stem["results"].get(name)
+            if ref and ours and ref.get("wall_s"):
+                rows.append({
+                    "comparison": f"STEM, {stem['input_images']} images, {name.split()[1]}",
+                    "peer": "re-implementation of the STEM reference",
+                    "speed": ref["wall_s"] / ours["wall_s"],
+                    "memory": ref["peak_rss_mib"] / ours["peak_rss_mib"],
+                    "source": "stem_vs_reference.json",
+                })  # fmt: skip
+    if ray := _load("ray_backend"):
+        rows.append({
+            "comparison": f"render on Ray, {ray['machine']['cpus']} CPUs",
+            "peer": "imgbalance's local process pool",
+            "speed": ray["ray_over_local_throughput"],
+            "memory": None,
+            "source": "ray_backend.json",
+        })  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    rows = ratios()
+    lines = [
+        "# Performance ratios (written by `plot_ratios.py` from the JSON files here)",
+        "",
+        "Above 1: imgbalance is faster, or uses less memory, than the peer in the same run.",
+        "",
+        "| comparison | peer | speed ratio | memory ratio | source |",
+        "|---|---|---:|---:|---|",
+    ]
+    for r in rows:
+        mem = f"{r['memory']:.1f}{TIMES}" if r["memory"] else "n/a"
+        lines.append(
+            f"| {r['comparison']} | {r['peer']} | {r['speed']:.2f}{TIMES} | {mem} | {r['source']} |"
+        )
+    (RESULTS / "ratios.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.45 * len(rows) + 1.6), sharey=True)
+    names = [r["comparison"] for r in rows][::-1]
+    speed = [r["speed"] for r in rows][::-1]
+    memory = [r["memory"] or 0 for r in rows][::-1]
+    ax1.barh(names, speed, color=["#4C72B0" if s >= 1 else "#C44E52" for s in speed])
+    ax2.barh(names, memory, color="#55A868")
+    for ax, values, title in (
+        (ax1, speed, "speed: peer time / imgbalance time"),
+        (ax2, memory, "memory: peer peak / imgbalance peak"),
+    ):
+        ax.axvline(1, color="black", lw=0.8)
+        ax.set_xscale("log")
+        top = max([v for v in values if v] + [2.0])
+        ax.set_xlim(0.3, top * 3)
+        ticks = [t for t in (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if t <= top * 3]
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(FixedLocator([]))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda t, _pos: f"{t:g}{TIMES}"))
+        ax.set_title(title, fontsize=10)
+        for y, v in enumerate(values):
+            if v:
+                label = f" {v:.2f}{TIMES}" if v < 10 else f" {v:.0f}{TIMES}"
+                ax.text(v, y, label, va="center", fontsize=8)
+    ax1.tick_params(axis="y", labelsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "ratios.png", dpi=120)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
