@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ._optional import require
 from .errors import ImgBalanceError
 
 __all__ = ["POLICIES", "AugmentPolicy", "apply_augment", "draw_augment", "require_torchvision"]
@@ -176,14 +177,12 @@ def cover_scale(width: int, height: int, angle: float, tx: float, ty: float) -> 
 
 def require_torchvision() -> Any:
     """``torchvision.transforms.v2.functional``, or a clear error naming the extra."""
-    try:
-        from torchvision.transforms.v2 import functional
-    except ImportError as exc:
-        raise ImgBalanceError(
-            "augment uses torchvision, which is not installed. Install the torch extra: "
-            "pip install 'imgbalance[torch]' (or use another method, e.g. mixup or smote)."
-        ) from exc
-    return functional
+    return require(
+        "torchvision.transforms.v2.functional",
+        "torch",
+        "augment",
+        "or use another method, e.g. mixup or smote",
+    )
 
 
 def apply_augment(image: Image.Image, params: dict[str, Any]) -> Image.Image:

@@ -18,20 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from ._fs import atomic_write_bytes
+from ._optional import require
 from .errors import ImgBalanceError
 
 __all__ = ["ensure_ray", "render_chunks_ray", "require_ray"]
 
 
 def require_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise ImgBalanceError(
-            "--backend ray needs Ray, which is not installed: pip install 'imgbalance[ray]' "
-            "(or use the default local backend)."
-        ) from exc
-    return ray
+    return require("ray", "ray", "--backend ray", "or use the default local backend")
 
 
 def ensure_ray(address: str | None = None) -> Any:

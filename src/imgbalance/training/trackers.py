@@ -13,11 +13,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .._optional import require
 from ..errors import ImgBalanceError
 
 __all__ = ["TRACKERS", "log_run"]
 
 TRACKERS = ("none", "mlflow", "wandb")
+_NO_TRACKER = "or leave the tracker at none: the run folder has everything"
 _FINAL = ("macro_f1", "balanced_accuracy", "accuracy", "weighted_f1", "gmean", "ece")
 
 
@@ -72,13 +74,7 @@ def log_run(
 
 
 def _mlflow(folder: Path, summary: dict[str, Any], experiment: str, uri: str | None) -> None:
-    try:
-        import mlflow
-    except ImportError as exc:
-        raise ImgBalanceError(
-            "--tracker mlflow needs MLflow: pip install 'imgbalance[mlflow]' (or leave the "
-            "tracker at none: the run folder has everything)."
-        ) from exc
+    mlflow = require("mlflow", "mlflow", "--tracker mlflow", _NO_TRACKER)
     # The local default keeps the store and the artifacts beside the runs (MLflow would
     # otherwise put artifacts in ./mlruns of whatever folder the command ran in).
     store = uri or f"sqlite:///{(folder.parent / 'mlflow.db').resolve()}"
@@ -110,13 +106,7 @@ def _mlflow(folder: Path, summary: dict[str, Any], experiment: str, uri: str | N
 
 
 def _wandb(folder: Path, summary: dict[str, Any], experiment: str, uri: str | None) -> None:
-    try:
-        import wandb
-    except ImportError as exc:
-        raise ImgBalanceError(
-            "--tracker wandb needs Weights & Biases: pip install 'imgbalance[wandb]' (or leave "
-            "the tracker at none: the run folder has everything)."
-        ) from exc
+    wandb = require("wandb", "wandb", "--tracker wandb", _NO_TRACKER)
     mode: Any = os.environ.get("WANDB_MODE", "offline")  # offline works without network
     run = wandb.init(
         project=experiment,

@@ -1,0 +1,37 @@
+"""A missing optional dependency is an error naming the extra that installs it."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+import imgbalance
+from imgbalance._optional import require
+from imgbalance.ray_backend import require_ray
+from imgbalance.training.trackers import log_run
+
+
+def test_require_imports_or_names_the_extra() -> None:
+    assert require("json", "none", "x", "y").dumps([1]) == "[1]"
+    with pytest.raises(imgbalance.ImgBalanceError) as err:
+        require("no_such_module_here.sub", "ray", "--backend ray", "or use the local backend")
+    msg = str(err.value)
+    assert "--backend ray needs no_such_module_here" in msg
+    assert "pip install 'imgbalance[ray]'" in msg and "or use the local backend" in msg
+
+
+def test_missing_ray_names_its_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import raises ImportError
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"--backend ray.*imgbalance\[ray\]"):
+        require_ray()
+
+
+@pytest.mark.parametrize("tracker", ["mlflow", "wandb"])
+def test_missing_tracker_names_its_extra(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tracker: str
+) -> None:
+    monkeypatch.setitem(sys.modules, tracker, None)
+    with pytest.raises(imgbalance.ImgBalanceError, match=rf"--tracker {tracker}.*\[{tracker}\]"):
+        log_run(tracker, tmp_path, {})
