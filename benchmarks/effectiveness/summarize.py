@@ -102,13 +102,16 @@ def main() -> None:
             return None
         return 100 * a[f"{key}_delta"], _stars(a.get(f"{key}_p"))
 
+    def wins(name: str, arm: str, key: str = "macro_f1") -> str:
+        return str(tables[name][arm].get(f"{key}_wins", ""))
+
     lines = [
         f"# Change in test macro-F1 against the baseline ({args.model}), in points",
         "",
         "Mean over seeds of the paired difference to the baseline of the same seed;",
         "`*` p < 0.05, `**` p < 0.01 (paired t-test over seeds, no correction for",
-        "the many comparisons). Written by `summarize.py` from each study's",
-        "`results.csv`.",
+        "the many comparisons); in brackets, the seeds on which the technique beat",
+        "the baseline. Written by `summarize.py` from each study's `results.csv`.",
         "",
         "| technique | " + " | ".join(names) + " | expected |",
         "|---|" + "---:|" * len(names) + "---|",
@@ -129,7 +132,7 @@ def main() -> None:
                 cells.append("n/a")
                 continue
             grid[i, j] = d[0]
-            cells.append(f"{d[0]:+.1f}{d[1]}")
+            cells.append(f"{d[0]:+.1f}{d[1]} ({wins(name, arm)})")
             if arm in EXPECTED:
                 lo, hi = EXPECTED[arm]
                 verdicts.setdefault(arm, []).append(
