@@ -63,10 +63,14 @@ def run_measured(
     stop = threading.Event()
 
     def sample() -> None:
+        # Every ``interval`` for the first 10 s, then less often (at most 0.5 s apart):
+        # reading smaps_rollup of a GB-sized process costs milliseconds, which at 50 Hz
+        # took about a third of a core from the process being measured.
         nonlocal peak
         while not stop.is_set():
             peak = max(peak, tree_rss_kib(proc.pid))
-            time.sleep(interval)
+            elapsed = time.perf_counter() - t0
+            time.sleep(interval if elapsed < 10 else min(0.5, interval * elapsed / 10))
 
     t0 = time.perf_counter()
     thread = threading.Thread(target=sample, daemon=True)
