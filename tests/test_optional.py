@@ -35,3 +35,15 @@ def test_missing_tracker_names_its_extra(
     monkeypatch.setitem(sys.modules, tracker, None)
     with pytest.raises(imgbalance.ImgBalanceError, match=rf"--tracker {tracker}.*\[{tracker}\]"):
         log_run(tracker, tmp_path, {})
+
+
+def test_missing_ray_fails_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from imgbalance.training.experiment import run_grid
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[ray\]"):
+        grid = {"data": str(tmp_path), "arms": {"baseline": {}}}
+        run_grid(grid, tmp_path / "runs", backend="ray")
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[ray\]"):
+        imgbalance.balance(tmp_path / "missing", tmp_path / "out", backend="ray")
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "out").exists()

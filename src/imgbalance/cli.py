@@ -103,6 +103,10 @@ WorkersOpt = Annotated[
 MaxPixelsOpt = Annotated[
     int, typer.Option(help="Larger images are reported as decompression bombs and never decoded.")
 ]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address for --backend ray (default: a local instance)."),
+]
 
 
 def _scan(
@@ -366,10 +370,7 @@ def balance_cmd(
     backend: Annotated[
         str, typer.Option(help="Render with local processes (default) or ray tasks.")
     ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster address for --backend ray (default: a local instance)."),
-    ] = None,
+    address: AddressOpt = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run into OUT.")] = False,
     overwrite: Annotated[
         bool, typer.Option(help="Replace imgbalance's earlier outputs in OUT.")
@@ -426,12 +427,9 @@ def balance_cmd(
 
 
 def _backend(name: str) -> str:
+    # balance() and run_grid() check that Ray is installed before any work
     if name not in ("local", "ray"):
         raise ImgBalanceError(f"--backend must be local or ray; got {name!r}.")
-    if name == "ray":
-        from .ray_backend import require_ray
-
-        require_ray()  # a clear message before any work when Ray is missing
     return name
 
 
@@ -542,10 +540,7 @@ def experiment(
     backend: Annotated[
         str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
     ] = "local",
-    address: Annotated[
-        str | None,
-        typer.Option(help="Ray cluster address for --backend ray (default: a local instance)."),
-    ] = None,
+    address: AddressOpt = None,
     tracker: Annotated[
         str, typer.Option(help="Also log runs to none, mlflow (OUT/mlflow.db) or wandb (offline).")
     ] = "none",

@@ -201,6 +201,10 @@ def run_grid(
     local instance. Run folders are written by the workers: on a cluster, ``out``
     must be on storage every node sees.
     """
+    if backend == "ray":  # a missing Ray fails before any work
+        from ..ray_backend import require_ray
+
+        require_ray()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_grid(grid)
