@@ -28,66 +28,45 @@ def _load(name: str) -> dict[str, Any] | None:
 def ratios() -> list[dict[str, Any]]:
     """Rows of ``(comparison, peer, speed ratio, memory ratio, source)``."""
     rows: list[dict[str, Any]] = []
+
+    def add(comparison: str, peer: str, source: str, speed: float, memory: float | None) -> None:
+        rows.append({"comparison": comparison, "peer": peer, "speed": speed, "memory": memory,
+                     "source": f"{source}.json"})  # fmt: skip
+
+    def vs(peer: dict[str, Any], ours: dict[str, Any]) -> tuple[float, float]:
+        """How many times faster, and how many times less memory, than ``peer``."""
+        return peer["wall_s"] / ours["wall_s"], peer["peak_rss_mib"] / ours["peak_rss_mib"]
+
+    tutorial = "imbalanced-learn SMOTE on flattened 224x224 arrays"
     if scan := _load("scan_throughput"):
         for tree, res in scan["trees"].items():
-            ours = res["imgbalance scan (2 processes)"]
-            rows.append({
-                "comparison": f"scan, {tree.split(' (')[0]}",
-                "peer": "decode every file with Pillow",
-                "speed": ours["speedup_vs_decode_loop"],
-                "memory": None,
-                "source": "scan_throughput.json",
-            })  # fmt: skip
+            speed = res["imgbalance scan (2 processes)"]["speedup_vs_decode_loop"]
+            add(f"scan, {tree.split(' (')[0]}", "decode every file with Pillow",
+                "scan_throughput", speed, None)  # fmt: skip
     if bal := _load("balance_throughput"):
-        c = bal["contenders"]
-        ours, tut = c["imgbalance smote"], c[TUTORIAL]
-        rows.append({
-            "comparison": f"SMOTE, {bal['images']:,} RGB images",
-            "peer": "imbalanced-learn SMOTE on flattened 224x224 arrays",
-            "speed": tut["wall_s"] / ours["wall_s"],
-            "memory": tut["peak_rss_mib"] / ours["peak_rss_mib"],
-            "source": "balance_throughput.json",
-        })  # fmt: skip
-        rows.append({
-            "comparison": "SMOTE render vs I/O floor",
-            "peer": "floor: decode the parents, encode one image per recipe",
-            "speed": ours["render_vs_pure_io"],
-            "memory": None,
-            "source": "balance_throughput.json",
-        })  # fmt: skip
+        ours = bal["contenders"]["imgbalance smote"]
+        add(f"SMOTE, {bal['images']:,} RGB images", tutorial, "balance_throughput",
+            *vs(bal["contenders"][TUTORIAL], ours))  # fmt: skip
+        add("SMOTE render vs I/O floor", "floor: decode the parents, encode one image per recipe",
+            "balance_throughput", ours["render_vs_pure_io"], None)  # fmt: skip
     if scale := _load("balance_scaling"):
         res = scale["results"]
         tut = {r["n_images"]: r for r in res.get("tutorial SMOTE", [])}
         for r in res["imgbalance smote"]:
-            t = tut.get(r["n_images"])
-            if t and r["n_images"] == max(tut):
-                rows.append({
-                    "comparison": f"SMOTE, {r['n_images']:,} RGB images",
-                    "peer": "imbalanced-learn SMOTE on flattened 224x224 arrays",
-                    "speed": t["wall_s"] / r["wall_s"],
-                    "memory": t["peak_rss_mib"] / r["peak_rss_mib"],
-                    "source": "balance_scaling.json",
-                })  # fmt: skip
+            if tut and r["n_images"] == max(tut):
+                add(f"SMOTE, {r['n_images']:,} RGB images", tutorial, "balance_scaling",
+                    *vs(tut[r["n_images"]], r))  # fmt: skip
     if stem := _load("stem_vs_reference"):
         ref = stem["results"].get("reference")
         for name in ("imgbalance 256", "imgbalance native"):
             ours = stem["results"].get(name)
             if ref and ours and ref.get("wall_s"):
-                rows.append({
-                    "comparison": f"STEM, {stem['input_images']} images, {name.split()[1]} (*)",
-                    "peer": "re-implementation of the STEM reference",
-                    "speed": ref["wall_s"] / ours["wall_s"],
-                    "memory": ref["peak_rss_mib"] / ours["peak_rss_mib"],
-                    "source": "stem_vs_reference.json",
-                })  # fmt: skip
+                add(f"STEM, {stem['input_images']} images, {name.split()[1]} (*)",
+                    "re-implementation of the STEM reference", "stem_vs_reference",
+                    *vs(ref, ours))  # fmt: skip
     if ray := _load("ray_backend"):
-        rows.append({
-            "comparison": f"render on Ray, {ray['machine']['cpus']} CPUs",
-            "peer": "imgbalance's local process pool",
-            "speed": ray["ray_over_local_throughput"],
-            "memory": None,
-            "source": "ray_backend.json",
-        })  # fmt: skip
+        add(f"render on Ray, {ray['machine']['cpus']} CPUs", "imgbalance's local process pool",
+            "ray_backend", ray["ray_over_local_throughput"], None)  # fmt: skip
     return rows
 
 
