@@ -82,8 +82,8 @@ def build_tree(
     val_per_class: int,
     test_per_class: int,
     n_max: int | None = None,
-) -> dict[str, dict[str, int]]:
-    """The seed's tree under ``dest``; returns the counts per split and class."""
+) -> None:
+    """Write the seed's tree under ``dest`` (through a temporary name)."""
     classes = np.unique(labels)
     fixed = np.random.default_rng(SPLIT_SEED)
     pools, held = {}, {}
@@ -97,15 +97,12 @@ def build_tree(
     counts = dict(zip(order.tolist(), profile(n_max, ir, len(classes)), strict=True))
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    out: dict[str, dict[str, int]] = {"train": {}, "val": {}, "test": {}}
     for c in classes:
         name = f"digit_{c}"
         train = np.sort(rng.choice(pools[c], size=counts[int(c)], replace=False))
         for split, ids in (("train", train), ("val", held[c][0]), ("test", held[c][1])):
             write_images(tmp / split / name, images, ids)
-            out[split][name] = len(ids)
     tmp.rename(dest)
-    return out
 
 
 def main() -> None:
@@ -131,15 +128,12 @@ def main() -> None:
     counts = {}
     for seed in args.seeds:
         tree = args.work / "data" / f"seed{seed}"
-        if not tree.is_dir():
-            counts[seed] = build_tree(
-                images, labels, args.ir, seed, tree, val_n, test_n, args.n_max
-            )
-        else:
-            counts[seed] = {
-                s: {c.name: sum(1 for _ in c.iterdir()) for c in sorted((tree / s).iterdir())}
-                for s in ("train", "val", "test")
-            }
+        if not tree.is_dir():  # a tree from an earlier, interrupted run is reused
+            build_tree(images, labels, args.ir, seed, tree, val_n, test_n, args.n_max)
+        counts[seed] = {
+            s: {c.name: sum(1 for _ in c.iterdir()) for c in sorted((tree / s).iterdir())}
+            for s in ("train", "val", "test")
+        }
         print(f"seed {seed}: train {counts[seed]['train']}", flush=True)
         for grid_file in args.grid:
             grid = load_grid(grid_file, data=tree)

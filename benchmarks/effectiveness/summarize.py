@@ -43,7 +43,6 @@ EXPECTED = {
     "adasyn+focal": (3, 7),
     "augment+focal": (3, 7),
 }
-METRICS = ("macro_f1", "balanced_accuracy", "minority_recall")
 
 
 def read_rows(study: Path) -> list[dict[str, Any]]:
