@@ -48,6 +48,11 @@ EXPECTED = {
 def read_rows(study: Path) -> list[dict[str, Any]]:
     """``results.csv`` back into the report's row dictionaries."""
     rows = []
+    if not (study / "results.csv").is_file():
+        raise SystemExit(
+            f'"{study}" has no results.csv: pass a study folder, or run '
+            f"`imgbalance report RUNS` and copy its results.csv there."
+        )
     with (study / "results.csv").open(encoding="utf-8") as f:
         for raw in csv.DictReader(f):
             row: dict[str, Any] = dict(raw)
