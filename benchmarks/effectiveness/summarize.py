@@ -165,17 +165,36 @@ def main() -> None:
         + (", ".join(significant_up) if significant_up else "none")
         + ".",
         "",
-        "## Minority-class recall, change in points",
+        "Per study, the techniques whose macro-F1 beats the baseline with p < 0.05:",
         "",
-        "| technique | " + " | ".join(names) + " |",
-        "|---|" + "---:|" * len(names),
     ]
-    for arm in labels:
-        cells = []
+    for name in names:
+        up = [arm for arm in labels if (d := delta(name, arm)) and d[1] and d[0] > 0]
+        lines.append(
+            f"- {name}: " + (", ".join(up) if up else "**none: no technique beats the baseline**")
+        )
+    for key, title in (
+        ("balanced_accuracy", "Balanced accuracy"),
+        ("minority_recall", "Minority-class recall"),
+    ):
+        lines += [
+            "",
+            f"## {title}, change in points",
+            "",
+            "| technique | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        base = []
         for name in names:
-            d = delta(name, arm, "minority_recall")
-            cells.append("n/a" if d is None else f"{d[0]:+.1f}{d[1]}")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+            b = tables[name].get("baseline")
+            base.append(f"{b[key]:.3f} ± {b[key + '_std']:.3f}" if b else "n/a")
+        lines.append("| baseline (value) | " + " | ".join(base) + " |")
+        for arm in labels:
+            cells = []
+            for name in names:
+                d = delta(name, arm, key)
+                cells.append("n/a" if d is None else f"{d[0]:+.1f}{d[1]}")
+            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     md = args.out.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
