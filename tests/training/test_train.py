@@ -103,6 +103,9 @@ def test_best_checkpoint_not_last_is_evaluated(
 def test_same_seed_same_metrics(split_tree: Path, tmp_path: Path) -> None:
     runs = [run_training(_cfg(split_tree, epochs=2, mixing="mixup"), tmp_path / n) for n in "ab"]
     assert runs[0]["final_metrics"] == runs[1]["final_metrics"]
+    # the checkpoints too, byte for byte (they are written through different temporary names)
+    a, b = ((tmp_path / n / "best_model.pt").read_bytes() for n in "ab")
+    assert a == b
     h = [(tmp_path / n / "history.csv").read_text().splitlines() for n in "ab"]
     assert [r.split(",")[:3] for r in h[0]] == [r.split(",")[:3] for r in h[1]]
     other = run_training(_cfg(split_tree, epochs=2, mixing="mixup", seed=1), tmp_path / "c")

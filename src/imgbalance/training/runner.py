@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from .._fs import atomic_write_text, check_output_dir
+from .._fs import atomic_path, atomic_write_text, check_output_dir
 from ..catalog import ratios
 from ..errors import ImgBalanceError
 from ..features import cache_dir
@@ -457,7 +457,8 @@ def _train_linear(
         return yy, p
 
     val, test = proba("val"), proba("test")
-    joblib.dump(clf, out / "best_model.joblib")
+    with atomic_path(out / "best_model.joblib") as tmp, tmp.open("wb") as fh:
+        joblib.dump(clf, fh)
     vm = classification_metrics(val[0], val[1], split.classes)
     _write_csv(
         out / "history.csv",

@@ -303,7 +303,9 @@ def train_torch(
         for name in ("val", "test"):
             b, yy = sets[name]
             probs[name].append(_predict(model, b, len(yy), cfg.batch_size * 2, device))
-    with atomic_path(out / "best_model.pt") as tmp:
+    # Saved through a file object: given a path, torch.save names the archive's inner
+    # folder after it, and the temporary name would make equal checkpoints differ.
+    with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:
         torch.save(
             {
                 "members": [s for s, _ in members],
@@ -313,7 +315,7 @@ def train_torch(
                 "image_size": size,
                 "config": cfg.to_dict(),
             },
-            tmp,
+            f,
         )
     from .runner import _write_csv
 
