@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import imgbalance
+from imgbalance.errors import ImgBalanceError
 from imgbalance.training import RunConfig, run_training
 
 from imgtools import COLOURS, colour_image
@@ -98,6 +99,26 @@ def test_best_checkpoint_not_last_is_evaluated(
     for k in state_a:
         torch.testing.assert_close(state_a[k], state_b[k])
     assert a["final_metrics"] == b["final_metrics"]
+
+
+def test_drw_takes_its_model_from_the_reweighted_phase(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation peaks at epoch 1, before re-weighting starts at epoch 3: the model must
+    still come from epoch 3 or later, and patience counts from there."""
+    real = torch_loop.classification_metrics
+    script = iter([0.9, 0.8, 0.2, 0.3, 0.1, 0.1, 0.5])
+
+    def scripted(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict:
+        m = real(y, p, classes)
+        m["macro_f1"] = next(script)
+        return m
+
+    monkeypatch.setattr(torch_loop, "classification_metrics", scripted)
+    s = run_training(_cfg(split_tree, epochs=8, patience=2, drw_epoch=3), tmp_path / "run")
+    assert s["best_epoch"] == 4 and s["epochs_run"] == 6
+    with pytest.raises(ImgBalanceError, match=r"drw_epoch must be between 1 and epochs \(8\)"):
+        _cfg(split_tree, epochs=8, drw_epoch=9).validate()
 
 
 def test_same_seed_same_metrics(split_tree: Path, tmp_path: Path) -> None:

@@ -110,8 +110,12 @@ class RunConfig:
                 f"model linear (logistic regression) supports losses ce and weighted-ce and no "
                 f"mixing; got loss {self.loss}, mixing {self.mixing}."
             )
-        if self.drw_epoch is not None and self.drw_epoch < 1:
-            raise ImgBalanceError(f"drw_epoch must be >= 1, got {self.drw_epoch}.")
+        if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
+            raise ImgBalanceError(
+                f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "
+                f"re-weighting starts at that epoch and the model is taken from it on. "
+                f"Lower drw_epoch or raise epochs."
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -221,11 +221,15 @@ def _train_member(
         history.append(row)
         score = -vl if cfg.monitor == "val_loss" else row[cfg.monitor]
         score = float("-inf") if score != score else score  # NaN never wins
-        improved = best is None or score > best[0]
+        # Deferred re-weighting is the model after its re-weighted phase: epochs before
+        # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
+        # stopping could end as the plain-CE model, before re-weighting ever ran).
+        warming = cfg.drw_epoch is not None and epoch < cfg.drw_epoch
+        improved = not warming and (best is None or score > best[0])
         if improved:
             best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
             bad = 0
-        else:
+        elif not warming:
             bad += 1
         log(
             f"{tag}epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} "
