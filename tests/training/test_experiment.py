@@ -77,9 +77,15 @@ def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: P
         assert (out / name).stat().st_size > 1000
 
     # a second grid into the same folder (another seed's data): the report keeps both orders
-    run_grid({**grid, "seeds": [3], "arms": {"baseline": {}}}, out, balanced_cache=tmp_path / "bal")
-    order = json.loads((out / "grid.json").read_text())["runs"]
-    assert order == [r.run_id for r in runs] + ["baseline__linear__seed3"]
+    # (and the first grid's name, its title)
+    second = {**grid, "seeds": [3], "arms": {"baseline": {}}, "name": "second grid"}
+    run_grid(second, out, balanced_cache=tmp_path / "bal")
+    record = json.loads((out / "grid.json").read_text())
+    assert record["runs"] == [r.run_id for r in runs] + ["baseline__linear__seed3"]
+    assert record["name"] == grid["name"] != "second grid"
+    assert (
+        write_report(out)["markdown"].read_text().startswith(f"# imgbalance report: {grid['name']}")
+    )
 
 
 def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:

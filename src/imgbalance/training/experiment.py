@@ -210,7 +210,7 @@ def run_grid(
     runs = plan_grid(grid)
     atomic_write_text(
         out / "grid.json",
-        json.dumps({**grid, "runs": _run_order(out / "grid.json", runs)}, indent=2) + "\n",
+        json.dumps(_folder_record(out / "grid.json", grid, runs), indent=2) + "\n",
     )
     todo = [r for r in runs if not is_complete(r, out / r.run_id)]
     log(f"{len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do")
@@ -245,18 +245,23 @@ def run_grid(
     return status
 
 
-def _run_order(grid_json: Path, runs: list[GridRun]) -> list[str]:
-    """The run ids a folder's earlier grids listed, then this grid's new ones.
+def _folder_record(grid_json: Path, grid: dict[str, Any], runs: list[GridRun]) -> dict[str, Any]:
+    """What ``grid.json`` records: this grid, the name of the folder's first grid, and the
+    run ids earlier grids listed, then this grid's new ones.
 
-    Several grids (another model, another seed's data) can share one runs
-    folder; the report keeps the order in which their runs were planned.
+    Several grids (another model, another seed's data) can share one runs folder; the
+    report keeps the order in which their runs were planned, and the title of the first.
     """
     try:
-        before = [str(r) for r in json.loads(grid_json.read_text(encoding="utf-8"))["runs"]]
+        earlier = json.loads(grid_json.read_text(encoding="utf-8"))
+        before = [str(r) for r in earlier["runs"]]
     except (OSError, ValueError, KeyError, TypeError):
-        before = []
+        earlier, before = {}, []
     seen = set(before)
-    return before + [r.run_id for r in runs if r.run_id not in seen]
+    record = {**grid, "runs": before + [r.run_id for r in runs if r.run_id not in seen]}
+    if isinstance(earlier, dict) and earlier.get("name"):
+        record["name"] = earlier["name"]
+    return record
 
 
 def _run_on_ray(
