@@ -29,19 +29,17 @@ Usage (one study; see ``benchmarks/effectiveness/README.md`` for all)::
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
+from _study import copy_report
 from PIL import Image
 
 from imgbalance.training.experiment import load_grid, run_grid
-from imgbalance.training.report import write_report
 
 SPLIT_SEED = 12345  # the fixed draw of the balanced validation and test images
-REPORT_FILES = ("results.csv", "report.md", "report.html")
 
 
 def load_dataset(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -142,10 +140,6 @@ def main() -> None:
             status = run_grid(grid, runs, jobs=args.jobs, log=lambda m: print(m, flush=True))
             print(f"seed {seed}, {grid_file}: {status}", flush=True)
     minutes = (time.perf_counter() - t0) / 60
-    write_report(runs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    for f in [*REPORT_FILES, *(p.name for p in runs.glob("*.png"))]:
-        shutil.copy2(runs / f, args.out / f)
     info = {
         "dataset": args.dataset,
         "imbalance_ratio": args.ir,
@@ -158,9 +152,8 @@ def main() -> None:
         "grids": [Path(g).name for g in args.grid],
         "jobs": args.jobs,
         "minutes": round(minutes, 1),
-        "date": time.strftime("%Y-%m-%d"),
     }
-    (args.out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+    copy_report(runs, args.out, info)
     print(f"done in {minutes:.1f} min; report in {args.out}")
 
 
