@@ -69,11 +69,11 @@ def read_rows(study: Path) -> list[dict[str, Any]]:
 
 def study_name(study: Path) -> str:
     info = study / "study.json"
-    if info.is_file():
-        s = json.loads(info.read_text())
-        return f"{s['dataset']} IR {s['imbalance_ratio']:g} ({len(s['seeds'])} seeds)"
+    s = json.loads(info.read_text()) if info.is_file() else {}
     seeds = {r["seed"] for r in read_rows(study) if r["status"] == "completed"}
-    return f"{study.name} ({len(seeds)} seeds)"
+    if "imbalance_ratio" in s:  # a long_tailed.py study
+        return f"{s['dataset']} IR {s['imbalance_ratio']:g} ({len(seeds)} seeds)"
+    return f"{s.get('dataset', study.name)} ({len(seeds)} seeds)"
 
 
 def _stars(p: float | None) -> str:
