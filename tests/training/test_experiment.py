@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -148,3 +152,67 @@ def test_trackers_log_the_run(
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[mlflow\]"):
         run_training(cfg, tmp_path / "runs" / "c", tracker="mlflow")
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_workers_end_with_a_killed_grid(tmp_path: Path, split_tree: Path) -> None:
+    """SIGKILL the grid's process in the middle of its runs: its workers stop too,
+    instead of training on alone (these runs would take hours)."""
+    grid = {
+        "name": "endless",
+        "data": str(split_tree),
+        "seeds": [0, 1],
+        "models": ["small-cnn"],
+        "defaults": {"epochs": 100_000, "patience": 100_000, "image_size": 16, "batch_size": 8},
+        "arms": {"baseline": {}},
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    runs = tmp_path / "runs"
+    code = (
+        "import sys; from imgbalance.training.experiment import load_grid, run_grid; "
+        "run_grid(load_grid(sys.argv[1]), sys.argv[2], jobs=2)"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", code, str(path), str(runs)])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = [
+                k
+                for k in _children(driver.pid)
+                if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()
+            ]
+            started = [d for d in runs.glob("baseline__*") if (d / "config.json").is_file()]
+            if len(workers) == 2 and len(started) == 2:
+                break
+        assert len(workers) == 2 and len(started) == 2, "the grid did not start its runs"
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(w) for w in workers)
+    finally:
+        driver.kill()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)

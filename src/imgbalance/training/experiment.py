@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -238,11 +239,26 @@ def run_grid(
     else:
         # spawn, not fork: a forked copy of a process that already ran torch can deadlock
         ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),)
+        ) as pool:
             futures = [pool.submit(run_one, run, str(out), cache, threads, *track) for run in todo]
             for k, fut in enumerate(as_completed(futures), 1):
                 done(fut.result(), k)
     return status
+
+
+def _exit_with(parent: int) -> None:
+    """Pool initializer: the worker ends when the grid's process does. A driver killed by
+    a signal it cannot handle (SIGKILL, SIGTERM) would otherwise leave its workers
+    finishing their runs alone, and a resumed grid could run the same run twice."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _folder_record(grid_json: Path, grid: dict[str, Any], runs: list[GridRun]) -> dict[str, Any]:
