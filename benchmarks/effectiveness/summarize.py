@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 import yaml
-from scipy import stats
 
-from imgbalance.training.report import aggregate
+from imgbalance.training.report import aggregate, paired_difference
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,10 +66,10 @@ def read_rows(study: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def study_name(study: Path) -> str:
+def study_name(study: Path, rows: list[dict[str, Any]]) -> str:
     info = study / "study.json"
     s = json.loads(info.read_text()) if info.is_file() else {}
-    seeds = {r["seed"] for r in read_rows(study) if r["status"] == "completed"}
+    seeds = {r["seed"] for r in rows if r["status"] == "completed"}
     if "imbalance_ratio" in s:  # a long_tailed.py study
         return f"{s['dataset']} IR {s['imbalance_ratio']:g} ({len(seeds)} seeds)"
     return f"{s.get('dataset', study.name)} ({len(seeds)} seeds)"
@@ -87,11 +86,8 @@ def _paired(pairs: list[tuple[Any, Any]]) -> str:
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     if not pairs:
         return "n/a"
-    a, b = np.array(pairs, dtype=float).T
-    p = float("nan")
-    if len(a) >= 3 and np.ptp(a - b) > 1e-12:  # a t-test needs spread
-        p = float(stats.ttest_rel(a, b).pvalue)
-    return f"{100 * np.mean(a - b):+.1f}{_stars(p)} ({int((a > b).sum())}/{len(a)})"
+    delta, wins, p = paired_difference(pairs)
+    return f"{100 * delta:+.1f}{_stars(p)} ({wins})"
 
 
 def main() -> None:
@@ -104,12 +100,12 @@ def main() -> None:
     )
     args = ap.parse_args()
 
-    names = [study_name(s) for s in args.studies]
+    study_rows = [read_rows(s) for s in args.studies]
+    names = [study_name(s, rows) for s, rows in zip(args.studies, study_rows, strict=True)]
     arms: list[str] = list(yaml.safe_load(args.order.read_text())["arms"])
     tables: dict[str, dict[str, dict[str, Any]]] = {}  # study -> arm -> aggregate
     by_seed: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}  # study -> arm -> seed -> run
-    for study, name in zip(args.studies, names, strict=True):
-        rows = read_rows(study)
+    for rows, name in zip(study_rows, names, strict=True):
         by_seed[name] = {}
         for r in rows:
             if r["status"] == "completed" and r["model"] == args.model:

@@ -134,8 +134,6 @@ def aggregate(
 
     Techniques come in the grid's order (``run_order``: run ids), baselines first.
     """
-    from scipy import stats
-
     done = [r for r in rows if r["status"] == "completed"]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in done:
@@ -160,17 +158,24 @@ def aggregate(
                     and base[r["seed"]].get(key) is not None
                 ]
                 if pairs:
-                    a, b = np.array(pairs, dtype=float).T
-                    agg[f"{key}_delta"] = float(np.mean(a - b))
-                    agg[f"{key}_wins"] = f"{int((a > b).sum())}/{len(a)}"
-                    p = float("nan")
-                    if len(a) >= 3 and np.ptp(a - b) > 1e-12:  # a t-test needs spread
-                        with warnings.catch_warnings():
-                            warnings.simplefilter("ignore", RuntimeWarning)
-                            p = float(stats.ttest_rel(a, b).pvalue)
-                    agg[f"{key}_p"] = p
+                    delta, wins, p = paired_difference(pairs)
+                    agg[f"{key}_delta"], agg[f"{key}_wins"], agg[f"{key}_p"] = delta, wins, p
         out.append(agg)
     return out
+
+
+def paired_difference(pairs: list[tuple[float, float]]) -> tuple[float, str, float]:
+    """``(mean of a - b, "wins/n" of a over b, paired t-test p)`` over ``(a, b)`` pairs
+    (one per seed); p is NaN under 3 pairs or when every difference is the same."""
+    from scipy import stats
+
+    a, b = np.array(pairs, dtype=float).T
+    p = float("nan")
+    if len(a) >= 3 and np.ptp(a - b) > 1e-12:  # a t-test needs spread
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            p = float(stats.ttest_rel(a, b).pvalue)
+    return float(np.mean(a - b)), f"{int((a > b).sum())}/{len(a)}", p
 
 
 def _stars(p: float | None) -> str:
