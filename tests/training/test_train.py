@@ -77,13 +77,10 @@ def test_run_writes_every_file_with_real_values(split_tree: Path, tmp_path: Path
     assert sorted(p.name for p in (tmp_path / "bal").iterdir()) == before
 
 
-def test_best_checkpoint_not_last_is_evaluated(
-    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Validation scores are scripted so epoch 2 is best: a 4-epoch run must test epoch 2's
-    weights, which (training being deterministic) are a 2-epoch run's final weights."""
+def _script_val_macro_f1(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """The training loop's validation macro-F1 becomes ``scores``, one per epoch, in order."""
     real = torch_loop.classification_metrics
-    script = iter([0.1, 0.9, 0.2, 0.3, 0.1, 0.9])
+    script = iter(scores)
 
     def scripted(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict:
         m = real(y, p, classes)
@@ -91,6 +88,14 @@ def test_best_checkpoint_not_last_is_evaluated(
         return m
 
     monkeypatch.setattr(torch_loop, "classification_metrics", scripted)
+
+
+def test_best_checkpoint_not_last_is_evaluated(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation scores are scripted so epoch 2 is best: a 4-epoch run must test epoch 2's
+    weights, which (training being deterministic) are a 2-epoch run's final weights."""
+    _script_val_macro_f1(monkeypatch, [0.1, 0.9, 0.2, 0.3, 0.1, 0.9])
     a = run_training(_cfg(split_tree, epochs=4, patience=10), tmp_path / "a")
     b = run_training(_cfg(split_tree, epochs=2, patience=10), tmp_path / "b")
     assert a["best_epoch"] == 2 and a["epochs_run"] == 4 and b["best_epoch"] == 2
@@ -106,15 +111,7 @@ def test_drw_takes_its_model_from_the_reweighted_phase(
 ) -> None:
     """Validation peaks at epoch 1, before re-weighting starts at epoch 3: the model must
     still come from epoch 3 or later, and patience counts from there."""
-    real = torch_loop.classification_metrics
-    script = iter([0.9, 0.8, 0.2, 0.3, 0.1, 0.1, 0.5])
-
-    def scripted(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict:
-        m = real(y, p, classes)
-        m["macro_f1"] = next(script)
-        return m
-
-    monkeypatch.setattr(torch_loop, "classification_metrics", scripted)
+    _script_val_macro_f1(monkeypatch, [0.9, 0.8, 0.2, 0.3, 0.1, 0.1, 0.5])
     s = run_training(_cfg(split_tree, epochs=8, patience=2, drw_epoch=3), tmp_path / "run")
     assert s["best_epoch"] == 4 and s["epochs_run"] == 6
     with pytest.raises(ImgBalanceError, match=r"drw_epoch must be between 1 and epochs \(8\)"):
