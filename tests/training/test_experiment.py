@@ -97,6 +97,9 @@ def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:
     bad.write_text(yaml.safe_dump({"data": str(split_tree), "arms": {"a": {"loss": "hinge"}}}))
     with pytest.raises(imgbalance.ImgBalanceError, match=r'arm "a".*loss must be one of'):
         plan_grid(load_grid(bad))
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n")  # not a grid: a PNG header
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"Cannot read the grid .*bad.yaml.*UTF-8"):
+        load_grid(bad)
     bad.write_text(yaml.safe_dump({"data": ".", "arms": {"a": {}}, "epochs": 3}))
     with pytest.raises(imgbalance.ImgBalanceError, match=r"unknown key\(s\) \['epochs'\]"):
         load_grid(bad)

@@ -68,8 +68,11 @@ def load_grid(
     path = Path(path)
     try:
         grid = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ImgBalanceError(f'Cannot read the grid "{path}": {exc}') from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ImgBalanceError(
+            f'Cannot read the grid "{path}": {exc}. A grid is a UTF-8 YAML file with "data" '
+            f'and "arms" (see configs/full.yaml).'
+        ) from exc
     if not isinstance(grid, dict):
         raise ImgBalanceError(f'"{path}" must be a YAML mapping with "data" and "arms".')
     unknown = sorted(set(grid) - _GRID_KEYS)
