@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgbalance.errors import ImgBalanceError
 from imgbalance.training.report import write_report
 
 REPORT_FILES = ("results.csv", "report.md", "report.html")
@@ -22,3 +25,13 @@ def copy_report(runs: Path, out: Path, info: dict[str, Any]) -> None:
         shutil.copy2(runs / f, out / f)
     info = {**info, "date": time.strftime("%Y-%m-%d")}
     (out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+
+
+def run(main: Callable[[], None]) -> None:
+    """Run a script's ``main``: a user error (a bad grid, an output inside the input) ends
+    it with the library's message and exit code 2, as the CLI does, not a traceback."""
+    try:
+        main()
+    except ImgBalanceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

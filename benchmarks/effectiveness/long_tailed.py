@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _study import copy_report
+from _study import copy_report, run
 from PIL import Image
 
 from imgbalance.training.experiment import load_grid, run_grid
@@ -158,4 +158,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

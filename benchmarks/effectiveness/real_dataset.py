@@ -18,10 +18,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from _study import copy_report
+from _study import copy_report, run
 
 import imgbalance
 from imgbalance.training.experiment import load_grid, run_grid
@@ -42,6 +43,8 @@ def main() -> None:
     result = imgbalance.split(args.dataset, val=0.15, test=0.15, seed=args.split_seed)
     if not (split_dir / "splits.csv").is_file():  # an earlier, interrupted run's split is reused
         imgbalance.write_split(result, split_dir)
+    for warning in result.warnings:  # unreadable files left out, classes missing from a split
+        print(f"Warning: {warning}", file=sys.stderr, flush=True)
     counts = result.counts()
     for grid_file in args.grid:
         grid = load_grid(grid_file, data=split_dir)
@@ -64,4 +67,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)
