@@ -64,7 +64,7 @@ def make_tree(root: Path, n: int, seed: int = 0) -> dict[str, int]:
 
 BALANCE = """
 import json, imgbalance
-r = imgbalance.balance({src!r}, {out!r}, method={method!r}, seed=0, plots=False)
+r = imgbalance.balance({src!r}, {out!r}, method={method!r}, random_state=0, plots=False)
 n = sum(1 for row in r.manifest if row["origin"] == "synthetic")
 print(f"images={{n}} plan_s={{r.timings['plan_s']}} render_s={{r.timings['render_s']}}")
 """
@@ -75,9 +75,9 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from PIL import Image
 import imgbalance
-from imgbalance.balancing import _jobs
-from imgbalance.rendering import RenderOptions
-from imgbalance.images import load_image
+from imgbalance.rendering.outputs import render_jobs_for
+from imgbalance.rendering.kernel import RenderOptions
+from imgbalance.dataset.images import load_image
 
 def work(jobs):
     for job in jobs:
@@ -98,8 +98,8 @@ def work(jobs):
     return len(jobs)
 
 if __name__ == "__main__":
-    planned = imgbalance.plan({src!r}, "smote", seed=0)
-    jobs, _ = _jobs(planned.plan, planned.records, planned.root, RenderOptions(), False)
+    planned = imgbalance.plan({src!r}, "smote", random_state=0)
+    jobs, _ = render_jobs_for(planned.plan, planned.records, planned.root, RenderOptions(), False)
     jobs = [j for j in jobs if j.op != "copy"]
     chunks = [jobs[i:i + 8] for i in range(0, len(jobs), 8)]
     t0 = time.perf_counter()

@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
-    from imgbalance.ray_backend import ensure_ray
+    from imgbalance._cluster import ensure_ray
 
     t0 = time.perf_counter()
     ensure_ray(None)
@@ -68,7 +68,7 @@ def main() -> None:
         src = Path(tmp) / "src"
         make_tree(src, args.images)
         os.environ["IMGBALANCE_CACHE_DIR"] = str(Path(tmp) / "cache")
-        planned = imgbalance.plan(src, "smote", seed=0)
+        planned = imgbalance.plan(src, "smote", random_state=0)
         n_new = len(planned.plan.recipes)
         times: dict[str, list[float]] = {"local": [], "ray": []}
         digests = {}

@@ -173,7 +173,7 @@ def test_demo_runs_and_reruns(tmp_path: Path) -> None:
 
 def test_demo_grid_is_valid(tmp_path: Path) -> None:
     from imgbalance.demo import demo_grid
-    from imgbalance.training.experiment import plan_grid
+    from imgbalance.experiments.grid import plan_grid
 
     runs = plan_grid(demo_grid(tmp_path))
     assert len(runs) == 30 and {r.model for r in runs} == {"linear", "small-cnn"}

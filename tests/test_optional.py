@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 import imgbalance
+from imgbalance._cluster import require_ray
 from imgbalance._optional import require
-from imgbalance.ray_backend import require_ray
-from imgbalance.training.trackers import log_run
+from imgbalance.experiments.trackers import log_run
 
 
 def test_require_imports_or_names_the_extra() -> None:
@@ -38,7 +38,7 @@ def test_missing_tracker_names_its_extra(
 
 
 def test_missing_ray_fails_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from imgbalance.training.experiment import run_grid
+    from imgbalance.experiments.grid import run_grid
 
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[ray\]"):

@@ -71,7 +71,7 @@ def test_augment_on_image_stacks_and_not_on_features() -> None:
     pytest.importorskip("torchvision", reason="augment needs the torch extra")
     from PIL import Image
 
-    from imgbalance.augment import apply_augment
+    from imgbalance.planning.augment import apply_augment
 
     rng = np.random.default_rng(2)
     X = rng.integers(0, 256, (12, 8, 8, 3), dtype=np.uint8)

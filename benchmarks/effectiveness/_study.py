@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from imgbalance.errors import ImgBalanceError
-from imgbalance.training.report import write_report
+from imgbalance.experiments.report import write_report
 
 REPORT_FILES = ("results.csv", "report.md", "report.html")
 

@@ -36,7 +36,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import imgbalance
-from imgbalance.features import compute_features
+from imgbalance.planning.features import compute_features
 
 
 def name_features(path: str) -> list[float]:

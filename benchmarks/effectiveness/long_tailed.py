@@ -37,7 +37,7 @@ import numpy as np
 from _study import copy_report, run
 from PIL import Image
 
-from imgbalance.training.experiment import load_grid, run_grid
+from imgbalance.experiments.grid import load_grid, run_grid
 
 SPLIT_SEED = 12345  # the fixed draw of the balanced validation and test images
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from _study import copy_report, run
 
 import imgbalance
-from imgbalance.training.experiment import load_grid, run_grid
+from imgbalance.experiments.grid import load_grid, run_grid
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     split_dir, runs = args.work / "split", args.work / "runs"
-    result = imgbalance.split(args.dataset, val=0.15, test=0.15, seed=args.split_seed)
+    result = imgbalance.split(args.dataset, val=0.15, test=0.15, random_state=args.split_seed)
     if not (split_dir / "splits.csv").is_file():  # an earlier, interrupted run's split is reused
         imgbalance.write_split(result, split_dir)
     for warning in result.warnings:  # unreadable files left out, classes missing from a split

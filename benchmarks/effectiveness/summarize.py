@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from imgbalance.training.report import aggregate, paired_difference
+from imgbalance.experiments.report import aggregate, paired_difference
 
 HERE = Path(__file__).resolve().parent
 

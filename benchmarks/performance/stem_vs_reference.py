@@ -40,7 +40,7 @@ runpy.run_path({script!r}, run_name="__main__")
 
 OURS = """
 import imgbalance
-r = imgbalance.balance({src!r}, {out!r}, method="stem", seed=0, plots=False,
+r = imgbalance.balance({src!r}, {out!r}, method="stem", random_state=0, plots=False,
                        k_neighbors=4, image_size={size!r})
 print(f"images={{len(r.manifest)}}")
 """

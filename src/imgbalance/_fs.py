@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import os
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import OutputError
 
@@ -21,6 +23,7 @@ __all__ = [
     "is_hidden",
     "is_within",
     "link_or_copy",
+    "write_csv",
 ]
 
 
@@ -129,3 +132,15 @@ def check_output_dir(
             "Choose a new folder, or pass --overwrite to replace imgbalance's own outputs in it "
             "(other files there are left alone)."
         )
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys) as CSV, atomically; NaN becomes empty."""
+
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and v != v else v) for k, v in r.items()})
+    atomic_write_text(path, buf.getvalue())

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -16,7 +19,10 @@ from PIL import Image
 from ._fs import atomic_path
 from .errors import OutputError
 
-__all__ = ["DEMO_MARKER", "long_tail_counts", "make_demo_dataset"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["DEMO_MARKER", "long_tail_counts", "make_demo_dataset", "run_demo"]
 
 DEMO_MARKER = ".imgbalance-demo"
 
@@ -105,3 +111,115 @@ def demo_grid(split_dir: Path) -> dict[str, object]:
             "balanced-softmax": {"model": "small-cnn", "loss": "balanced-softmax"},
         },
     }
+
+
+def run_demo(
+    out: Path,
+    *,
+    experiment: bool,
+    out_console: Console,
+    err_console: Console,
+    progress: Callable[[], AbstractContextManager[Callable[[str, int, int], None]]],
+) -> None:
+    """The whole story on the demo digits: build, analyze, split, balance with STEM, then
+    (with the torch extra and ``experiment``) train and compare techniques over 3 seeds.
+
+    ``progress()`` opens progress bars (the command line's); the consoles get the tables.
+    """
+    from .balancing import balance
+    from .dataset.scanner import scan
+    from .dataset.splits import split, write_split
+    from .reports.analysis import print_analysis, print_balance, print_split, write_analysis
+
+    prepare_demo_dir(out)
+    data = out / "data"
+    counts = make_demo_dataset(data)
+    err_console.print(
+        f"built {sum(counts.values())} real handwritten digits in {data} (long-tailed: "
+        + ", ".join(f"{n}" for n in counts.values())
+        + ")",
+        highlight=False,
+    )
+    with progress() as update:
+        catalog = scan(
+            data, verify=True, workers=1, progress=lambda d, t: update(f"scanning {data}", d, t)
+        )
+    print_analysis(catalog, out_console)
+    written = write_analysis(catalog, out / "analysis")
+    result = split(catalog, random_state=42)
+    summary = write_split(result, out / "split", materialize="link")
+    print_split(result, summary, out_console)
+    out_console.print("\n[bold]Balancing the training split with STEM[/] (SMOTE-ENN, then Mixup)")
+    with progress() as update:
+        balanced = balance(
+            out / "split" / "train",
+            out / "balanced",
+            method="stem",
+            random_state=0,
+            progress=update,
+        )
+    print_balance(balanced, out_console)
+    for note in balanced.plan.notes:
+        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+    report = None
+    if experiment:
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            err_console.print(
+                "[yellow]Note:[/] training needs the torch extra (pip install "
+                "'imgbalance[torch]'); skipping the comparison.",
+                highlight=False,
+            )
+        else:
+            import json
+
+            from .experiments.grid import run_grid
+            from .experiments.report import aggregate, collect_runs, write_report
+
+            out_console.print(
+                "\n[bold]Comparing techniques[/] (linear and small CNN, 3 seeds, test split)"
+            )
+            status = run_grid(
+                demo_grid(out / "split"),
+                out / "runs",
+                log=lambda m: err_console.print(m, highlight=False),
+            )
+            paths = write_report(out / "runs")
+            report = paths["html"]
+            grid_runs = json.loads((out / "runs" / "grid.json").read_text())["runs"]
+            print_comparison(aggregate(collect_runs(out / "runs")[0], grid_runs), out_console)
+            if status["failed"]:
+                err_console.print(f"[red]{status['failed']} run(s) failed[/]", highlight=False)
+    out_console.print("\n[bold]Outputs[/]")
+    for p in [
+        data,
+        *written,
+        out / "split" / "splits.csv",
+        out / "split" / "train",
+        out / "balanced",
+        out / "balanced" / "manifest.csv",
+        out / "balanced" / "balance_summary.txt",
+        out / "balanced" / "preview.png",
+        *([report] if report else []),
+    ]:
+        out_console.print(f"  {p}", highlight=False)
+
+
+def print_comparison(aggs: list[dict[str, Any]], console: Any) -> None:
+    """The comparison as a console table: mean ± std per arm, and the change vs baseline."""
+    from rich.table import Table
+
+    table = Table(title="test split, mean ± std over 3 seeds", title_justify="left")
+    for col in ("technique", "model", "macro-F1", "vs baseline", "minority recall"):
+        table.add_column(col, justify="left" if col in ("technique", "model") else "right")
+    for a in aggs:
+        delta = a.get("macro_f1_delta")
+        table.add_row(
+            a["arm"],
+            a["model"],
+            f"{a['macro_f1']:.3f} ± {a['macro_f1_std']:.3f}",
+            "" if delta is None else f"{delta:+.3f}",
+            f"{a['minority_recall']:.3f}",
+        )
+    console.print(table)

@@ -27,9 +27,10 @@ from imblearn.base import BaseSampler
 from imblearn.over_sampling.base import BaseOverSampler
 from imblearn.under_sampling.base import BaseCleaningSampler, BaseUnderSampler
 
+from .errors import ConfigError
 from .methods import create_pipeline
-from .planner import plan_arrays
-from .recipes import Plan
+from .planning.planner import plan_arrays
+from .planning.recipes import Plan
 
 __all__ = ["CleaningSampler", "HybridSampler", "OverSampler", "UnderSampler"]
 
@@ -80,13 +81,13 @@ class _PlanSamplerMixin:
         """An ``augment`` recipe applied to a row of a uint8 image stack."""
         shape = getattr(self, "_image_shape", None)
         if shape is None or X.dtype != np.uint8 or not (len(shape) == 2 or shape[-1] in (1, 3)):
-            raise ValueError(
+            raise ConfigError(
                 "augment needs images: a uint8 stack of shape (n, h, w), (n, h, w, 1) or "
                 f"(n, h, w, 3); got {X.dtype} rows of shape {shape or X.shape[1:]}."
             )
         from PIL import Image
 
-        from .augment import apply_augment
+        from .planning.augment import apply_augment
 
         img = X[parent].reshape(shape)
         img = img[..., 0] if img.ndim == 3 and img.shape[-1] == 1 else img
@@ -123,7 +124,7 @@ class _PlanSamplerMixin:
             return type(X)(X_res), y_res
         method = create_pipeline(self._method, **self._method_params())
         if self._expected_kind and method.kind not in self._expected_kind:
-            raise ValueError(
+            raise ConfigError(
                 f"{type(self).__name__} needs a method of kind "
                 f'{" or ".join(self._expected_kind)}; "{self._method}" is '
                 f"{method.kind}."

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import imgbalance
-from imgbalance.augment import (
+from imgbalance.planning.augment import (
     POLICIES,
     apply_augment,
     cover_scale,
@@ -21,7 +21,7 @@ from imgbalance.augment import (
     make_policy,
     require_torchvision,
 )
-from imgbalance.planner import plan_arrays
+from imgbalance.planning.planner import plan_arrays
 
 from imgtools import rgb, save
 
@@ -131,7 +131,7 @@ def test_balance_renders_augmented_files(tmp_path: Path) -> None:
     for i in range(2):
         save(rgb(10 + i, (30, 40)), tmp_path / "src" / "few" / f"{i}.jpg")
     result = imgbalance.balance(
-        tmp_path / "src", tmp_path / "out", method="augment", seed=0, plots=False, hflip=1.0
+        tmp_path / "src", tmp_path / "out", method="augment", random_state=0, plots=False, hflip=1.0
     )
     assert result.counts_after == {"few": 6, "many": 6}
     rows = [

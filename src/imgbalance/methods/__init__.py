@@ -7,17 +7,19 @@ Examples
 True
 """
 
-from ._base import Method, create_method, list_methods, register
+from ._base import METHODS, Method, create_method, list_methods, register
 from .augment import Augment
 from .cleaning import ENN, Tomek
-from .hybrid import STEM, Pipeline, SmoteENN, SmoteTomek, create_pipeline
+from .hybrid import Pipeline, SmoteENN, SmoteTomek, create_pipeline
 from .mixup import Mixup
 from .random import RandomOver, RandomUnder
 from .smote import ADASYN, SMOTE, BorderlineSMOTE
+from .stem import STEM
 
 __all__ = [
     "ADASYN",
     "ENN",
+    "METHODS",
     "SMOTE",
     "STEM",
     "Augment",

@@ -12,13 +12,15 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ImgBalanceError
-from ..recipes import PlanState
-from ..targets import Target, resolve_target
+from ..errors import ConfigError, ImgBalanceError
+from ..planning.recipes import PlanState
+from ..planning.targets import Target, resolve_target
+from ..registry import Registry
 
-__all__ = ["Method", "create_method", "list_methods", "register"]
+__all__ = ["METHODS", "Method", "create_method", "list_methods", "register"]
 
-_REGISTRY: dict[str, type[Method]] = {}
+#: every balancing method, by registry name (``imgbalance methods`` lists them)
+METHODS: Registry[type[Method]] = Registry("method", "See `imgbalance methods`.")
 
 
 class Method:
@@ -34,10 +36,12 @@ class Method:
         unknown = sorted(set(params) - set(self.defaults))
         if unknown:
             accepted = ", ".join(sorted(self.defaults)) or "none"
-            raise ValueError(
+            raise ConfigError(
                 f'Method "{self.name}" has no parameter(s) {unknown}; it accepts: {accepted}.'
             )
         self.params: dict[str, Any] = {**self.defaults, **params}
+        #: the parameters given explicitly (not defaults): some rules depend on it
+        self.explicit: frozenset[str] = frozenset(params)
 
     def validate(self) -> None:
         """Check parameter values; raise ``ImgBalanceError`` naming the fix."""
@@ -85,16 +89,14 @@ class Method:
 
 
 def register(cls: type[Method]) -> type[Method]:
-    """Class decorator adding a method to the registry under ``cls.name``."""
-    if not cls.name or cls.name in _REGISTRY:
-        raise ValueError(f"method name {cls.name!r} is empty or already registered")
-    _REGISTRY[cls.name] = cls
+    """Class decorator adding a method to :data:`METHODS` under ``cls.name``."""
+    METHODS.add(cls.name, cls)
     return cls
 
 
 def list_methods() -> list[str]:
     """Registry names of every method, sorted."""
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def create_method(name: str, **params: Any) -> Method:
@@ -105,10 +107,4 @@ def create_method(name: str, **params: Any) -> Method:
     >>> create_method("smote", k_neighbors=3)
     SMOTE(k_neighbors=3, small_class_fallback='adapt')
     """
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f'Unknown method "{name}". Valid methods: {", ".join(list_methods())}.'
-        ) from None
-    return cls(**params)
+    return METHODS.get(name)(**params)

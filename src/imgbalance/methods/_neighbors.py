@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn import config_context
-from sklearn.neighbors import NearestNeighbors
 
 from ..errors import ImgBalanceError
 
@@ -18,6 +16,11 @@ def neighbours(X_fit: np.ndarray, k: int, X_query: np.ndarray | None = None) -> 
     Like imbalanced-learn, asks for ``k + 1`` neighbours and drops the first
     (the sample itself, or an exact duplicate of it).
     """
+    # scikit-learn is imported here, not at the top: it costs ~1.5 s, and `analyze`,
+    # `split` and `--help` import the methods without ever asking for neighbours.
+    from sklearn import config_context
+    from sklearn.neighbors import NearestNeighbors
+
     nn = NearestNeighbors(n_neighbors=k + 1).fit(X_fit)
     query = X_fit if X_query is None else X_query
     # Distances are computed in chunks of this many MiB (scikit-learn's default is 1 GiB).

@@ -13,7 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..augment import (
+from ..errors import ImgBalanceError
+from ..planning.augment import (
     POLICY_FIELDS,
     AugmentPolicy,
     augment_features,
@@ -21,9 +22,8 @@ from ..augment import (
     make_policy,
     require_torchvision,
 )
-from ..errors import ImgBalanceError
-from ..recipes import PlanState, Recipe
-from ..targets import Target
+from ..planning.recipes import PlanState, Recipe
+from ..planning.targets import Target
 from ._base import Method, register
 
 

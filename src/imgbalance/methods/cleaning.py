@@ -8,6 +8,12 @@ On top, imgbalance protects genuine minority images: by default only
 synthetic samples and originals of the largest class can be removed;
 ``clean_originals="all"`` makes every original a candidate, which reproduces
 imbalanced-learn exactly.
+
+A user who asks to *balance* must never lose most of a class silently: the
+standalone cleaners (``enn``, ``tomek``, also as steps of a pipeline) refuse to
+remove more than half of any class's original images unless
+``clean_originals="all"`` was given explicitly. The hybrids (``smote-enn``,
+``smote-tomek``, ``stem``) remove only synthetic samples by default.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ImgBalanceError
-from ..recipes import PlanState
-from ..targets import Target
+from ..planning.recipes import PlanState
+from ..planning.targets import Target
 from ._base import Method, register
 from ._neighbors import neighbours
 
@@ -70,8 +76,13 @@ def _warn_heavy_losses(state: PlanState, dropped: np.ndarray, method: str) -> No
         )
 
 
-class _Cleaner(Method):
+class Cleaner(Method):
+    """Base of the cleaning methods: which samples fail a rule, and which of those may go."""
+
     kind = "clean"
+    #: refuse to remove more than half of a class's originals unless clean_originals="all"
+    #: was asked for explicitly (hybrids, whose default removes no original, turn it off)
+    guard_originals: bool = True
 
     def validate(self) -> None:
         strategy = self.params["sampling_strategy"]
@@ -108,6 +119,8 @@ class _Cleaner(Method):
         labels = strategy_labels(self.params["sampling_strategy"], before, state.classes)
         fails = self.fails(state.take(rows), state.y[rows], labels)
         drop = fails & self.removable(state, rows)
+        if self.guard_originals:
+            self._refuse_heavy_losses(state, rows[drop])
         state.remove(rows[drop])
         _warn_heavy_losses(state, rows[drop], self.name)
         state.record(
@@ -121,9 +134,31 @@ class _Cleaner(Method):
     def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
         raise NotImplementedError
 
+    def _refuse_heavy_losses(self, state: PlanState, dropped: np.ndarray) -> None:
+        """Raise when removing ``dropped`` would leave a class with under half its originals."""
+        clean = self.params["clean_originals"]
+        if "clean_originals" in self.explicit and (clean is True or clean == "all"):
+            return
+        n = state.n_originals
+        total = np.bincount(state.y[:n], minlength=len(state.classes))
+        gone = ~state.alive[:n]
+        gone[dropped[dropped < n]] = True
+        lost = np.bincount(state.y[:n][gone], minlength=len(state.classes))
+        heavy = [int(c) for c in np.flatnonzero(2 * lost > total)]
+        if heavy:
+            c = heavy[0]
+            raise ImgBalanceError(
+                f"{self.name} would remove {lost[c]} of the {total[c]} original images of class "
+                f'"{state.classes[c]}" (more than half): in this feature space most of them '
+                "disagree with their neighbours, which says more about the features than about "
+                "the images. Balancing never removes most of a class silently. Pass "
+                "--clean-originals all to allow it (imbalanced-learn's behaviour), "
+                "--clean-originals none to remove only synthetic images, or try other --features."
+            )
+
 
 @register
-class ENN(_Cleaner):
+class ENN(Cleaner):
     """Edited Nearest Neighbours: drop samples that disagree with their neighbours
     (``kind_sel="all"``: any neighbour of another class; ``"mode"``: the most
     common neighbour class is another)."""
@@ -156,7 +191,7 @@ class ENN(_Cleaner):
 
 
 @register
-class Tomek(_Cleaner):
+class Tomek(Cleaner):
     """Tomek links: drop a sample whose nearest neighbour is of another class and has it
     as its own nearest neighbour."""
 

@@ -1,4 +1,4 @@
-"""Methods made of other methods: pipelines, SMOTE-ENN, SMOTE-Tomek and STEM."""
+"""Methods made of other methods: pipelines, SMOTE-ENN and SMOTE-Tomek (STEM: :mod:`.stem`)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import ImgBalanceError
-from ..recipes import PlanState
-from ..targets import Target
-from ._base import Method, create_method, register
-from .cleaning import ENN, Tomek
-from .mixup import Mixup
+from ..errors import ConfigError
+from ..planning.recipes import PlanState
+from ..planning.targets import Target
+from ._base import METHODS, Method, register
+from .cleaning import ENN, Cleaner, Tomek
 from .smote import SMOTE
 
 
@@ -53,19 +52,20 @@ def create_pipeline(spec: str | list[str] | Method, **common: Any) -> Method:
         return spec
     names = [n.strip() for n in (spec.split(",") if isinstance(spec, str) else spec)]
     if not names or not all(names):
-        raise ValueError(f"Empty method in {spec!r}.")
-    from ._base import _REGISTRY
-
-    classes = []
-    for n in names:
-        if n not in _REGISTRY:
-            create_method(n)  # raises the listing error
-        classes.append(_REGISTRY[n])
+        raise ConfigError(f"Empty method in {spec!r}.")
+    classes = [METHODS.get(n) for n in names]
     unused = sorted(k for k in common if not any(k in c.defaults for c in classes))
     if unused:
-        raise ValueError(f"Parameter(s) {unused} are not accepted by {', '.join(names)}.")
+        raise ConfigError(f"Parameter(s) {unused} are not accepted by {', '.join(names)}.")
     steps = [c(**{k: v for k, v in common.items() if k in c.defaults}) for c in classes]
     return steps[0] if len(steps) == 1 else Pipeline(steps)
+
+
+def _unguarded(cleaner: Cleaner) -> Cleaner:
+    """A cleaner inside a hybrid: its ``clean_originals`` default already protects originals,
+    and ``majority`` / ``all`` there are imbalanced-learn's behaviour, asked for by name."""
+    cleaner.guard_originals = False
+    return cleaner
 
 
 class _SmoteThenClean(Method):
@@ -73,9 +73,9 @@ class _SmoteThenClean(Method):
     defaults: ClassVar[dict[str, Any]] = {
         "k_neighbors": 5,
         "small_class_fallback": "adapt",
-        "clean_originals": "majority",
+        "clean_originals": "none",
     }
-    cleaner: type[Method] = ENN
+    cleaner: type[Cleaner] = ENN
 
     def validate(self) -> None:
         self._parts()[0].validate()
@@ -87,7 +87,11 @@ class _SmoteThenClean(Method):
                 k_neighbors=self.params["k_neighbors"],
                 small_class_fallback=self.params["small_class_fallback"],
             ),
-            self.cleaner(sampling_strategy="all", clean_originals=self.params["clean_originals"]),
+            _unguarded(
+                self.cleaner(
+                    sampling_strategy="all", clean_originals=self.params["clean_originals"]
+                )
+            ),
         )
 
     def run(self, state: PlanState, target: Target, rng: np.random.Generator) -> None:
@@ -98,8 +102,8 @@ class _SmoteThenClean(Method):
 
 @register
 class SmoteENN(_SmoteThenClean):
-    """SMOTE, then ENN over all classes (imbalanced-learn's SMOTEENN), protecting
-    minority originals unless ``clean_originals``."""
+    """SMOTE, then ENN over all classes (imbalanced-learn's SMOTEENN with
+    ``clean_originals="all"``); by default only synthetic samples are removed."""
 
     name = "smote-enn"
     cleaner = ENN
@@ -107,92 +111,8 @@ class SmoteENN(_SmoteThenClean):
 
 @register
 class SmoteTomek(_SmoteThenClean):
-    """SMOTE, then Tomek links over all classes (imbalanced-learn's SMOTETomek)."""
+    """SMOTE, then Tomek links over all classes (imbalanced-learn's SMOTETomek with
+    ``clean_originals="all"``); by default only synthetic samples are removed."""
 
     name = "smote-tomek"
     cleaner = Tomek
-
-
-@register
-class STEM(Method):
-    """STEM: iterated SMOTE-ENN until the balance ratio min/max reaches ``target_ratio``,
-    ``max_iterations`` is reached or an iteration adds fewer than ``min_improvement``
-    samples; then within-class Mixup adds ``mixup_fraction`` x each class.
-
-    Unlike the public reference, ENN never removes minority originals (unless
-    ``clean_originals``), SMOTE interpolates originals only, colour and native size
-    are kept (``image_size`` resizes, for compatibility), and everything is seeded.
-    """
-
-    name = "stem"
-    kind = "hybrid"
-    defaults: ClassVar[dict[str, Any]] = {
-        "target_ratio": 0.7,
-        "k_neighbors": 5,
-        "max_iterations": 30,
-        "min_improvement": 5,
-        "image_size": None,
-        "mixup_alpha": 0.4,
-        "mixup_fraction": 0.5,
-        "enn_neighbors": 3,
-        "small_class_fallback": "adapt",
-        "clean_originals": "majority",
-    }
-
-    def validate(self) -> None:
-        r = self.params["target_ratio"]
-        if not isinstance(r, (int, float)) or not 0 < r <= 1:
-            raise ImgBalanceError(f"stem: target_ratio must be in (0, 1], got {r!r}.")
-        self._positive_int("k_neighbors")
-        self._positive_int("max_iterations")
-        self._positive_int("min_improvement", 0)
-        self._positive_int("enn_neighbors")
-        SMOTE(
-            k_neighbors=self.params["k_neighbors"],
-            small_class_fallback=self.params["small_class_fallback"],
-        ).validate()
-        Mixup(alpha=self.params["mixup_alpha"], fraction=self.params["mixup_fraction"]).validate()
-
-    def target_for(self, user_target: Any) -> Any:
-        return f"ratio:{self.params['target_ratio']}" if user_target is None else user_target
-
-    def run(self, state: PlanState, target: Target, rng: np.random.Generator) -> None:
-        smote = SMOTE(
-            k_neighbors=self.params["k_neighbors"],
-            small_class_fallback=self.params["small_class_fallback"],
-        )
-        enn = ENN(
-            n_neighbors=self.params["enn_neighbors"],
-            sampling_strategy="all",
-            clean_originals=self.params["clean_originals"],
-        )
-        start = state.counts()
-        iterations = 0
-        stop = "max_iterations reached"
-        for it in range(1, self.params["max_iterations"] + 1):
-            goals = smote.resolve(target, state)
-            counts = state.counts()
-            if all(counts[label] >= goal for label, goal in goals.items()):
-                stop = "target met"
-                break
-            total = int(state.alive.sum())
-            smote.run(state, target, rng)
-            enn.run(state, target, rng)
-            iterations = it
-            gained = int(state.alive.sum()) - total
-            state.log[-1]["iteration"] = it
-            state.log[-2]["iteration"] = it
-            if gained < self.params["min_improvement"]:
-                stop = f"iteration {it} added {gained} < min_improvement"
-                break
-        state.record(
-            "stem: smote-enn stage",
-            start,
-            iterations=iterations,
-            stop=stop,
-            stage="after_smote_enn",
-        )
-        state.snapshot("after_smote_enn")
-        Mixup(
-            alpha=self.params["mixup_alpha"], fraction=self.params["mixup_fraction"], parents="all"
-        ).run(state, "auto", rng)

@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ImgBalanceError
-from ..recipes import PlanState
-from ..targets import Target
+from ..planning.recipes import PlanState
+from ..planning.targets import Target
 from ._base import Method, register
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..recipes import PlanState
-from ..targets import Target
+from ..planning.recipes import PlanState
+from ..planning.targets import Target
 from ._base import Method, register
 
 

@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..augment import make_policy, require_torchvision
-from ..recipes import PlanState
-from ..targets import Target
+from ..planning.augment import make_policy, require_torchvision
+from ..planning.recipes import PlanState
+from ..planning.targets import Target
 from ._base import Method, register
 from ._neighbors import FALLBACKS, effective_k, neighbours
 from .augment import add_augmented

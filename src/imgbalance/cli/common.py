@@ -1,0 +1,181 @@
+"""What every command shares: the Typer app, the consoles, the error-to-exit-code
+mapping, progress bars, common options and small parsers."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .._version import __version__
+from ..dataset.catalog import Catalog
+from ..dataset.scanner import scan
+from ..errors import EXIT_ERROR, ImgBalanceError
+
+__all__ = [
+    "AddressOpt",
+    "DataArg",
+    "MaxPixelsOpt",
+    "VerifyOpt",
+    "WorkersOpt",
+    "app",
+    "check_backend",
+    "check_tracker",
+    "err_console",
+    "errors_to_exit",
+    "out_console",
+    "parse_params",
+    "parse_size",
+    "progress_bars",
+    "scan_with_progress",
+]
+
+app = typer.Typer(
+    name="imgbalance",
+    help="See, split and balance imbalanced image-classification datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out_console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def errors_to_exit(func: F) -> F:
+    """Map imgbalance's own errors (and only those) to a one-line message and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ImgBalanceError as exc:
+            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def progress_bars() -> Iterator[Callable[[str, int, int], None]]:
+    with Progress(
+        TextColumn("{task.description:9s}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(phase: str, done: int, total: int) -> None:
+            """Advance the bar of ``phase`` (scan, features, render), creating it once."""
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            bar.update(tasks[phase], completed=done, total=total)
+
+        yield update
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"imgbalance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """See, split and balance imbalanced image-classification datasets."""
+
+
+DataArg = Annotated[
+    Path, typer.Argument(help="Dataset folder: one sub-folder per class.", show_default=False)
+]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option("--verify", help="Decode every image fully to find corrupt pixel data (slower)."),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Worker processes for scanning, features and rendering (default: the CPUs, at most 8)."
+    ),
+]
+MaxPixelsOpt = Annotated[
+    int, typer.Option(help="Larger images are reported as decompression bombs and never decoded.")
+]
+AddressOpt = Annotated[
+    str | None,
+    typer.Option(help="Ray cluster address for --backend ray (default: a local instance)."),
+]
+
+
+def scan_with_progress(
+    data: Path, *, verify: bool, workers: int | None, max_pixels: int, near_duplicates: bool = False
+) -> Catalog:
+    with progress_bars() as update:
+        return scan(
+            data,
+            verify=verify,
+            workers=workers,
+            max_pixels=max_pixels,
+            near_duplicates=near_duplicates,
+            progress=lambda done, total: update(f"scanning {data}", done, total),
+        )
+
+
+def parse_size(text: str | None) -> tuple[int, int] | None:
+    """``--image-size WxH`` as ``(width, height)``."""
+    if text is None:
+        return None
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ImgBalanceError(f'--image-size "{text}" must look like 256x256.') from None
+    if w < 1 or h < 1:
+        raise ImgBalanceError(f'--image-size "{text}" must be positive.')
+    return w, h
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``key=value`` options (values read as YAML scalars) as a dict."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ImgBalanceError(
+                f'--param "{item}" must look like key=value, e.g. --param mixup_alpha=0.2.'
+            )
+        out[key.strip().replace("-", "_")] = yaml.safe_load(value)
+    return out
+
+
+def check_backend(name: str) -> str:
+    # balance() and run_grid() check that Ray is installed before any work
+    if name not in ("local", "ray"):
+        raise ImgBalanceError(f"--backend must be local or ray; got {name!r}.")
+    return name
+
+
+def check_tracker(name: str) -> str:
+    from ..experiments.trackers import TRACKERS
+
+    if name not in TRACKERS:
+        raise ImgBalanceError(f"--tracker must be one of {', '.join(TRACKERS)}; got {name!r}.")
+    return name

@@ -1,0 +1,196 @@
+"""``train``, ``experiment`` and ``report``: training and comparing techniques."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .._fs import check_output_dir
+from ..errors import EXIT_ERROR, ImgBalanceError
+from .common import (
+    AddressOpt,
+    app,
+    check_backend,
+    check_tracker,
+    err_console,
+    errors_to_exit,
+    out_console,
+    parse_params,
+    progress_bars,
+)
+from .registries import LOSS_NAMES, registry_of
+
+
+def _names(family: str) -> str:
+    """The registered names of ``family`` for a help text. Losses are listed from the
+    registry's torch-free mirror, so ``--help`` never imports torch; a test keeps them equal."""
+    if family == "losses":
+        return ", ".join(LOSS_NAMES)
+    return ", ".join(registry_of(family)[0].names())
+
+
+@app.command()
+@errors_to_exit
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="A split: the folder `imgbalance split --out` wrote (splits.csv), or a tree "
+            "with train/ val/ test/ class folders."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Run folder to write.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            help="small-cnn, linear (logistic regression), or a torchvision name "
+            "(`imgbalance list models`)."
+        ),
+    ] = "small-cnn",
+    pretrained: Annotated[
+        str | None,
+        typer.Option(help="Weights for a torchvision model: DEFAULT, a name, or a .pth file."),
+    ] = None,
+    technique: Annotated[
+        str, typer.Option(help="Offline balancing of the training split (a balance method).")
+    ] = "none",
+    technique_param: Annotated[
+        list[str] | None,
+        typer.Option(help="A parameter of the technique, key=value (repeatable)."),
+    ] = None,
+    loss: Annotated[
+        str, typer.Option(help=f"A loss: {_names('losses')} (`imgbalance list losses`).")
+    ] = "ce",
+    sampler: Annotated[
+        str, typer.Option(help=f"A batch sampler: none, {_names('samplers')}.")
+    ] = "none",
+    mixing: Annotated[str, typer.Option(help=f"Online mixing: none, {_names('mixing')}.")] = "none",
+    epochs: Annotated[
+        int, typer.Option(help="Epochs budget (early stopping may end sooner).")
+    ] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of initial weights, order and balancing.")] = 0,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Any other run setting, key=value (repeatable), e.g. --set focal_gamma=1 "
+            "--set ensemble=5 --set image_size=96.",
+        ),
+    ] = None,
+    tracker: Annotated[
+        str, typer.Option(help="Also log the run to none, mlflow (local store) or wandb (offline).")
+    ] = "none",
+    tracker_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI or W&B directory.")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+) -> None:
+    """Train and evaluate one classifier on a split, with one balancing technique."""
+    from ..experiments import RunConfig, run_training
+
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ImgBalanceError(f'"{out}" is not empty; pass --overwrite or choose another --out.')
+    settings = {
+        "data": str(data),
+        "model": model,
+        "pretrained": pretrained,
+        "technique": technique,
+        "technique_params": parse_params(technique_param or []),
+        "loss": loss,
+        "sampler": sampler,
+        "mixing": mixing,
+        "epochs": epochs,
+        "seed": seed,
+        **parse_params(setting or []),
+    }
+    cfg = RunConfig.from_dict(settings)
+    with progress_bars() as update:
+        summary = run_training(
+            cfg,
+            out,
+            log=lambda m: err_console.print(m, highlight=False),
+            tracker=check_tracker(tracker),
+            tracker_uri=tracker_uri,
+            progress=update,
+        )
+    m = summary["final_metrics"]
+    out_console.print(
+        f"test (best epoch {summary['best_epoch']}): macro-F1 {m['macro_f1']:.3f}, balanced "
+        f"accuracy {m['balanced_accuracy']:.3f}, accuracy {m['accuracy']:.3f}",
+        highlight=False,
+    )
+    err_console.print(
+        f"wrote {out}/experiment_summary.json and the run's other files", highlight=False
+    )
+
+
+@app.command()
+@errors_to_exit
+def experiment(
+    grid_file: Annotated[Path, typer.Argument(help="A grid YAML: data, seeds, arms, ...")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the run folders and report.")],
+    data: Annotated[
+        Path | None, typer.Option(help="The split folder to train on (replaces the grid's).")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
+    backend: Annotated[
+        str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
+    ] = "local",
+    address: AddressOpt = None,
+    tracker: Annotated[
+        str, typer.Option(help="Also log runs to none, mlflow (OUT/mlflow.db) or wandb (offline).")
+    ] = "none",
+    tracker_uri: Annotated[
+        str | None, typer.Option(help="MLflow tracking URI or W&B directory.")
+    ] = None,
+    report: Annotated[bool, typer.Option(help="Write the report when the grid is done.")] = True,
+) -> None:
+    """Train every run of a grid (arms x models x seeds); finished runs are skipped."""
+    from ..experiments.grid import load_grid, run_grid
+    from ..experiments.report import write_report
+
+    grid = load_grid(grid_file, data)
+    inputs = [Path(grid["data"])]
+    summary_file = inputs[0] / "split_summary.json"
+    if summary_file.is_file():  # the images the split points to are inputs too
+        import json
+
+        inputs.append(Path(json.loads(summary_file.read_text(encoding="utf-8"))["root"]))
+    check_output_dir(out, inputs, overwrite=True, replaces=())
+    status = run_grid(
+        grid,
+        out,
+        jobs=max(1, jobs),
+        log=lambda m: err_console.print(m, highlight=False),
+        tracker=check_tracker(tracker),
+        tracker_uri=tracker_uri,
+        backend=check_backend(backend),
+        address=address,
+    )
+    out_console.print(
+        f"{status['completed']} completed ({status['skipped']} from before), "
+        f"{status['failed']} failed",
+        highlight=False,
+    )
+    if report:
+        paths = write_report(out)
+        out_console.print(f"report: {paths['html']}", highlight=False)
+    if status["failed"]:
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command("report")
+@errors_to_exit
+def report_cmd(
+    runs_dir: Annotated[Path, typer.Argument(help="A folder of run folders (experiment --out).")],
+) -> None:
+    """Write results.csv, report.md and report.html for a folder of runs."""
+    from ..experiments.report import write_report
+
+    if not runs_dir.is_dir():
+        raise ImgBalanceError(f'"{runs_dir}" is not a folder of runs.')
+    paths = write_report(runs_dir)
+    for p in paths.values():
+        out_console.print(str(p), highlight=False)

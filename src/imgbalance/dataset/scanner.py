@@ -1,0 +1,311 @@
+"""Scanning a class-folder dataset into a :class:`~imgbalance.dataset.catalog.Catalog`.
+
+Layout: ``root/<class>/**/<image>``. Class names are the sorted names of the
+non-hidden sub-folders of ``root`` (torchvision ``ImageFolder`` order; unlike
+``ImageFolder``, hidden folders such as ``.ipynb_checkpoints`` are not
+classes), images in nested folders belong to their top-level class, and
+whether a file is an image is decided by its content.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._fs import is_hidden
+from ..errors import ConfigError, DatasetError
+from .catalog import Catalog, ImageRecord, Problem, Skipped
+from .images import DEFAULT_MAX_PIXELS
+from .probe import FileFacts, probe_files
+
+__all__ = ["scan"]
+
+_PARALLEL_MIN_FILES = 256  # below this, starting processes costs more than it saves
+_BATCH = 256  # files per task sent to a worker process
+
+
+def _walk_class(root: str, class_name: str) -> Iterator[tuple[str, bool]]:
+    """Yield ``(path relative to root, hidden)`` below a class folder, sorted.
+
+    Symbolic links to folders are followed once; a link loop is not re-entered.
+    """
+    seen: set[tuple[int, int]] = set()
+    prefix = len(root) + 1
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, class_name), followlinks=True):
+        st = os.stat(dirpath)
+        if (st.st_dev, st.st_ino) in seen:
+            dirnames[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        rel_dir = dirpath[prefix:].replace(os.sep, "/")
+        hidden_dirs = sorted(d for d in dirnames if is_hidden(d))
+        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
+        for d in hidden_dirs:
+            yield f"{rel_dir}/{d}", True
+        for name in sorted(filenames):
+            yield f"{rel_dir}/{name}", is_hidden(name)
+
+
+def _discover(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Skipped]]:
+    """Class names, ``(class, relative path)`` of every candidate file, and skipped entries."""
+    if not root.exists():
+        if root.is_symlink():
+            raise DatasetError(f'Dataset path "{root}" is a broken symbolic link.')
+        raise DatasetError(
+            f'Dataset path "{root}" does not exist. Check the spelling, '
+            "or run `imgbalance demo` to try the tool on built-in data."
+        )
+    if not root.is_dir():
+        raise DatasetError(
+            f'Dataset path "{root}" is a file. Pass the folder that holds one '
+            f'sub-folder per class, e.g. "{root.parent}/<class>/*.jpg".'
+        )
+    skipped: list[Skipped] = []
+    classes: list[str] = []
+    top_files = 0
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if is_hidden(entry.name):
+            skipped.append(Skipped(entry.name, "hidden"))
+        elif entry.is_dir():
+            classes.append(entry.name)
+        else:
+            top_files += 1
+            skipped.append(Skipped(entry.name, "not inside a class folder"))
+    if not classes:
+        hint = (
+            (
+                f" It holds {top_files} file(s) directly: put each class's images in a "
+                "sub-folder named after the class."
+            )
+            if top_files
+            else ""
+        )
+        raise DatasetError(
+            f'Dataset path "{root}" has no class folders; expected "{root}/<class>/<image>".{hint}'
+        )
+    files: list[tuple[str, str]] = []
+    for c in classes:
+        for rel, hidden in _walk_class(str(root), c):
+            if hidden:
+                skipped.append(Skipped(rel, "hidden"))
+            else:
+                files.append((c, rel))
+    return classes, files, skipped
+
+
+def scan(
+    root: str | os.PathLike[str],
+    *,
+    verify: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    near_duplicates: bool = False,
+    near_duplicate_distance: int = 4,
+    workers: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Catalog:
+    """Scan ``root/<class>/...`` and validate every file.
+
+    Parameters
+    ----------
+    root
+        Folder with one sub-folder per class.
+    verify
+        Decode every image fully (slower) to find corrupt pixel data; by
+        default only headers are parsed and file trailers checked.
+    max_pixels
+        Images with more pixels are reported as decompression bombs and not decoded.
+    near_duplicates
+        Also compute a perceptual hash per image and report pairs whose hashes
+        differ in at most ``near_duplicate_distance`` of 64 bits (approximate).
+    workers
+        Processes used for probing; default: the CPU count (at most 8).
+    progress
+        Called as ``progress(done, total)`` while files are probed.
+
+    Returns
+    -------
+    Catalog
+
+    Raises
+    ------
+    DatasetError
+        The path is missing or a file, has no class folders, or no image files.
+
+    Examples
+    --------
+    >>> catalog = imgbalance.scan("data")               # doctest: +SKIP
+    >>> print(catalog.counts(), catalog.balance_ratio)  # doctest: +SKIP
+    """
+    root = Path(root)
+    if max_pixels < 1:
+        raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
+    classes, files, skipped = _discover(root)
+    base = str(root)
+    paths = [os.path.join(base, rel) for _, rel in files]
+    probe = partial(
+        probe_files, verify=verify, max_pixels=max_pixels, near_duplicates=near_duplicates
+    )
+    facts = _run_probes(probe, paths, workers, progress)
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    records: list[ImageRecord] = []
+    for (c, rel), f in zip(files, facts, strict=True):
+        if f.is_image:
+            records.append(_record(rel, c, class_to_idx[c], f))
+        else:
+            skipped.append(Skipped(rel, f.skip_reason or "not an image"))
+    if not records:
+        raise DatasetError(
+            f'Dataset path "{root}" has class folders ({", ".join(classes[:5])}'
+            f"{', ...' if len(classes) > 5 else ''}) but no images in them. "
+            "Supported formats include JPEG, PNG, BMP, TIFF, WebP and GIF."
+        )
+    _mark_duplicates(records)
+    settings = {
+        "verify": verify,
+        "max_pixels": max_pixels,
+        "near_duplicates": near_duplicates,
+        "near_duplicate_distance": near_duplicate_distance,
+    }
+    catalog = Catalog(
+        root=root,
+        classes=classes,
+        records=records,
+        skipped=skipped,
+        class_problems=[],
+        settings=settings,
+    )
+    counts = catalog.counts()
+    catalog.class_problems = [
+        Problem(
+            c,
+            "empty-class",
+            "warning",
+            "the class folder has no readable images",
+            "add images, or remove the folder so it is not a class",
+        )
+        for c, n in counts.items()
+        if n == 0
+    ] + [
+        Problem(
+            c,
+            "single-image-class",
+            "warning",
+            "the class has only one readable image: "
+            "it cannot appear in both training and test, nor be interpolated",
+            "collect more images of this class, or merge or drop it",
+        )
+        for c, n in counts.items()
+        if n == 1
+    ]
+    if near_duplicates:
+        catalog.near_duplicates = _near_duplicates(records, near_duplicate_distance)
+    return catalog
+
+
+def _run_probes(
+    probe: Callable[[list[str]], list[FileFacts]],
+    paths: list[str],
+    workers: int | None,
+    progress: Callable[[int, int], None] | None,
+) -> list[FileFacts]:
+    total = len(paths)
+    if workers is None:
+        workers = min(os.cpu_count() or 1, 8)
+    batches = [paths[i : i + _BATCH] for i in range(0, total, _BATCH)]
+    out: list[FileFacts] = []
+    if workers <= 1 or total < _PARALLEL_MIN_FILES:
+        results: Iterator[list[FileFacts]] = map(probe, batches)
+        for batch in results:
+            out.extend(batch)
+            if progress:
+                progress(len(out), total)
+        return out
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for batch in pool.map(probe, batches):
+            out.extend(batch)
+            if progress:
+                progress(len(out), total)
+    return out
+
+
+def _record(rel: str, class_name: str, label: int, f: FileFacts) -> ImageRecord:
+    rec = ImageRecord(
+        path=rel,
+        class_name=class_name,
+        label=label,
+        size_bytes=f.size,
+        format=f.format,
+        mode=f.mode,
+        width=f.width,
+        height=f.height,
+        bit_depth=f.bit_depth,
+        orientation=f.orientation,
+        sha256=f.sha256,
+        dhash=f.dhash,
+    )
+    rec.problems = [Problem(rel, *p) for p in f.problems]
+    return rec
+
+
+def _mark_duplicates(records: list[ImageRecord]) -> None:
+    by_hash: dict[str, list[ImageRecord]] = defaultdict(list)
+    for r in records:
+        if r.sha256 is not None:
+            by_hash[r.sha256].append(r)
+    for group in by_hash.values():
+        if len(group) < 2:
+            continue
+        classes = sorted({r.class_name for r in group})
+        for r in group:
+            others = ", ".join(o.path for o in group if o is not r)
+            if len(classes) > 1:
+                r.problems.append(
+                    Problem(
+                        r.path,
+                        "label-conflict",
+                        "error",
+                        f"byte-identical to {others} in another class ({', '.join(classes)})",
+                        "decide which class is right and delete the other copies",
+                    )
+                )
+            else:
+                r.problems.append(
+                    Problem(
+                        r.path,
+                        "duplicate",
+                        "warning",
+                        f"byte-identical to {others}",
+                        "delete the extra copies; splits keep duplicates together meanwhile",
+                    )
+                )
+
+
+def _near_duplicates(records: list[ImageRecord], max_distance: int) -> list[dict[str, Any]]:
+    """Pairs of images whose 64-bit dHashes differ in few bits (approximate)."""
+    recs = [r for r in records if r.dhash is not None]
+    if len(recs) < 2:
+        return []
+    hashes = np.array([r.dhash for r in recs], dtype=np.uint64)
+    pairs: list[dict[str, Any]] = []
+    for start in range(0, len(recs), 1024):
+        dist = np.bitwise_count(hashes[start : start + 1024, None] ^ hashes[None, :])
+        for i, j in zip(*np.nonzero(dist <= max_distance), strict=True):
+            a, b = recs[start + int(i)], recs[int(j)]
+            if start + i < j and a.sha256 != b.sha256:
+                pairs.append(
+                    {
+                        "a": a.path,
+                        "b": b.path,
+                        "distance": int(dist[i, j]),
+                        "same_class": a.class_name == b.class_name,
+                        "approximate": True,
+                    }
+                )
+    return pairs

@@ -1,0 +1,364 @@
+"""Stratified, group-aware train / val / test splits.
+
+Files are first joined into *units* that must stay together: the same group
+(``group_by`` regex or ``groups`` mapping) or byte-identical content. Units
+are then assigned, in a seeded order, to the split whose per-class quota they
+fill best. With one file per unit this meets every class's quota exactly, so
+each class is split to within one image of the requested fractions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._fs import atomic_open_text, atomic_write_text, check_output_dir, link_or_copy
+from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
+from ..errors import ConfigError, DatasetError
+from .catalog import Catalog, ImageRecord
+from .scanner import scan
+
+__all__ = ["SPLITS", "SplitResult", "read_groups_csv", "split", "write_split"]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitResult:
+    """The outcome of :func:`split`: one row per readable image, plus warnings."""
+
+    catalog: Catalog
+    rows: list[dict[str, Any]]
+    fractions: dict[str, float]
+    seed: int | None
+    warnings: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """``{split: {class: n}}`` with every class and split present."""
+        out = {s: dict.fromkeys(self.catalog.classes, 0) for s in SPLITS}
+        for row in self.rows:
+            out[row["split"]][row["class"]] += 1
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        counts = self.counts()
+        return {
+            "seed": self.seed,
+            "fractions": self.fractions,
+            "classes": self.catalog.classes,
+            "class_to_idx": self.catalog.class_to_idx,
+            "counts": counts,
+            "totals": {s: sum(c.values()) for s, c in counts.items()},
+            "groups": len({row["group"] for row in self.rows}),
+            "warnings": self.warnings,
+            "excluded_unreadable": self.excluded,
+        }
+
+
+def read_groups_csv(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Read a ``path,group`` CSV (with a header row) into a mapping.
+
+    Paths are relative to the dataset root, with ``/`` separators.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f'Groups file "{p}" does not exist.')
+    with p.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"path", "group"} <= set(reader.fieldnames):
+            raise DatasetError(
+                f'Groups file "{p}" needs a header row with the columns '
+                f'"path" and "group"; found {reader.fieldnames}.'
+            )
+        return {row["path"].replace("\\", "/"): row["group"] for row in reader}
+
+
+def _targets(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Split ``n`` by largest remainder; then at least one image per split where possible."""
+    raw = {s: n * fractions[s] for s in SPLITS}
+    out = {s: int(np.floor(raw[s])) for s in SPLITS}
+    order = sorted(SPLITS, key=lambda s: (-(raw[s] - out[s]), SPLITS.index(s)))
+    for s in order[: n - sum(out.values())]:
+        out[s] += 1
+    for s in ("train", "test", "val"):  # priority when there are too few images
+        if out[s] == 0 and fractions[s] > 0:
+            donor = max(SPLITS, key=lambda d: (out[d], -SPLITS.index(d)))
+            if out[donor] > 1:
+                out[donor] -= 1
+                out[s] += 1
+    return out
+
+
+class _Units:
+    """Union-find over record indices."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def find(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def union(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+
+def _group_of(
+    rec: ImageRecord, pattern: re.Pattern[str] | None, groups: Mapping[str, str] | None
+) -> str | None:
+    if groups is not None:
+        if rec.path not in groups:
+            raise DatasetError(
+                f'Groups file has no row for "{rec.path}". Every image needs '
+                "a group: add the row, or give the file a group of its own."
+            )
+        return groups[rec.path]
+    if pattern is not None:
+        m = pattern.search(rec.path)
+        if m is None:
+            raise DatasetError(
+                f'--group-by pattern "{pattern.pattern}" does not match '
+                f'"{rec.path}". Every path must match; adjust the pattern.'
+            )
+        return m.group(1) if pattern.groups else m.group(0)
+    return None
+
+
+def split(
+    data: Catalog | str | os.PathLike[str],
+    *,
+    val: float = 0.15,
+    test: float = 0.15,
+    random_state: RandomState = 42,
+    group_by: str | None = None,
+    groups: Mapping[str, str] | None = None,
+    seed: int | None = None,
+) -> SplitResult:
+    """Assign every readable image to train, val or test.
+
+    Parameters
+    ----------
+    data
+        A :class:`Catalog` from :func:`scan`, or a dataset folder to scan.
+    val, test
+        Fractions of each class for validation and test; train gets the rest.
+    random_state
+        Seed (or ``numpy.random.Generator``) that orders the units: the same seed gives
+        the same split on any machine. ``seed`` is its deprecated old name.
+    group_by
+        Regular expression over the relative path; its first capture group
+        (or whole match) names the group (patient, leaf, slide...).
+    groups
+        Mapping from relative path to group name (e.g. from :func:`read_groups_csv`).
+
+    Examples
+    --------
+    >>> result = imgbalance.split("data", val=0.15, test=0.15, random_state=42)  # doctest: +SKIP
+    >>> result.counts()["test"]                                                  # doctest: +SKIP
+    """
+    random_state = resolve_seed_alias(random_state, seed, "split")
+    if group_by is not None and groups is not None:
+        raise ConfigError("Give either group_by or groups, not both.")
+    for name, value in (("val", val), ("test", test)):
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {value}")
+    if val + test >= 1.0:
+        raise ConfigError(f"val + test must leave images for training; got {val} + {test}.")
+    catalog = data if isinstance(data, Catalog) else scan(data)
+    pattern = None
+    if group_by is not None:
+        try:
+            pattern = re.compile(group_by)
+        except re.error as exc:
+            raise DatasetError(
+                f'--group-by "{group_by}" is not a valid regular expression: {exc}'
+            ) from exc
+    fractions = {"train": 1.0 - val - test, "val": val, "test": test}
+    recs = sorted(catalog.usable(), key=lambda r: r.path)
+    excluded = sorted(r.path for r in catalog.records if not r.readable)
+    if not recs:
+        raise DatasetError(
+            f'Dataset "{catalog.root}" has no readable images to split '
+            f"({len(excluded)} unreadable file(s)). Run `imgbalance analyze "
+            f'"{catalog.root}"` to see what is wrong with each.'
+        )
+    names = [_group_of(r, pattern, groups) for r in recs]
+
+    units = _Units(len(recs))
+    first: dict[tuple[str, str], int] = {}
+    for i, (r, g) in enumerate(zip(recs, names, strict=True)):
+        for key in (("g", g) if g is not None else None, ("h", r.sha256 or f"#{i}")):
+            if key is None:
+                continue
+            if key in first:
+                units.union(first[key], i)
+            else:
+                first[key] = i
+    members: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(recs)):
+        members[units.find(i)].append(i)
+
+    k = len(catalog.classes)
+    idx = catalog.class_to_idx
+    unit_list = [members[u] for u in sorted(members)]
+    unit_counts = np.zeros((len(unit_list), k), dtype=np.int64)
+    for u, mem in enumerate(unit_list):
+        for i in mem:
+            unit_counts[u, idx[recs[i].class_name]] += 1
+    totals = unit_counts.sum(axis=0)
+    targets = np.array([[_targets(int(n), fractions)[s] for n in totals] for s in SPLITS])
+    filled = np.zeros_like(targets)
+
+    rng = as_generator(random_state)
+    order = rng.permutation(len(unit_list))
+    sizes = unit_counts.sum(axis=1)
+    order = order[np.argsort(-sizes[order], kind="stable")]  # big units first
+    assign = np.empty(len(unit_list), dtype=np.int64)
+    for u in order:
+        deficit = np.maximum(targets - filled, 0)
+        gain = np.minimum(deficit, unit_counts[u]).sum(axis=1)
+        room = deficit.sum(axis=1) / np.maximum(targets.sum(axis=1), 1)
+        best = max(range(len(SPLITS)), key=lambda s: (gain[s], room[s], -s))
+        assign[u] = best
+        filled[best] += unit_counts[u]
+
+    rows: list[dict[str, Any]] = []
+    for u, mem in enumerate(unit_list):
+        for i in mem:
+            r = recs[i]
+            group = names[i] if names[i] is not None else f"unit-{u}"
+            rows.append(
+                {
+                    "path": r.path,
+                    "class": r.class_name,
+                    "label": r.label,
+                    "split": SPLITS[assign[u]],
+                    "group": group,
+                    "sha256": r.sha256,
+                }
+            )
+    rows.sort(key=lambda row: row["path"])
+    result = SplitResult(
+        catalog=catalog,
+        rows=rows,
+        fractions=fractions,
+        seed=seed_of(random_state),
+        excluded=excluded,
+    )
+    result.warnings = _warnings(result, targets, filled)
+    return result
+
+
+def _warnings(result: SplitResult, targets: np.ndarray, filled: np.ndarray) -> list[str]:
+    out = []
+    counts = result.counts()
+    for c in result.catalog.classes:
+        missing = [s for s in SPLITS if counts[s][c] == 0 and result.fractions[s] > 0]
+        if missing and sum(counts[s][c] for s in SPLITS) > 0:
+            n = sum(counts[s][c] for s in SPLITS)
+            out.append(
+                f'Class "{c}" has {n} image(s) and is missing from '
+                f"{' and '.join(missing)}: metrics for it there cannot be measured. "
+                "Collect more images of it, or merge it with a related class."
+            )
+    off = np.abs(filled - targets).max() if targets.size else 0
+    if off > 1:
+        out.append(
+            f"Groups are too large to meet the split fractions exactly: a class is off "
+            f"its target by up to {int(off)} image(s). See split_summary.json."
+        )
+    if result.excluded:
+        out.append(
+            f"{len(result.excluded)} unreadable file(s) left out of every split "
+            "(run `imgbalance analyze` for the reasons)."
+        )
+    return out
+
+
+SPLIT_OUTPUTS = ("splits.csv", "split_summary.json", *SPLITS)
+
+
+def write_split(
+    result: SplitResult,
+    out: str | os.PathLike[str],
+    *,
+    materialize: str | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write ``splits.csv``, ``split_summary.json`` and optionally ImageFolder trees.
+
+    Parameters
+    ----------
+    materialize
+        ``None`` (CSV only), ``"link"`` (hard links, copying where the
+        filesystem refuses) or ``"copy"``: builds ``out/train``, ``out/val``
+        and ``out/test`` with every class folder present in each, so
+        ``class_to_idx`` is identical across the three.
+    overwrite
+        Replace these outputs if ``out`` already holds them; other files in
+        ``out`` are left alone.
+
+    Returns the summary that was written to ``split_summary.json``.
+    """
+    if materialize not in (None, "link", "copy"):
+        raise ConfigError(f'materialize must be "link", "copy" or None, got {materialize!r}')
+    out = Path(out)
+    root = result.catalog.root
+    check_output_dir(out, [root], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    summary["root"] = str(root.resolve())  # absolute: the split is read from anywhere
+    if materialize is not None:
+        done: dict[str, int] = defaultdict(int)
+        staging = Path(tempfile.mkdtemp(prefix=".imgbalance-staging-", dir=out))
+        try:
+            for s in SPLITS:
+                for c in result.catalog.classes:
+                    (staging / s / c).mkdir(parents=True, exist_ok=True)
+            for row in result.rows:
+                done[
+                    link_or_copy(
+                        root / row["path"], staging / row["split"] / row["path"], materialize
+                    )
+                ] += 1
+            for s in SPLITS:
+                target = out / s
+                if target.exists():
+                    old = staging / f"old-{s}"
+                    os.replace(target, old)
+                os.replace(staging / s, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        summary["materialized"] = {
+            "mode": materialize,
+            "linked": done["link"],
+            "copied": done["copy"],
+        }
+    with atomic_open_text(out / "splits.csv") as fh:
+        writer = csv.DictWriter(
+            fh,
+            fieldnames=["path", "class", "label", "split", "group", "sha256"],
+            lineterminator="\n",
+        )
+        writer.writeheader()
+        writer.writerows(result.rows)
+    atomic_write_text(
+        out / "split_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    )
+    return summary

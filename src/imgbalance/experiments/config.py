@@ -1,0 +1,162 @@
+"""The configuration of one training run: every knob, validated, with its default."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ..errors import ConfigError, ImgBalanceError, MissingDependencyError
+from ..registry import Registry
+from ..torch.mixing import MIXING
+from ..torch.samplers import SAMPLERS
+from ..torch.weights import CLASS_WEIGHTS
+
+__all__ = ["AUGMENT", "LINEAR_LOSSES", "MONITORS", "RunConfig"]
+
+AUGMENT = ("none", "light")
+MONITORS = ("val_macro_f1", "val_balanced_accuracy", "val_loss")
+#: the losses the ``linear`` model (logistic regression) can express, as sample weights
+LINEAR_LOSSES = ("ce", "weighted-ce")
+
+
+def _torch_registries() -> tuple[Registry[Any], Any]:
+    """The loss registry and the model check of the torch wing (they need the torch extra)."""
+    try:
+        from ..torch import losses, models
+    except (ImportError, MissingDependencyError) as exc:
+        raise MissingDependencyError(
+            "Training a CNN needs PyTorch and torchvision, which are not installed: "
+            "pip install 'imgbalance[torch]' (or use --model linear)."
+        ) from exc
+    return losses.LOSSES, models
+
+
+@dataclass
+class RunConfig:
+    """One run: data, model, one offline technique, training-time techniques, protocol.
+
+    The defaults follow the tomato-leaf reference where it had one (Adam, lr
+    5e-4, weight decay 1e-4, StepLR(15, 0.1), patience 5) and are the same for
+    every arm of a comparison: batch size, epochs budget, initial weights (drawn
+    from ``seed`` before any data pass).
+    """
+
+    data: str = ""
+    model: str = "small-cnn"
+    #: None: random init; "DEFAULT", a torchvision weights name or a .pth file
+    pretrained: str | None = None
+    image_size: int | None = None  # default: 64 for small-cnn, 224 otherwise
+    # offline balancing of the training split, through the engine
+    technique: str = "none"
+    technique_params: dict[str, Any] = field(default_factory=dict)
+    target: Any = None
+    # training-time techniques
+    loss: str = "ce"
+    class_weights: str | None = None  # default: inverse for weighted-ce, none otherwise
+    beta: float = 0.999
+    focal_gamma: float = 2.0
+    tau: float = 1.0
+    drw_epoch: int | None = None
+    sampler: str = "none"
+    mixing: str = "none"
+    mixing_alpha: float = 1.0
+    augment: str = "light"
+    ensemble: int = 1  # EasyEnsemble: K members on balanced random-under subsets
+    # protocol
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 1e-4
+    step_size: int = 15
+    step_gamma: float = 0.1
+    patience: int = 5
+    monitor: str = "val_macro_f1"
+    seed: int = 0
+    device: str = "auto"
+    features: str = "thumbnail"  # for model "linear"
+    workers: int | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ImgBalanceError(
+                f"Unknown run setting(s) {unknown}. Valid settings: {', '.join(sorted(names))}."
+            )
+        cfg = cls(**d)
+        cfg.validate()
+        return cfg
+
+    def resolved(self) -> RunConfig:
+        """A copy with every ``None`` default filled in."""
+        d = asdict(self)
+        if d["image_size"] is None:
+            d["image_size"] = 64 if self.model == "small-cnn" else 224
+        if d["class_weights"] is None:
+            d["class_weights"] = "inverse" if self.loss == "weighted-ce" else "none"
+        return RunConfig(**d)
+
+    def validate(self) -> None:
+        """Check every setting; names are checked against their registries."""
+
+        def choice(key: str, options: tuple[str, ...]) -> None:
+            if getattr(self, key) not in options:
+                raise ConfigError(
+                    f"{key} must be one of {', '.join(options)}; got {getattr(self, key)!r}."
+                )
+
+        def registered(key: str, registry: Registry[Any], none: bool) -> None:
+            value = getattr(self, key)
+            if not (none and value == "none") and value not in registry:
+                raise registry.unknown(value, extra=["none"] if none else None)
+
+        if self.class_weights is not None:
+            registered("class_weights", CLASS_WEIGHTS, none=False)
+        registered("sampler", SAMPLERS, none=True)
+        registered("mixing", MIXING, none=True)
+        choice("augment", AUGMENT)
+        choice("monitor", MONITORS)
+        if self.model == "linear":
+            if self.loss not in LINEAR_LOSSES or self.mixing != "none":
+                raise ConfigError(
+                    f"model linear (logistic regression) supports losses "
+                    f"{' and '.join(LINEAR_LOSSES)} and no mixing; got loss {self.loss}, "
+                    f"mixing {self.mixing}."
+                )
+        else:
+            losses, models = _torch_registries()
+            registered("loss", losses, none=False)
+            if self.model not in models.MODELS and self.model not in models.classification_models():
+                raise models.MODELS.unknown(
+                    self.model, extra=["linear", "<any torchvision classifier>"]
+                )
+        for key in ("epochs", "batch_size", "ensemble", "patience", "step_size"):
+            v = getattr(self, key)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ImgBalanceError(f"{key} must be an integer >= 1, got {v!r}.")
+        if self.model == "linear" and (
+            self.loss in ("focal", "balanced-softmax") or self.mixing != "none"
+        ):
+            raise ImgBalanceError(
+                f"model linear (logistic regression) supports losses ce and weighted-ce and no "
+                f"mixing; got loss {self.loss}, mixing {self.mixing}."
+            )
+        if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
+            raise ImgBalanceError(
+                f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "
+                f"re-weighting starts at that epoch and the model is taken from it on. "
+                f"Lower drw_epoch or raise epochs."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of the resolved settings (what makes two runs the same run)."""
+        d = self.resolved().to_dict()
+        d.pop("workers", None)
+        d.pop("device", None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

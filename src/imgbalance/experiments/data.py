@@ -1,0 +1,174 @@
+"""Training data: the split and the (optionally balanced) training set, as paths and labels.
+
+A split comes from ``imgbalance split`` (a folder with ``splits.csv`` and
+``split_summary.json``) or is a pre-split tree ``DIR/{train,val,test}/<class>``.
+Offline balancing applies to the training split only, through the engine, and
+its output is cached by the training split's content, the technique, its
+parameters and the seed, so several runs (models, losses) reuse one render.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..dataset.catalog import Catalog, ImageRecord
+from ..dataset.scanner import scan
+from ..errors import DatasetError
+
+__all__ = ["SPLITS", "SplitData", "TrainSet", "load_split"]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class SplitData:
+    """Rows ``(absolute path, label)`` per split, over one class list."""
+
+    classes: list[str]
+    root: Path
+    rows: dict[str, list[tuple[str, int]]]
+    #: the training split's records (for the balancing engine)
+    train_records: list[ImageRecord] = field(default_factory=list)
+    source: str = ""
+    #: sha256 of every row's file, by absolute path (from the scan: never read again)
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> list[Path]:
+        """Folders a run must never write into: the images, and a pre-split tree."""
+        folders = [self.root]
+        if self.source and not (Path(self.source) / "splits.csv").is_file():
+            folders.append(Path(self.source))
+        return folders
+
+    def counts(self, split: str) -> list[int]:
+        c = np.bincount([lab for _, lab in self.rows[split]], minlength=len(self.classes))
+        return [int(v) for v in c]
+
+    def train_catalog(self) -> Catalog:
+        return Catalog(
+            root=self.root,
+            classes=self.classes,
+            records=self.train_records,
+            skipped=[],
+            class_problems=[],
+        )
+
+    def train_fingerprint(self) -> str:
+        """Content hash of the training split (paths, labels and file hashes)."""
+        h = hashlib.sha256()
+        for r in sorted(self.train_records, key=lambda r: r.path):
+            h.update(f"{r.path}\0{r.label}\0{r.sha256}\n".encode())
+        return h.hexdigest()[:16]
+
+
+def load_split(path: str | os.PathLike[str]) -> SplitData:
+    """Read a split folder (``splits.csv``) or a pre-split tree (``train/ val/ test/``)."""
+    path = Path(path)
+    if (path / "splits.csv").is_file():
+        return _from_csv(path)
+    if (path / "train").is_dir():
+        return _from_tree(path)
+    raise DatasetError(
+        f'"{path}" is not a split: it has neither splits.csv (from `imgbalance split DATA '
+        f"--out {path}`) nor train/ val/ test/ folders."
+    )
+
+
+def _from_csv(path: Path) -> SplitData:
+    summary_file = path / "split_summary.json"
+    if not summary_file.is_file():
+        raise DatasetError(f'"{summary_file}" is missing; re-run `imgbalance split`.')
+    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    root = Path(summary["root"])
+    if not root.is_absolute() and not root.is_dir():  # relative to where split ran, or to it
+        root = path / root
+    root = root.resolve()
+    if not root.is_dir():
+        raise DatasetError(
+            f'The split in "{path}" was made from "{root}", which no longer exists. Re-run '
+            "`imgbalance split` on the data where it is now."
+        )
+    classes = list(summary["classes"])
+    with (path / "splits.csv").open(encoding="utf-8", newline="") as fh:
+        listed = list(csv.DictReader(fh))
+    catalog = scan(root)
+    if catalog.classes != classes:
+        raise DatasetError(
+            f'The classes in "{root}" ({catalog.classes}) are not those of the split '
+            f"({classes}); re-run `imgbalance split`."
+        )
+    by_path = {r.path: r for r in catalog.usable()}
+    rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    hashes: dict[str, str] = {}
+    train: list[ImageRecord] = []
+    changed = []
+    for row in listed:
+        rec = by_path.get(row["path"])
+        if rec is None or (row.get("sha256") and rec.sha256 != row["sha256"]):
+            changed.append(row["path"])
+            continue
+        rows[row["split"]].append((str(root / rec.path), rec.label))
+        hashes[str(root / rec.path)] = rec.sha256 or rec.path
+        if row["split"] == "train":
+            train.append(rec)
+    if changed:
+        raise DatasetError(
+            f"{len(changed)} file(s) of the split changed or disappeared since it was made "
+            f'(first: "{changed[0]}"). Re-run `imgbalance split` so no test image can leak.'
+        )
+    return SplitData(classes, root, rows, train, source=str(path), hashes=hashes)
+
+
+def _from_tree(path: Path) -> SplitData:
+    catalogs = {s: scan(path.resolve() / s) for s in SPLITS if (path / s).is_dir()}
+    missing = [s for s in SPLITS if s not in catalogs]
+    if missing:
+        raise DatasetError(
+            f'"{path}" has no {", ".join(missing)} folder(s); a split needs all three.'
+        )
+    classes = sorted(set().union(*(c.classes for c in catalogs.values())))
+    idx = {c: i for i, c in enumerate(classes)}
+    rows = {
+        s: [(str(cat.root / r.path), idx[r.class_name]) for r in cat.usable()]
+        for s, cat in catalogs.items()
+    }
+    hashes = {
+        str(cat.root / r.path): r.sha256 or r.path
+        for cat in catalogs.values()
+        for r in cat.usable()
+    }
+    train = catalogs["train"]
+    train.root = train.root.resolve()
+    records = [_relabel(r, idx[r.class_name]) for r in train.usable()]
+    return SplitData(classes, train.root, rows, records, source=str(path), hashes=hashes)
+
+
+def _relabel(r: ImageRecord, label: int) -> ImageRecord:
+    d = dict(r.__dict__)
+    d["label"] = label
+    return ImageRecord(**d)
+
+
+@dataclass
+class TrainSet:
+    """The training set a run uses: paths and labels, and what balancing did."""
+
+    paths: list[str]
+    labels: list[int]
+    #: original training counts (before any balancing): priors and loss weights come from these
+    original_counts: list[int]
+    balancing: dict[str, Any] = field(default_factory=dict)
+    #: sha256 per path (from the scan and the manifest): the feature cache's keys
+    hashes: list[str] = field(default_factory=list)
+
+    def counts(self, n_classes: int) -> list[int]:
+        return [int(v) for v in np.bincount(self.labels, minlength=n_classes)]

@@ -1,0 +1,322 @@
+"""A grid of training runs from a YAML file: arms x models x seeds, resumable.
+
+Example ``grid.yaml``::
+
+    name: bccd-small-cnn
+    data: splits/                # a split folder (imgbalance split --out) or tree
+    seeds: [0, 1, 2]
+    models: [small-cnn, linear]  # optional; default: defaults.model
+    defaults:                    # settings shared by every run (see RunConfig)
+      epochs: 30
+      image_size: 64
+    arms:                        # name: the settings that make this technique
+      baseline: {}
+      smote: {technique: smote, technique_params: {small_class_fallback: random-over}}
+      focal: {loss: focal}
+    groups:                      # optional, for the report
+      resampling: [smote]
+
+Each run is ``run_training`` of one resolved config, in ``OUT/<arm>__<model>__seed<N>``.
+A run whose ``experiment_summary.json`` says completed, with the same config
+fingerprint, is skipped; a run that raises gets ``error.json`` and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .._fs import atomic_write_text
+from ..errors import ImgBalanceError
+from .config import RunConfig
+
+__all__ = ["GridRun", "load_grid", "plan_grid", "run_grid"]
+
+_GRID_KEYS = {"name", "data", "seeds", "models", "defaults", "arms", "groups", "out", "resources"}
+_ARM_ONLY = ("model", "seed", "data")
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One cell of the grid: its name, folder and full settings."""
+
+    run_id: str
+    arm: str
+    model: str
+    seed: int
+    settings: dict[str, Any]
+
+
+def load_grid(
+    path: str | os.PathLike[str], data: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Read and check a grid file; relative ``data`` is relative to the file.
+
+    ``data`` replaces the file's own (so one grid serves several splits).
+    """
+    path = Path(path)
+    try:
+        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ImgBalanceError(
+            f'Cannot read the grid "{path}": {exc}. A grid is a UTF-8 YAML file with "data" '
+            f'and "arms" (see configs/full.yaml).'
+        ) from exc
+    if not isinstance(grid, dict):
+        raise ImgBalanceError(f'"{path}" must be a YAML mapping with "data" and "arms".')
+    unknown = sorted(set(grid) - _GRID_KEYS)
+    if unknown:
+        raise ImgBalanceError(
+            f'"{path}": unknown key(s) {unknown}; a grid has {", ".join(sorted(_GRID_KEYS))}.'
+        )
+    if not grid.get("arms") or not isinstance(grid["arms"], dict):
+        raise ImgBalanceError(f'"{path}" needs "arms": a mapping of name to settings.')
+    if data is not None:
+        grid["data"] = str(Path(data).expanduser().resolve())
+    if not grid.get("data"):
+        raise ImgBalanceError(
+            f'"{path}" needs "data": the split folder to train on (or pass --data).'
+        )
+    where = Path(str(grid["data"])).expanduser()
+    grid["data"] = str(where if where.is_absolute() else (path.parent / where).resolve())
+    grid.setdefault("name", path.stem)
+    return grid
+
+
+def plan_grid(grid: dict[str, Any]) -> list[GridRun]:
+    """Every run of the grid, each config validated before anything trains."""
+    defaults = dict(grid.get("defaults") or {})
+    seeds = grid.get("seeds", [0, 1, 2])
+    if isinstance(seeds, int):
+        seeds = list(range(seeds))
+    models = grid.get("models") or [defaults.get("model", "small-cnn")]
+    runs = []
+    for arm, settings in grid["arms"].items():
+        settings = dict(settings or {})
+        clash = [k for k in _ARM_ONLY if k in settings and k != "model"]
+        if clash:
+            raise ImgBalanceError(f'arm "{arm}": {clash} belong to the grid, not to an arm.')
+        arm_models = [settings.pop("model")] if "model" in settings else models
+        for model in arm_models:
+            for seed in seeds:
+                full = {**defaults, **settings, "model": model, "seed": int(seed)}
+                full["data"] = grid["data"]
+                try:
+                    RunConfig.from_dict(full)
+                except ImgBalanceError as exc:
+                    raise ImgBalanceError(f'arm "{arm}" (model {model}): {exc}') from exc
+                run_id = f"{arm}__{model}__seed{seed}".replace("/", "-").replace(" ", "_")
+                runs.append(GridRun(run_id, arm, model, int(seed), full))
+    ids = [r.run_id for r in runs]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ImgBalanceError(f"Two runs would share a folder: {dupes}. Rename the arms.")
+    return runs
+
+
+def is_complete(run: GridRun, folder: Path) -> bool:
+    summary = folder / "experiment_summary.json"
+    if not summary.is_file():
+        return False
+    try:
+        done = json.loads(summary.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(
+        done.get("status") == "completed"
+        and done.get("fingerprint") == RunConfig.from_dict(run.settings).fingerprint()
+    )
+
+
+def run_one(
+    run: GridRun,
+    out: str,
+    balanced_cache: str | None,
+    threads: int | None,
+    tracker: str = "none",
+    tracker_uri: str | None = None,
+    experiment: str = "imgbalance",
+) -> dict[str, Any]:
+    """Train one grid cell (the unit of work: a function of its arguments only)."""
+    folder = Path(out) / run.run_id
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+    t0 = time.perf_counter()
+    try:
+        from .run import run_training
+
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "error.json").unlink(missing_ok=True)
+        summary = run_training(
+            run.settings,
+            folder,
+            balanced_cache=Path(balanced_cache) if balanced_cache else None,
+            tracker=tracker,
+            tracker_uri=tracker_uri,
+            experiment=experiment,
+        )
+        return {"run": run.run_id, "status": "completed", "summary": summary}
+    except Exception as exc:  # recorded; the grid goes on
+        error = {
+            "status": "failed",
+            "run": run.run_id,
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(),
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(folder / "error.json", json.dumps(error, indent=2) + "\n")
+        return {"run": run.run_id, "status": "failed", "error": error["error"]}
+
+
+def run_grid(
+    grid: dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    balanced_cache: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+    tracker: str = "none",
+    tracker_uri: str | None = None,
+    backend: str = "local",
+    address: str | None = None,
+) -> dict[str, Any]:
+    """Run every incomplete run of ``grid`` into ``out``; returns counts by status.
+
+    ``backend="ray"`` makes each run a Ray task asking for the grid's
+    ``resources`` (``cpus``, default 1; ``gpus``, a fraction allowed, default 0;
+    ``retries`` after a worker dies, default 1) on the cluster at ``address`` or a
+    local instance. Run folders are written by the workers: on a cluster, ``out``
+    must be on storage every node sees.
+    """
+    if backend == "ray":  # a missing Ray fails before any work
+        from .._cluster import require_ray
+
+        require_ray()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = plan_grid(grid)
+    atomic_write_text(
+        out / "grid.json",
+        json.dumps(_folder_record(out / "grid.json", grid, runs), indent=2) + "\n",
+    )
+    todo = [r for r in runs if not is_complete(r, out / r.run_id)]
+    log(f"{len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do")
+    cache = str(balanced_cache) if balanced_cache else str(out / "_balanced")
+    status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo)}
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
+
+    counter = iter(range(1, len(todo) + 1))
+
+    def done(res: dict[str, Any], k: int | None = None) -> None:
+        k = k if k is not None else next(counter)
+        status[res["status"]] += 1
+        if res["status"] == "completed":
+            m = res["summary"]["final_metrics"]
+            log(f"[{k}/{len(todo)}] {res['run']}: test macro-F1 {m['macro_f1']:.3f}")
+        else:
+            log(f"[{k}/{len(todo)}] {res['run']}: FAILED {res['error']}")
+
+    if backend == "ray":
+        _run_on_ray(todo, out, cache, track, grid.get("resources") or {}, address, done)
+    elif jobs <= 1:
+        for k, run in enumerate(todo, 1):
+            done(run_one(run, str(out), cache, None, *track), k)
+    else:
+        # spawn, not fork: a forked copy of a process that already ran torch can deadlock
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(
+            max_workers=jobs, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),)
+        ) as pool:
+            futures = [pool.submit(run_one, run, str(out), cache, threads, *track) for run in todo]
+            for k, fut in enumerate(as_completed(futures), 1):
+                done(fut.result(), k)
+    return status
+
+
+def _exit_with(parent: int) -> None:
+    """Pool initializer: the worker ends when the grid's process does. A driver killed by
+    a signal it cannot handle (SIGKILL, SIGTERM) would otherwise leave its workers
+    finishing their runs alone, and a resumed grid could run the same run twice."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _folder_record(grid_json: Path, grid: dict[str, Any], runs: list[GridRun]) -> dict[str, Any]:
+    """What ``grid.json`` records: this grid, the name of the folder's first grid, and the
+    run ids earlier grids listed, then this grid's new ones.
+
+    Several grids (another model, another seed's data) can share one runs folder; the
+    report keeps the order in which their runs were planned, and the title of the first.
+    """
+    try:
+        earlier = json.loads(grid_json.read_text(encoding="utf-8"))
+        before = [str(r) for r in earlier["runs"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        earlier, before = {}, []
+    seen = set(before)
+    record = {**grid, "runs": before + [r.run_id for r in runs if r.run_id not in seen]}
+    if isinstance(earlier, dict) and earlier.get("name"):
+        record["name"] = earlier["name"]
+    return record
+
+
+def _run_on_ray(
+    todo: list[GridRun],
+    out: Path,
+    cache: str,
+    track: tuple[str, str | None, str],
+    resources: dict[str, Any],
+    address: str | None,
+    done: Callable[[dict[str, Any]], None],
+) -> None:
+    from .._cluster import ensure_ray
+
+    unknown = sorted(set(resources) - {"cpus", "gpus", "retries"})
+    if unknown:
+        raise ImgBalanceError(f"resources: unknown key(s) {unknown}; use cpus, gpus, retries.")
+    cpus = int(resources.get("cpus", 1))
+    gpus = float(resources.get("gpus", 0))
+    retries = int(resources.get("retries", 1))
+    ray = ensure_ray(address)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(run_one)
+    refs = {task.remote(run, str(out), cache, cpus, *track): run for run in todo}
+    pending = list(refs)
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        run = refs[ready[0]]
+        try:
+            res = ray.get(ready[0])
+        except Exception as exc:  # the worker died, even after its retries
+            error = {
+                "status": "failed",
+                "run": run.run_id,
+                "error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+                "traceback": str(exc),
+            }
+            (out / run.run_id).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(out / run.run_id / "error.json", json.dumps(error, indent=2) + "\n")
+            res = {"run": run.run_id, "status": "failed", "error": error["error"]}
+        done(res)

@@ -1,0 +1,68 @@
+"""CNN embeddings as planning features: the penultimate layer of a torchvision model.
+
+The feature of an image is the input of the model's last linear layer (its
+classification head) after the weights' own preprocessing (resize, centre
+crop, normalisation). Images are decoded and preprocessed in threads while the
+model runs in batches; decoding failures are returned, not raised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ..dataset.images import load_image
+
+__all__ = ["embed_images"]
+
+
+def _prepare(path: str, transforms: Any) -> Any:
+    try:
+        return transforms(load_image(path).convert("RGB"))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def embed_images(
+    paths: Sequence[str],
+    loaded: Any,
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, dict[int, str]]:
+    """``(n, d)`` float32 penultimate features of ``paths`` under a
+    :class:`~imgbalance.torch.models.LoadedModel`, and ``{index: error}`` for failures."""
+    import torch
+
+    from ..torch.models import final_linear
+
+    model = loaded.model.to(device).eval()
+    _, _, head = final_linear(model)
+    captured: list[Any] = []
+    hook = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
+    feats = np.zeros((len(paths), head.in_features), dtype=np.float32)
+    failed: dict[int, str] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
+            for start in range(0, len(paths), batch_size):
+                idx = list(range(start, min(start + batch_size, len(paths))))
+                items = list(pool.map(lambda i: _prepare(paths[i], loaded.transforms), idx))
+                ok = [i for i, item in zip(idx, items, strict=True) if not isinstance(item, str)]
+                for i, item in zip(idx, items, strict=True):
+                    if isinstance(item, str):
+                        failed[i] = item
+                if ok:
+                    batch = torch.stack([items[i - start] for i in ok]).to(device)
+                    captured.clear()
+                    model(batch)
+                    out = captured[-1].reshape(len(ok), -1).float().cpu().numpy()
+                    feats[ok] = out
+                if progress:
+                    progress(len(idx))
+    finally:
+        hook.remove()
+    return feats, failed

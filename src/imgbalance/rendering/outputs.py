@@ -1,0 +1,327 @@
+"""What a render writes besides the images: the job list, the output folder's
+preparation and resume journal, ``manifest.csv``, ``summary.json`` and per-stage manifests.
+
+Output layout (ImageFolder)::
+
+    OUT/<class>/<original relative path>        hard links to the kept originals
+    OUT/<class>/synthetic/<op>-<index>.<ext>    rendered images
+    OUT/manifest.csv  OUT/summary.json  OUT/balance_summary.txt  OUT/plan.json
+    OUT/preview.png   OUT/class_distribution.png
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._fs import atomic_open_text, atomic_write_text, check_output_dir
+from .._version import __version__
+from ..dataset.catalog import ImageRecord, ratios
+from ..errors import ImgBalanceError, OutputError
+from ..planning.recipes import Plan
+from .kernel import RenderJob, RenderOptions, output_extension
+
+__all__ = [
+    "GRAY_MODES",
+    "JOURNAL",
+    "OUR_FILES",
+    "BalanceResult",
+    "check_collisions",
+    "class_modes",
+    "file_sha256",
+    "manifest_rows",
+    "prepare_out",
+    "render_jobs_for",
+    "summary",
+    "write_manifest",
+    "write_stages",
+]
+
+#: every file and folder a balance run writes at the top of OUT (what --overwrite replaces)
+OUR_FILES = (
+    "manifest.csv",
+    "summary.json",
+    "balance_summary.txt",
+    "plan.json",
+    "preview.png",
+    "class_distribution.png",
+    "stages",
+    ".imgbalance-journal.jsonl",
+)
+JOURNAL = ".imgbalance-journal.jsonl"
+GRAY_MODES = frozenset({"L", "1", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
+
+
+@dataclass
+class BalanceResult:
+    """What :func:`balance` did: the plan, where outputs are, counts and timings."""
+
+    plan: Plan
+    out: Path | None
+    manifest: list[dict[str, Any]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def counts_before(self) -> dict[str, int]:
+        return self.plan.counts_before()
+
+    @property
+    def counts_after(self) -> dict[str, int]:
+        return self.plan.counts_after()
+
+
+def class_modes(records: list[ImageRecord], classes: list[str]) -> dict[int, str]:
+    """RGB for a class with any colour image, else L (grayscale stays grayscale)."""
+    modes = dict.fromkeys(range(len(classes)), "L")
+    for r in records:
+        if r.mode not in GRAY_MODES:
+            modes[r.label] = "RGB"
+    return modes
+
+
+def render_jobs_for(
+    the_plan: Plan, records: list[ImageRecord], root: Path, opts: RenderOptions, manifest_only: bool
+) -> tuple[list[RenderJob], list[tuple[int, str]]]:
+    """Render jobs (synthetic, plus resized originals) and ``(original, out path)`` links."""
+    modes = class_modes(records, the_plan.classes)
+    jobs: list[RenderJob] = []
+    links: list[tuple[int, str]] = []
+    for i in the_plan.kept:
+        rec = records[i]
+        if opts.image_size is None:
+            if not manifest_only:
+                links.append((i, rec.path))
+        else:  # resizing means re-encoding the originals too
+            ext = output_extension(rec.format, opts)
+            jobs.append(
+                RenderJob(
+                    index=-1 - i,
+                    out=str(Path(rec.path).with_suffix(ext)),
+                    op="resize",
+                    parents=(str(root / rec.path),),
+                    weights=(1.0,),
+                    mode=modes[rec.label],
+                )
+            )
+    for n, r in enumerate(the_plan.recipes):
+        base = records[r.parents[0]]
+        ext = (
+            Path(base.path).suffix.lower()
+            if r.op == "copy" and opts.image_size is None
+            else output_extension(base.format, opts)
+        )
+        cls = the_plan.classes[r.label]
+        jobs.append(
+            RenderJob(
+                index=n,
+                out=f"{cls}/synthetic/{r.op}-{n:06d}{ext}",
+                op=r.op,
+                parents=tuple(str(root / records[p].path) for p in r.parents),
+                weights=r.weights,
+                mode=modes[r.label],
+                augment=r.params if r.op == "augment" else None,
+            )
+        )
+    return jobs, links
+
+
+def check_collisions(jobs: list[RenderJob], links: list[tuple[int, str]]) -> None:
+    seen: set[str] = set()
+    for path in [p for _, p in links] + [j.out for j in jobs]:
+        if path in seen:
+            raise ImgBalanceError(
+                f'Two outputs would be written to "{path}" (an original is '
+                "named like a synthetic image). Rename that file."
+            )
+        seen.add(path)
+
+
+def prepare_out(
+    out: Path, root: Path, classes: list[str], plan_json: str, *, overwrite: bool, resume: bool
+) -> dict[str, str]:
+    """Check and prepare ``out``; return the journal of a resumed run (out path -> sha256)."""
+    replaces = (*classes, *OUR_FILES)
+    if resume and (out / "plan.json").exists():
+        check_output_dir(out, [root], overwrite=True, replaces=replaces)
+        if (out / "plan.json").read_text(encoding="utf-8") != plan_json:
+            raise OutputError(
+                f'"{out}" holds an interrupted run with a different plan (other '
+                "input, method, target or seed). Use --overwrite to start again."
+            )
+        journal: dict[str, str] = {}
+        if (out / JOURNAL).exists():
+            for line in (out / JOURNAL).read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    entry = json.loads(line)
+                    journal[entry["path"]] = entry["sha256"]
+        return journal
+    check_output_dir(out, [root], overwrite=overwrite, replaces=replaces)
+    for name in replaces:
+        target = out / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "plan.json", plan_json)
+    return {}
+
+
+def file_sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def manifest_rows(
+    the_plan: Plan,
+    records: list[ImageRecord],
+    jobs: list[RenderJob],
+    links: list[tuple[int, str]],
+    done: dict[int, tuple[str, int]],
+    root: Path,
+    manifest_only: bool,
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    seed = the_plan.config.get("seed")
+    if manifest_only:
+        links = [(i, str(root / records[i].path)) for i in the_plan.kept]
+    for i, path in links:
+        rec = records[i]
+        rows.append(
+            {
+                "path": path,
+                "class": rec.class_name,
+                "label": rec.label,
+                "split": "train",
+                "origin": "original",
+                "method": "",
+                "op": "",
+                "parents": rec.path,
+                "weights": "1",
+                "params": "",
+                "seed": seed,
+                "sha256": rec.sha256,
+            }
+        )
+    for job in jobs:
+        sha = done[job.index][0]
+        if job.index < 0:
+            rec = records[-1 - job.index]
+            rows.append(
+                {
+                    "path": job.out,
+                    "class": rec.class_name,
+                    "label": rec.label,
+                    "split": "train",
+                    "origin": "original",
+                    "method": "resize",
+                    "op": "resize",
+                    "parents": rec.path,
+                    "weights": "1",
+                    "params": "",
+                    "seed": seed,
+                    "sha256": sha,
+                }
+            )
+            continue
+        r = the_plan.recipes[job.index]
+        rows.append(
+            {
+                "path": job.out,
+                "class": the_plan.classes[r.label],
+                "label": r.label,
+                "split": "train",
+                "origin": "synthetic",
+                "method": r.method,
+                "op": r.op,
+                "parents": ";".join(records[p].path for p in r.parents),
+                "weights": ";".join(f"{w:.6f}" for w in r.weights),
+                "params": json.dumps(
+                    r.params if r.seed is None else {**r.params, "image_seed": r.seed},
+                    sort_keys=True,
+                ),
+                "seed": seed,
+                "sha256": sha,
+            }
+        )
+    rows.sort(key=lambda row: (row["label"], row["origin"] != "original", row["path"]))
+    return rows
+
+
+def write_stages(
+    result: BalanceResult,
+    records: list[ImageRecord],
+    jobs: list[RenderJob],
+    links: list[tuple[int, str]],
+    root: Path,
+    out: Path,
+) -> None:
+    """One manifest per intermediate stage, listing the rows it had (same files)."""
+    by_path = {row["path"]: row for row in result.manifest}
+    original_out = dict(links)
+    original_out.update({-1 - j.index: j.out for j in jobs if j.index < 0})
+    recipe_out = {j.index: j.out for j in jobs if j.index >= 0}
+    for name, stage in result.plan.stages.items():
+        rows = []
+        for i in stage["kept"]:
+            path = original_out.get(i)
+            if path is not None and path in by_path:
+                rows.append(by_path[path])
+            else:  # not in the final output: referenced in place
+                rec = records[i]
+                rows.append(
+                    {
+                        **result.manifest[0],
+                        "path": str(root / rec.path),
+                        "class": rec.class_name,
+                        "label": rec.label,
+                        "origin": "original",
+                        "method": "",
+                        "op": "",
+                        "parents": rec.path,
+                        "weights": "1",
+                        "params": "",
+                        "sha256": rec.sha256,
+                    }
+                )
+        rows += [by_path[recipe_out[n]] for n in stage["recipes"]]
+        with atomic_open_text(out / "stages" / name / "manifest.csv") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(result.manifest[0]), lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def write_manifest(out: Path, rows: list[dict[str, Any]]) -> None:
+    """``manifest.csv``: one row per output file (originals and synthetic images)."""
+    with atomic_open_text(out / "manifest.csv") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def summary(p: Plan, timings: dict[str, float]) -> dict[str, Any]:
+    """The content of ``summary.json``: configuration, counts and ratios before and after."""
+    before, after = p.counts_before(), p.counts_after()
+    return {
+        "imgbalance_version": __version__,
+        "config": p.config,
+        "classes": p.classes,
+        "class_to_idx": {c: i for i, c in enumerate(p.classes)},
+        "before": before,
+        "after": after,
+        "before_ratios": ratios(before),
+        "after_ratios": ratios(after),
+        "synthetic": p.synthetic_by_op(),
+        "removed_originals": p.n_originals - len(p.kept),
+        "steps": p.log,
+        "notes": p.notes,
+        "timings": timings,
+    }

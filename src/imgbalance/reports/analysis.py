@@ -1,0 +1,203 @@
+"""Terminal and file reports for ``analyze`` and ``split``."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .._fs import atomic_write_text
+from ..dataset.catalog import ratios
+
+if TYPE_CHECKING:
+    from ..dataset.catalog import Catalog, Problem
+    from ..dataset.splits import SplitResult
+    from ..rendering.outputs import BalanceResult
+
+__all__ = ["print_analysis", "print_split", "write_analysis"]
+
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
+
+
+def _size(v: list[int] | None) -> str:
+    return f"{v[0]}x{v[1]}" if v else "-"
+
+
+def _tally(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" if len(d) > 1 else k for k, v in d.items()) or "-"
+
+
+def _problem_table(problems: list[Problem], per_code: int) -> Table:
+    """Problems grouped by code, errors first; at most ``per_code`` files shown per code."""
+    table = Table(show_header=True, header_style="bold")
+    for col in ("severity", "file", "problem", "what is wrong / fix"):
+        table.add_column(col, overflow="fold")
+    by_code: dict[tuple[int, str], list[Problem]] = defaultdict(list)
+    for p in problems:
+        by_code[(_SEVERITY_ORDER[p.severity], p.code)].append(p)
+    for (_, code), group in sorted(by_code.items()):
+        style = _SEVERITY_STYLE[group[0].severity]
+        for p in group[:per_code]:
+            table.add_row(p.severity, p.path, code, f"{p.message}. Fix: {p.fix}.", style=style)
+        if len(group) > per_code:
+            table.add_row(
+                "",
+                f"... {len(group) - per_code} more",
+                code,
+                "listed in analysis.json (--out or --json)",
+                style=style,
+            )
+    return table
+
+
+def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> None:
+    """Per-class table, both ratios, then the problems (grouped) and skipped files."""
+    data = catalog.to_dict()
+    minority = set(data["minority_classes"])
+    table = Table(
+        title=f"{catalog.root}  ({data['total_images']} readable images, "
+        f"{len(catalog.classes)} classes)",
+        title_justify="left",
+    )
+    for col, kw in (
+        ("idx", {"justify": "right"}),
+        ("class", {}),
+        ("count", {"justify": "right"}),
+        ("share", {"justify": "right"}),
+        ("min size", {}),
+        ("max size", {}),
+        ("modes", {}),
+        ("formats", {}),
+        ("problems", {"justify": "right"}),
+    ):
+        table.add_column(col, **kw)  # type: ignore[arg-type]
+    for row in data["per_class"]:
+        style = (
+            "bold red"
+            if row["count"] == 0
+            else ("dark_orange" if row["class"] in minority else None)
+        )
+        table.add_row(
+            str(row["label"]),
+            row["class"],
+            str(row["count"]),
+            f"{row['share']:.1%}",
+            _size(row["min_size"]),
+            _size(row["max_size"]),
+            _tally(row["modes"]),
+            _tally(row["formats"]),
+            str(row["problems"] or ""),
+            style=style,
+        )
+    console.print(table)
+    br, ir = data["balance_ratio"], data["imbalance_ratio"]
+    if br is not None:
+        counts = data["counts"]
+        nz = {c: n for c, n in counts.items() if n}
+        lo, hi = min(nz, key=lambda c: nz[c]), max(nz, key=lambda c: nz[c])
+        console.print(
+            f"balance_ratio   = min/max = {nz[lo]}/{nz[hi]} = [bold]{br:.4f}[/]  "
+            f"(1 = balanced; smallest class {lo!r}, largest {hi!r})"
+        )
+        console.print(f"imbalance_ratio = max/min = {nz[hi]}/{nz[lo]} = [bold]{ir:.2f}[/]")
+    if minority:
+        console.print(f"minority classes (< 50% of the largest): {', '.join(sorted(minority))}")
+    problems = catalog.problems
+    if problems:
+        console.print(
+            f"\n[bold]{len(problems)} problem(s)[/]: "
+            + ", ".join(f"{code} {n}" for code, n in catalog.problem_counts().items())
+        )
+        console.print(_problem_table(problems, per_code))
+    if catalog.skipped:
+        reasons: dict[str, int] = {}
+        for s in catalog.skipped:
+            reasons[s.reason] = reasons.get(s.reason, 0) + 1
+        console.print(
+            f"\nskipped {len(catalog.skipped)} file(s) that are not dataset images: "
+            + ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items()))
+        )
+        for s in catalog.skipped[:10]:
+            console.print(f"  [dim]{s.path}: {s.reason}[/]")
+    if catalog.near_duplicates:
+        cross = sum(not p["same_class"] for p in catalog.near_duplicates)
+        console.print(
+            f"\n[yellow]approximate[/]: {len(catalog.near_duplicates)} near-duplicate "
+            f"pair(s) by perceptual hash ({cross} across classes); see analysis.json"
+        )
+
+
+def analysis_json(catalog: Catalog) -> str:
+    return json.dumps(catalog.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_analysis(catalog: Catalog, out: Path, samples_per_class: int = 6) -> list[Path]:
+    """Write ``analysis.json``, ``class_distribution.png`` and ``samples.png`` into ``out``."""
+    from .plotting import plot_class_distribution, plot_samples
+
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "analysis.json", analysis_json(catalog))
+    plot_class_distribution(catalog, out / "class_distribution.png")
+    plot_samples(catalog, out / "samples.png", per_class=samples_per_class)
+    return [out / "analysis.json", out / "class_distribution.png", out / "samples.png"]
+
+
+def print_split(result: SplitResult, summary: dict[str, Any], console: Console) -> None:
+    """Per-class counts in each split."""
+    counts = result.counts()
+    table = Table(
+        title=f"split (seed {result.seed}): "
+        + ", ".join(f"{s} {result.fractions[s]:.0%}" for s in counts),
+        title_justify="left",
+    )
+    table.add_column("class")
+    for s in counts:
+        table.add_column(s, justify="right")
+    for c in result.catalog.classes:
+        missing = any(counts[s][c] == 0 for s in counts if result.fractions[s] > 0)
+        table.add_row(
+            c, *(str(counts[s][c]) for s in counts), style="dark_orange" if missing else None
+        )
+    table.add_row("[bold]total[/]", *(f"[bold]{sum(counts[s].values())}[/]" for s in counts))
+    console.print(table)
+    console.print(
+        f"{summary['groups']} group(s) kept whole (groups and exact duplicates never cross splits)"
+    )
+
+
+def print_balance(result: BalanceResult, console: Console) -> None:
+    """Before/after counts per class, with the synthetic images by method and op."""
+    p = result.plan
+    before, after, synth = p.counts_before(), p.counts_after(), p.synthetic_by_op()
+    table = Table(
+        title=f"{p.config.get('method')} (target {p.config.get('target')}, seed "
+        f"{p.config.get('seed')})",
+        title_justify="left",
+    )
+    for col in ("class", "before", "after", "new images", "originals removed"):
+        table.add_column(col, justify="left" if col in ("class", "new images") else "right")
+    kept: dict[str, int] = dict.fromkeys(p.classes, 0)
+    for i in p.kept:
+        kept[p.classes[p.original_labels[i]]] += 1
+    for c in p.classes:
+        made = ", ".join(f"{k} {v}" for k, v in synth.get(c, {}).items())
+        table.add_row(
+            c,
+            str(before[c]),
+            str(after[c]),
+            made or "-",
+            str(before[c] - kept[c]) if before[c] - kept[c] else "",
+        )
+    console.print(table)
+    for label, counts in (("before", before), ("after", after)):
+        r = ratios(counts)
+        if r["balance_ratio"] is not None:
+            console.print(
+                f"{label:6s}: balance_ratio min/max = {r['balance_ratio']:.4f}, "
+                f"imbalance_ratio max/min = {r['imbalance_ratio']:.2f}"
+            )

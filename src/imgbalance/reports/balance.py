@@ -1,0 +1,179 @@
+"""Human-readable outputs of ``balance``: summary text, preview and before/after chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..dataset.catalog import ratios
+from ..dataset.images import load_image
+from .plotting import pyplot, save_figure
+
+if TYPE_CHECKING:
+    from ..rendering.outputs import BalanceResult
+
+__all__ = ["plot_balance", "summary_text"]
+
+
+def _dist(title: str, counts: dict[str, int]) -> list[str]:
+    total = sum(counts.values())
+    r = ratios(counts)
+    lines = [title]
+    for c, n in counts.items():
+        lines.append(f"  {c:30s} {n:7d}  ({n / total:6.1%})" if total else f"  {c:30s} {n:7d}")
+    if r["balance_ratio"] is not None:
+        lines.append(
+            f"  total {total}; balance_ratio min/max = {r['balance_ratio']:.4f}; "
+            f"imbalance_ratio max/min = {r['imbalance_ratio']:.2f}"
+        )
+    return lines
+
+
+def summary_text(result: BalanceResult) -> str:
+    """The text of ``balance_summary.txt``: distributions before, per stage and after."""
+    p = result.plan
+    cfg = p.config
+    lines = [
+        "imgbalance balance summary",
+        "=" * 26,
+        f"source:   {cfg.get('source')}",
+        f"method:   {cfg.get('method')}",
+        f"target:   {cfg.get('target')}",
+        f"seed:     {cfg.get('seed')}",
+        f"features: {cfg.get('features')}",
+        "",
+    ]
+    lines += _dist("Initial distribution:", p.counts_before())
+    for step in p.log:
+        if step.get("stage") == "after_smote_enn":
+            lines += [
+                "",
+                f"After SMOTE-ENN ({step.get('iterations')} iteration(s); "
+                f"stopped: {step.get('stop')}):",
+            ]
+            lines += _dist("", step["after"])[1:]
+    lines += ["", *_dist("Final distribution:", p.counts_after())]
+    lines += ["", "Steps:"]
+    for step in p.log:
+        extra = {k: v for k, v in step.items() if k not in ("step", "before", "after")}
+        delta = {
+            c: step["after"][c] - step["before"][c]
+            for c in step["after"]
+            if step["after"][c] != step["before"][c]
+        }
+        lines.append(f"  {step['step']}: {delta or 'no change'}" + (f"  {extra}" if extra else ""))
+    synth = sum(1 for row in result.manifest if row["origin"] == "synthetic")
+    lines += [
+        "",
+        f"synthetic images: {synth}; originals removed: "
+        f"{p.n_originals - len(p.kept)} of {p.n_originals}",
+    ]
+    if p.notes:
+        lines += ["", "Notes:"] + [f"  - {n}" for n in p.notes]
+    if result.timings:
+        lines += ["", "timings: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_balance(result: BalanceResult, out: Path, per_class: int = 2, seed: int = 0) -> None:
+    """Write ``class_distribution.png`` (before vs after) and ``preview.png``."""
+    plt = pyplot()
+    p = result.plan
+    before, after = p.counts_before(), p.counts_after()
+    order = sorted(p.classes, key=lambda c: (-before[c], c))
+    fig, ax = plt.subplots(figsize=(8, max(2.8, 0.42 * len(order) + 1.4)))
+    y = np.arange(len(order))
+    ax.barh(y - 0.2, [before[c] for c in order], height=0.4, label="before", color="#4C72B0")
+    ax.barh(y + 0.2, [after[c] for c in order], height=0.4, label="after", color="#55A868")
+    top = max([*before.values(), *after.values(), 1])
+    for yi, c in zip(y, order, strict=True):
+        ax.text(before[c] + top * 0.01, yi - 0.2, str(before[c]), va="center", fontsize=8)
+        ax.text(after[c] + top * 0.01, yi + 0.2, str(after[c]), va="center", fontsize=8)
+    ax.set_yticks(y, labels=order)
+    ax.invert_yaxis()
+    ax.set_xlim(0, top * 1.15)
+    ax.set_xlabel("images")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(f"{p.config.get('method')}: before vs after", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, out / "class_distribution.png")
+    _plot_preview(result, out, per_class, seed)
+
+
+def _caption(row: dict[str, str]) -> str:
+    """Short title of a synthetic image: the op, and for augment what was done."""
+    if row["op"] != "augment":
+        return row["op"]
+    p = json.loads(row["params"])
+    bits = [n for n in ("hflip", "vflip") if p.get(n)]
+    if p.get("quarter_turns"):
+        bits.append(f"{90 * p['quarter_turns']}°")
+    if p.get("angle"):
+        bits.append(f"{p['angle']:+.0f}°")
+    for key, short in (("brightness", "b"), ("contrast", "c"), ("saturation", "s")):
+        if p.get(key, 1.0) != 1.0:
+            bits.append(f"{short}{p[key]:.2f}")
+    return " ".join(bits) or "augment"
+
+
+def _plot_preview(
+    result: BalanceResult, out: Path, per_class: int, seed: int, max_classes: int = 16
+) -> None:
+    """One row per class: ``per_class`` synthetic images, each between its two main parents."""
+    plt = pyplot()
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[dict[str, str]]] = {}
+    for row in result.manifest:
+        if row["origin"] == "synthetic" and row["op"] != "copy":
+            by_class.setdefault(row["class"], []).append(row)
+    classes = [c for c in result.plan.classes if by_class.get(c)][:max_classes]
+    if not classes:
+        return
+    root = Path(result.plan.config["source"])
+    cols = 3 * per_class
+    fig, axes = plt.subplots(
+        len(classes), cols, squeeze=False, figsize=(1.25 * cols + 1.2, 1.45 * len(classes) + 0.5)
+    )
+    for r, c in enumerate(classes):
+        items = by_class[c]
+        picks = sorted(rng.choice(len(items), size=min(per_class, len(items)), replace=False))
+        for slot in range(per_class):
+            panels: list[tuple[Path, str]] = []
+            if slot < len(picks):
+                row = items[int(picks[slot])]
+                weights = [float(w) for w in row["weights"].split(";")]
+                main = sorted(zip(weights, row["parents"].split(";"), strict=True), reverse=True)[
+                    :2
+                ]
+                panels = [
+                    (root / main[0][1], "parent" if len(main) == 1 else f"w={main[0][0]:.2f}"),
+                    (out / row["path"], _caption(row)),
+                ]
+                if len(main) > 1:
+                    panels.append((root / main[1][1], f"w={main[1][0]:.2f}"))
+            for k in range(3):
+                ax = axes[r][3 * slot + k]
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(k == 1 and k < len(panels))
+                    spine.set_color("#55A868")
+                    spine.set_linewidth(2)
+                if k < len(panels):
+                    im = load_image(panels[k][0], draft=(192, 192))
+                    im.thumbnail((192, 192))
+                    ax.imshow(
+                        np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255
+                    )
+                    ax.set_title(panels[k][1], fontsize=7, pad=2)
+        label = c if len(c) <= 16 else c[:15] + "…"
+        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(
+        "synthetic images (framed) beside their parents (two main parents of a blend, by weight)",
+        fontsize=9,
+    )
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (1.45 * len(classes) + 0.5)))
+    save_figure(fig, out / "preview.png")

@@ -1,0 +1,141 @@
+"""Plotting helpers shared by every figure (:func:`pyplot`, :func:`save_figure`), and the
+figures of ``imgbalance analyze``: class distribution and sample thumbnails.
+
+matplotlib is imported inside the functions, with the non-interactive Agg
+backend, so that importing imgbalance stays fast and works without a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._fs import atomic_path
+from ..dataset.images import load_image
+
+if TYPE_CHECKING:
+    from ..dataset.catalog import Catalog
+
+__all__ = ["plot_class_distribution", "plot_samples", "pyplot", "save_figure"]
+
+_MAJOR = "#4C72B0"
+_MINOR = "#DD8452"
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG atomically, with fixed metadata, and close it."""
+    with atomic_path(path) as tmp:
+        # Fixed metadata keeps the bytes identical from run to run.
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": None})
+    pyplot().close(fig)
+
+
+def plot_class_distribution(catalog: Catalog, path: Path, threshold: float = 0.5) -> None:
+    """Bar chart of readable images per class, sorted by count, minority classes highlighted."""
+    plt = pyplot()
+    counts = catalog.counts()
+    order = sorted(counts, key=lambda c: (-counts[c], c))
+    minority = set(catalog.minority_classes(threshold))
+    height = max(2.8, 0.38 * len(order) + 1.4)
+    fig, ax = plt.subplots(figsize=(8, height))
+    values = [counts[c] for c in order]
+    colors = [_MINOR if c in minority else _MAJOR for c in order]
+    bars = ax.barh(range(len(order)), values, color=colors)
+    ax.set_yticks(range(len(order)), labels=order)
+    ax.invert_yaxis()
+    top = max(values, default=0)
+    for bar, v in zip(bars, values, strict=True):
+        ax.text(
+            bar.get_width() + top * 0.01,
+            bar.get_y() + bar.get_height() / 2,
+            str(v),
+            va="center",
+            fontsize=9,
+        )
+    ax.set_xlim(0, top * 1.12 + 1)
+    ax.set_xlabel("readable images")
+    br, ir = catalog.balance_ratio, catalog.imbalance_ratio
+    ratios = (
+        f"balance ratio min/max = {br:.3f}   imbalance ratio max/min = {ir:.1f}"
+        if br is not None and ir is not None
+        else ""
+    )
+    ax.set_title(
+        f"{catalog.root.name}: {sum(values)} images in {len(order)} classes\n{ratios}", fontsize=10
+    )
+    from matplotlib.patches import Patch
+
+    ax.legend(
+        handles=[
+            Patch(color=_MAJOR, label="other classes"),
+            Patch(color=_MINOR, label=f"minority (< {threshold:.0%} of largest)"),
+        ],
+        loc="lower right",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def plot_samples(
+    catalog: Catalog,
+    path: Path,
+    per_class: int = 6,
+    seed: int = 0,
+    max_classes: int = 30,
+    thumb: int = 96,
+) -> None:
+    """A grid of a few thumbnails per class (seeded choice), one row per class."""
+    plt = pyplot()
+    rng = np.random.default_rng(seed)
+    by_class: dict[str, list[str]] = {c: [] for c in catalog.classes}
+    for r in catalog.usable():
+        by_class[r.class_name].append(r.path)
+    classes = catalog.classes[:max_classes]
+    fig, axes = plt.subplots(
+        len(classes),
+        per_class,
+        squeeze=False,
+        figsize=(1.3 * per_class + 1.2, 1.3 * len(classes) + 0.3),
+    )
+    for row, c in enumerate(classes):
+        paths = by_class[c]
+        pick = (
+            sorted(rng.choice(len(paths), size=min(per_class, len(paths)), replace=False))
+            if paths
+            else []
+        )
+        for col in range(per_class):
+            ax = axes[row][col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if col < len(pick):
+                try:
+                    im = load_image(catalog.root / paths[pick[col]], draft=(thumb, thumb))
+                    im.thumbnail((thumb, thumb))
+                    ax.imshow(
+                        np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255
+                    )
+                except Exception:
+                    ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=7)
+        label = c if len(c) <= 18 else c[:17] + "…"
+        axes[row][0].set_ylabel(
+            f"{label}\n({len(paths)})", rotation=0, ha="right", va="center", fontsize=8
+        )
+    fig.suptitle("samples per class (count)", fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)

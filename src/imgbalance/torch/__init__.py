@@ -1,0 +1,10 @@
+"""The torch wing (the ``torch`` extra): models, losses, class weights, samplers,
+online mixing, the in-memory data path and the training loop.
+
+Each family is a registry in the module that defines it (``@register_loss``,
+``@register_model``, ``SAMPLERS.register``, ``MIXING.register``,
+``CLASS_WEIGHTS.register``), with ``list_*()`` and ``create_*()``. Importing this
+package does not import torch: :mod:`.weights`, :mod:`.samplers` and :mod:`.mixing`
+are torch-free at import (experiment configs are validated with them), while
+:mod:`.models`, :mod:`.losses`, :mod:`.data` and :mod:`.loop` import torch.
+"""

@@ -1,0 +1,105 @@
+"""Training images for the torch loop: decoded once into memory, served as batches.
+
+:func:`load_pixels` decodes and squashes every image to ``size`` x ``size`` uint8 RGB;
+:class:`MemoryBatches` turns index batches into normalised float tensors, with the
+``light`` online augmentation drawn from a ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..dataset.images import load_image
+from ..errors import DatasetError
+from .models import MEAN, STD
+
+__all__ = ["MemoryBatches", "load_pixels"]
+
+
+def _pixels(path: str, size: int) -> np.ndarray | str:
+    try:
+        im = load_image(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def load_pixels(
+    paths: Sequence[str], size: int, *, max_bytes: int = 4 << 30, threads: int = 2
+) -> np.ndarray:
+    """``(n, 3, size, size)`` uint8 RGB, every image squashed to ``size`` x ``size``.
+
+    The whole set is held in memory (decoded once, then every epoch is cheap on a
+    CPU); a set larger than ``max_bytes`` is refused with the numbers.
+    """
+    need = len(paths) * 3 * size * size
+    if need > max_bytes:
+        raise DatasetError(
+            f"{len(paths)} images at {size}x{size} need {need / 2**30:.1f} GiB in memory, more "
+            f"than the {max_bytes / 2**30:.1f} GiB allowed. Use a smaller --image-size."
+        )
+    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for i, value in enumerate(pool.map(lambda p: _pixels(p, size), paths)):
+            if isinstance(value, str):
+                raise DatasetError(f'"{paths[i]}" cannot be decoded ({value}).')
+            out[i] = value
+    return out
+
+
+class MemoryBatches:
+    """Normalised float batches from an in-memory uint8 tensor, with online augmentation.
+
+    ``light`` augmentation is a random horizontal flip and a small random affine
+    (rotation up to 10 degrees, shift up to 5%, zoom 0.95-1.05, reflected borders),
+    drawn per image from ``generator`` and applied to the whole batch at once with
+    ``affine_grid`` / ``grid_sample`` (a per-image torchvision transform loop costs
+    more than the model's forward pass at these sizes).
+    """
+
+    def __init__(
+        self,
+        pixels: torch.Tensor,
+        device: torch.device,
+        augment: str,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        self.pixels = pixels
+        self.device = device
+        self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
+        self.augment = augment
+        self.generator = generator or torch.Generator().manual_seed(0)
+
+    def _affine(self, x: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        n = x.shape[0]
+        g = self.generator
+        angle = (torch.rand(n, generator=g) * 2 - 1) * (10.0 * torch.pi / 180.0)
+        zoom = 0.95 + torch.rand(n, generator=g) * 0.10
+        shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.10  # 5% of the size, in [-1, 1] units
+        flip = torch.where(torch.rand(n, generator=g) < 0.5, -1.0, 1.0)
+        cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+        theta = torch.stack(
+            [
+                torch.stack([cos * flip, -sin, shift[:, 0]], 1),
+                torch.stack([sin * flip, cos, shift[:, 1]], 1),
+            ],
+            1,
+        ).to(x.device)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(
+            x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+        )
+
+    def get(self, idx: torch.Tensor, train: bool) -> torch.Tensor:
+        x = self.pixels[idx].to(self.device, non_blocking=True).float().div_(255.0)
+        if train and self.augment == "light":
+            x = self._affine(x)
+        return (x - self.mean) / self.std

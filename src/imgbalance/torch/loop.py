@@ -1,0 +1,283 @@
+"""The PyTorch training loop: seeded, early-stopped on validation, best checkpoint tested."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._fs import atomic_path, write_csv
+from ..errors import ConfigError
+from ..experiments.config import RunConfig
+from ..experiments.data import SplitData, TrainSet
+from ..experiments.metrics import classification_metrics
+from .data import MemoryBatches, load_pixels
+from .losses import ClassLoss, LossSpec, create_loss
+from .mixing import create_mixing
+from .models import create_model, final_linear
+from .samplers import sample_weights
+from .weights import class_weights
+
+__all__ = ["train_torch"]
+
+
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _predict(
+    model: nn.Module, batches: MemoryBatches, n: int, bs: int, device: torch.device
+) -> np.ndarray:
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for s in range(0, n, bs):
+            idx = torch.arange(s, min(s + bs, n))
+            with _autocast(device):
+                logits = model(batches.get(idx, train=False))
+            out.append(torch.softmax(logits.float(), 1).cpu().numpy())
+    n_cls = model_out_features(model)
+    return np.concatenate(out) if out else np.zeros((0, n_cls))
+
+
+def model_out_features(model: nn.Module) -> int:
+
+    return int(final_linear(model)[2].out_features)
+
+
+def _autocast(device: torch.device) -> Any:
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def _train_member(
+    cfg: RunConfig,
+    n_classes: int,
+    x_train: torch.Tensor,
+    y_train: torch.Tensor,
+    val: tuple[MemoryBatches, np.ndarray],
+    original_counts: list[int],
+    device: torch.device,
+    seed: int,
+    log: Any,
+    tag: str = "",
+    progress: Any = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """Train one model; returns the best state, the history and the best epoch."""
+    # Initial weights first, before any data pass. Module constructors take no generator,
+    # so the global one is seeded; torchvision's MixUp/CutMix draw from it as well.
+    torch.manual_seed(seed)
+    model = create_model(cfg.model, n_classes, cfg.pretrained).to(device)
+    gen = torch.Generator().manual_seed(seed)
+    prior = np.asarray(original_counts, dtype=np.float64)
+    w_none = class_weights(original_counts, "none")
+    w_main = class_weights(original_counts, cfg.class_weights or "none", cfg.beta)
+    spec = LossSpec(
+        weight=w_main,
+        weighted=cfg.class_weights != "none",
+        prior=prior,
+        gamma=cfg.focal_gamma,
+        tau=cfg.tau,
+    )
+    loss = create_loss(cfg.loss, n_classes, spec)
+    set_weight = getattr(loss, "set_weight", None)
+    if cfg.drw_epoch is not None:  # deferred re-weighting: plain weights until drw_epoch
+        if set_weight is None:
+            raise ConfigError(f"loss {cfg.loss} has no class weights to defer (drw_epoch).")
+        set_weight(w_none)
+    loss = loss.to(device)
+    eval_loss = ClassLoss(n_classes).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
+    mixer = create_mixing(cfg.mixing, n_classes, cfg.mixing_alpha)
+    sample_w = None
+    if cfg.sampler != "none":
+        sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
+    batches = MemoryBatches(x_train, device, cfg.augment, torch.Generator().manual_seed(seed + 1))
+    val_batches, val_y = val
+    n = len(y_train)
+    history: list[dict[str, Any]] = []
+    best: tuple[float, int, dict[str, Any]] | None = None
+    bad = 0
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        if cfg.drw_epoch is not None and epoch == cfg.drw_epoch and set_weight is not None:
+            set_weight(class_weights(original_counts, "effective", cfg.beta))
+        model.train()
+        if sample_w is not None:
+            order = torch.multinomial(sample_w, n, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(n, generator=gen)
+        total, seen = 0.0, 0
+        n_batches = -(-n // cfg.batch_size)
+        for b, s in enumerate(range(0, n, cfg.batch_size), 1):
+            if progress is not None:
+                progress("train", b, n_batches)
+            idx = order[s : s + cfg.batch_size]
+            if len(idx) < 2 and n >= 2:
+                continue  # BatchNorm needs two samples; a last batch of one is dropped
+            x = batches.get(idx, train=True)
+            target: torch.Tensor = y_train[idx].to(device)
+            if mixer is not None:
+                x, target = mixer(x, target)
+            with _autocast(device):
+                logits = model(x)
+            batch_loss = loss(logits, target)
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            total += float(batch_loss.detach()) * len(idx)
+            seen += len(idx)
+        sched.step()
+        val_p = _predict(model, val_batches, len(val_y), cfg.batch_size * 2, device)
+        vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
+        with torch.no_grad():
+            vl = (
+                float(
+                    eval_loss(
+                        torch.log(torch.as_tensor(val_p).clamp_min(1e-12)).to(device),
+                        torch.as_tensor(val_y).to(device),
+                    )
+                )
+                if len(val_y)
+                else float("nan")
+            )
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "val_loss": vl,
+            "val_macro_f1": vm["macro_f1"],
+            "val_balanced_accuracy": vm["balanced_accuracy"],
+            "val_accuracy": vm["accuracy"],
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
+        if tag:
+            row["member"] = tag
+        history.append(row)
+        score = -vl if cfg.monitor == "val_loss" else row[cfg.monitor]
+        score = float("-inf") if score != score else score  # NaN never wins
+        # Deferred re-weighting is the model after its re-weighted phase: epochs before
+        # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
+        # stopping could end as the plain-CE model, before re-weighting ever ran).
+        warming = cfg.drw_epoch is not None and epoch < cfg.drw_epoch
+        improved = not warming and (best is None or score > best[0])
+        if improved:
+            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            bad = 0
+        elif not warming:
+            bad += 1
+        log(
+            f"{tag}epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} "
+            f"val macro-F1 {vm['macro_f1']:.3f}{' *' if improved else ''}"
+        )
+        if bad >= cfg.patience:
+            break
+    assert best is not None
+    return best[2], history, best[1]
+
+
+def train_torch(
+    cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Any, progress: Any = None
+) -> dict[str, Any]:
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.cuda.reset_peak_memory_stats()
+    size = int(cfg.image_size or 64)
+    n_classes = len(split.classes)
+    t_load = time.perf_counter()
+    x_train = torch.from_numpy(load_pixels(train.paths, size))
+    y_train = torch.as_tensor(train.labels, dtype=torch.long)
+    sets = {}
+    for name in ("val", "test"):
+        rows = split.rows[name]
+        px = (
+            load_pixels([p for p, _ in rows], size)
+            if rows
+            else np.zeros((0, 3, size, size), np.uint8)
+        )
+        sets[name] = (
+            MemoryBatches(torch.from_numpy(px), device, "none"),
+            np.array([lab for _, lab in rows], dtype=np.int64),
+        )
+    took = time.perf_counter() - t_load
+    log(f"decoded {len(train.paths)} training images at {size}px in {took:.1f} s")
+    t0 = time.perf_counter()
+    members: list[tuple[dict[str, Any], int]] = []
+    history: list[dict[str, Any]] = []
+    if cfg.ensemble > 1:  # EasyEnsemble: each member on a balanced random-under subset
+        rng = np.random.default_rng(cfg.seed)
+        y_np = y_train.numpy()
+        present = [c for c in range(n_classes) if (y_np == c).any()]
+        smallest = min(int((y_np == c).sum()) for c in present)
+        for k in range(cfg.ensemble):
+            idx = np.sort(
+                np.concatenate(
+                    [
+                        rng.choice(np.flatnonzero(y_np == c), smallest, replace=False)
+                        for c in present
+                    ]
+                )
+            )
+            state, hist, best_epoch = _train_member(
+                cfg, n_classes, x_train[idx], y_train[idx], sets["val"], train.original_counts,
+                device, cfg.seed * 1000 + k, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
+                progress=progress,
+            )  # fmt: skip
+            members.append((state, best_epoch))
+            history += hist
+    else:
+        state, history, best_epoch = _train_member(
+            cfg, n_classes, x_train, y_train, sets["val"], train.original_counts, device,
+            cfg.seed, log, progress=progress,
+        )  # fmt: skip
+        members.append((state, best_epoch))
+    train_s = time.perf_counter() - t0
+    # the best checkpoint of each member, reloaded, is what is evaluated
+    model = create_model(cfg.model, n_classes, None).to(device)
+    probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
+    for state, _ in members:
+        model.load_state_dict(state)
+        for name in ("val", "test"):
+            b, yy = sets[name]
+            probs[name].append(_predict(model, b, len(yy), cfg.batch_size * 2, device))
+    # Saved through a file object: given a path, torch.save names the archive's inner
+    # folder after it, and the temporary name would make equal checkpoints differ.
+    with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:
+        torch.save(
+            {
+                "members": [s for s, _ in members],
+                "best_epochs": [e for _, e in members],
+                "model": cfg.model,
+                "classes": split.classes,
+                "image_size": size,
+                "config": cfg.to_dict(),
+            },
+            f,
+        )
+    write_csv(out / "history.csv", history)
+    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    result: dict[str, Any] = {
+        "val": (sets["val"][1], np.mean(probs["val"], axis=0)),
+        "test": (sets["test"][1], np.mean(probs["test"], axis=0)),
+        "train_s": train_s,
+        "best_epoch": members[0][1] if len(members) == 1 else [e for _, e in members],
+        "epochs_run": len(history),
+        "device": str(device),
+    }
+    if peak is not None:
+        result["gpu_peak_memory_mib"] = round(peak, 1)
+    return result

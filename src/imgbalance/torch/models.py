@@ -1,0 +1,258 @@
+"""Models, by registry name: ``small-cnn`` (our CPU-sized CNN) and any torchvision
+classifier, with pretrained weights or a clear error.
+
+:func:`create_model` is the way in for training (a fresh ``n_classes`` head);
+``@register_model("name")`` adds a model (a function ``(n_classes, weights) ->
+nn.Module``); :func:`list_models` lists the registered names (every torchvision
+classifier is accepted too: :func:`classification_models`).
+
+``build_model(name, weights)`` never falls back to random weights when
+weights were asked for: ``weights`` is ``None`` (random initialisation, asked
+for explicitly), ``"DEFAULT"`` or a weights name such as ``"IMAGENET1K_V1"``
+(torchvision downloads the file into its cache the first time, and reads it
+from there afterwards, offline too), or the path of a ``.pth`` file holding a
+state dict (for machines without internet). Import this module only when
+torch is wanted: it imports torch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, ImgBalanceError, MissingDependencyError
+from ..registry import Registry
+
+try:
+    import torch
+    import torchvision
+    from torch import nn
+except ImportError as exc:  # pragma: no cover - exercised by the no-torch test
+    raise MissingDependencyError(
+        "This feature needs PyTorch and torchvision, which are not installed. Install the "
+        "torch extra: pip install 'imgbalance[torch]'."
+    ) from exc
+
+__all__ = [
+    "MEAN",
+    "MODELS",
+    "STD",
+    "LoadedModel",
+    "SmallCNN",
+    "build_model",
+    "classification_models",
+    "create_model",
+    "final_linear",
+    "list_models",
+    "register_model",
+    "weights_id",
+]
+
+#: ImageNet statistics: the normalisation torchvision's pretrained weights expect
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+ModelBuilder = Callable[[int, "str | None"], "nn.Module"]
+#: models built by imgbalance itself; every torchvision classifier is accepted besides
+MODELS: Registry[ModelBuilder] = Registry("model", "See `imgbalance list models`.")
+
+
+def register_model(name: str, *, help: str = "") -> Callable[[ModelBuilder], ModelBuilder]:
+    """Decorator registering ``build(n_classes, weights) -> nn.Module`` as model ``name``."""
+    return MODELS.register(name, help=help)
+
+
+def list_models() -> list[str]:
+    """Registered model names (any torchvision classifier name is accepted as well)."""
+    return MODELS.names()
+
+
+def classification_models() -> list[str]:
+    """Names of torchvision's image-classification models."""
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    name: str
+    #: ``None`` (random init), a torchvision weights name, or a file path
+    weights: str | None
+    #: a stable identifier of the weights: enum name, or ``file-<sha256 prefix>``
+    weights_id: str
+    #: the preprocessing of the weights (resize, crop, normalise), or ImageNet's
+    transforms: Any
+
+
+def _check_name(name: str) -> None:
+    names = classification_models()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ImgBalanceError(
+            f'Unknown torchvision model "{name}".{hint} See torchvision.models.list_models().'
+        )
+
+
+def _file_sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    """The classification head: the last ``nn.Linear`` registered, with its parent and name."""
+    found: tuple[nn.Module, str, nn.Linear] | None = None
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                found = (parent, child_name, child)
+    if found is None:
+        raise ImgBalanceError(
+            f"{type(model).__name__} has no final linear layer, so imgbalance cannot take its "
+            "penultimate features or replace its head. Choose another model, e.g. resnet18."
+        )
+    return found
+
+
+def _default_transforms(name: str) -> Any:
+    enum = torchvision.models.get_model_weights(name)
+    return enum.DEFAULT.transforms()
+
+
+def _weights_file(name: str, weights: str) -> Path:
+    path = Path(os.path.expanduser(weights))
+    if not path.is_file():
+        members = torchvision.models.get_model_weights(name).__members__
+        raise ImgBalanceError(
+            f'Weights "{weights}" for {name} are neither a torchvision weights name '
+            f"({', '.join(['DEFAULT', *members])}) nor an existing file."
+        )
+    return path
+
+
+def weights_id(name: str, weights: str | None) -> str:
+    """A stable identifier of ``weights`` without loading them (used in cache keys)."""
+    _check_name(name)
+    if weights is None:
+        return "random"
+    enum = torchvision.models.get_model_weights(name)
+    if weights.upper() == "DEFAULT":
+        return str(enum.DEFAULT.name)
+    if weights in enum.__members__:
+        return weights
+    return f"file-{_file_sha(_weights_file(name, weights))[:16]}"
+
+
+def build_model(name: str, weights: str | None = "DEFAULT") -> LoadedModel:
+    """A torchvision model in eval mode with the asked-for weights (see module doc)."""
+    _check_name(name)
+    enum = torchvision.models.get_model_weights(name)
+    if weights is None:
+        model = torchvision.models.get_model(name, weights=None)
+        return LoadedModel(model.eval(), name, None, "random", _default_transforms(name))
+    if weights.upper() == "DEFAULT" or weights in enum.__members__:
+        w = enum.DEFAULT if weights.upper() == "DEFAULT" else enum[weights]
+        try:
+            model = torchvision.models.get_model(name, weights=w)
+        except Exception as exc:  # no network, a proxy, a damaged download...
+            checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
+            raise ImgBalanceError(
+                f"Pretrained weights {w} for {name} are not available here: loading "
+                f"{w.url} failed ({type(exc).__name__}: {exc}). imgbalance never falls back to "
+                f"random weights. On a machine with internet, download that file into "
+                f'"{checkpoints}" (or set TORCH_HOME), or pass the file itself: '
+                f"embedding:{name}:/path/to/{Path(w.url).name}."
+            ) from exc
+        return LoadedModel(model.eval(), name, w.name, w.name, w.transforms())
+    path = _weights_file(name, weights)
+    model = torchvision.models.get_model(name, weights=None)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ImgBalanceError(
+            f'"{path}" is not a PyTorch state dict ({type(exc).__name__}: {exc}).'
+        ) from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    _load_state(model, state, path)
+    return LoadedModel(
+        model.eval(), name, str(path), f"file-{_file_sha(path)[:16]}", _default_transforms(name)
+    )
+
+
+def _load_state(model: nn.Module, state: Any, path: Path) -> None:
+    """Load a state dict; a head of another size (a fine-tuned model) is resized to fit."""
+    if not isinstance(state, dict):
+        raise ImgBalanceError(f'"{path}" holds a {type(state).__name__}, not a state dict.')
+    parent, attr, head = final_linear(model)
+    prefix = next(n for n, m in model.named_modules() if m is head)
+    w = state.get(f"{prefix}.weight")
+    if w is not None and tuple(w.shape) != tuple(head.weight.shape):
+        setattr(parent, attr, nn.Linear(head.in_features, int(w.shape[0])))
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ImgBalanceError(
+            f'"{path}" does not fit {type(model).__name__}: missing '
+            f"{result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]}."
+        )
+
+
+class SmallCNN(nn.Module):
+    """Four conv-BN-ReLU-pool blocks (16-32-64-128), global average pooling, dropout, linear.
+
+    About 0.1 M parameters, small enough to train on a CPU: an epoch over a
+    thousand 64 x 64 images takes seconds on two cores.
+    """
+
+    def __init__(self, n_classes: int, width: int = 16, dropout: float = 0.2) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for k in range(4):
+            c_out = width * 2**k
+            layers += [
+                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.fc(self.dropout(self.pool(self.features(x)).flatten(1)))
+        return out
+
+
+@register_model("small-cnn", help="four conv blocks, ~0.1 M parameters: trains on a CPU")
+def _small_cnn(n_classes: int, weights: str | None = None) -> nn.Module:
+    if weights is not None:
+        raise ConfigError("small-cnn has no pretrained weights; drop --pretrained.")
+    return SmallCNN(n_classes)
+
+
+def create_model(name: str, n_classes: int, weights: str | None = None) -> nn.Module:
+    """A registered model or a torchvision classifier (random init, or ``weights``) with an
+    ``n_classes`` head. The caller seeds torch first: the initial weights come from it."""
+    if name in MODELS:
+        model: nn.Module = MODELS.get(name)(n_classes, weights)
+        return model
+    if name not in classification_models():
+        raise MODELS.unknown(name, extra=["<any torchvision classifier>"])
+    model = build_model(name, weights).model
+    parent, attr, head = final_linear(model)
+    setattr(parent, attr, nn.Linear(head.in_features, n_classes))
+    return model

@@ -1,0 +1,221 @@
+"""The grid runner and the report: resumable, failures recorded, every file written."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import imgbalance
+from imgbalance.experiments.grid import load_grid, plan_grid, run_grid
+from imgbalance.experiments.report import write_report
+
+pytest.importorskip("torch", reason="training needs the torch extra")
+
+
+def _grid(tmp_path: Path, split_tree: Path) -> Path:
+    grid = {
+        "name": "tiny",
+        "data": str(split_tree),
+        "seeds": [0, 1, 2],
+        "models": ["linear"],
+        "defaults": {"features": "thumbnail:4", "epochs": 1, "image_size": 16, "batch_size": 8},
+        "arms": {
+            "baseline": {},
+            "weighted": {"loss": "weighted-ce"},
+            "random-over": {"technique": "random-over"},
+            "cnn-focal": {"model": "small-cnn", "loss": "focal"},
+            # red has 3 training images: SMOTE with k=5 and no fallback fails, recorded
+            "broken": {
+                "technique": "smote",
+                "technique_params": {"small_class_fallback": "error"},
+            },
+        },
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    return path
+
+
+def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: Path) -> None:
+    grid = load_grid(_grid(tmp_path, split_tree))
+    runs = plan_grid(grid)
+    assert len(runs) == 15 and runs[0].run_id == "baseline__linear__seed0"
+    assert {r.model for r in runs if r.arm == "cnn-focal"} == {"small-cnn"}
+    out = tmp_path / "runs"
+    status = run_grid(grid, out, balanced_cache=tmp_path / "bal")
+    assert status == {"completed": 12, "failed": 3, "skipped": 0}
+    error = (out / "broken__linear__seed0" / "error.json").read_text()
+    assert "k_neighbors + 1 = 6" in error
+    finished = {p: p.stat().st_mtime_ns for p in out.glob("*/experiment_summary.json")}
+    assert len(finished) == 12
+    # an interrupted grid: one run lost its summary; only it (and the failed ones) run again
+    lost = out / "weighted__linear__seed1" / "experiment_summary.json"
+    lost.unlink()
+    again = run_grid(grid, out, balanced_cache=tmp_path / "bal")
+    assert again == {"completed": 12, "failed": 3, "skipped": 11}
+    for p, mtime in finished.items():
+        if p != lost:
+            assert p.stat().st_mtime_ns == mtime  # not redone
+    assert lost.is_file()
+
+    paths = write_report(out)
+    rows = list(csv.DictReader(paths["results"].open()))
+    assert len(rows) == 15 and sum(r["status"] == "failed" for r in rows) == 3
+    assert {"recall:red", "minority_recall", "posthoc_la_macro_f1"} <= set(rows[0])
+    md = paths["markdown"].read_text()
+    assert "| baseline (linear) | 3 |" in md and "±" in md and "## Failed runs" in md
+    assert "weighted (linear)" in md and ("(+" in md or "(-" in md)  # deltas to the baseline
+    page = paths["html"].read_text()
+    assert page.count("data:image/png;base64,") == 3 and "class='best'" in page
+    for name in ("macro_f1_by_technique.png", "per_class_recall.png", "per_class_improvement.png"):
+        assert (out / name).stat().st_size > 1000
+
+    # a second grid into the same folder (another seed's data): the report keeps both orders
+    # (and the first grid's name, its title)
+    second = {**grid, "seeds": [3], "arms": {"baseline": {}}, "name": "second grid"}
+    run_grid(second, out, balanced_cache=tmp_path / "bal")
+    record = json.loads((out / "grid.json").read_text())
+    assert record["runs"] == [r.run_id for r in runs] + ["baseline__linear__seed3"]
+    assert record["name"] == grid["name"] != "second grid"
+    assert (
+        write_report(out)["markdown"].read_text().startswith(f"# imgbalance report: {grid['name']}")
+    )
+
+
+def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"data": str(split_tree), "arms": {"a": {"loss": "hinge"}}}))
+    with pytest.raises(imgbalance.ImgBalanceError, match=r'arm "a".*Unknown loss "hinge"'):
+        plan_grid(load_grid(bad))
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n")  # not a grid: a PNG header
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"Cannot read the grid .*bad.yaml.*UTF-8"):
+        load_grid(bad)
+    bad.write_text(yaml.safe_dump({"data": ".", "arms": {"a": {}}, "epochs": 3}))
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"unknown key\(s\) \['epochs'\]"):
+        load_grid(bad)
+    grid = _grid(tmp_path, split_tree)
+    spec = yaml.safe_load(grid.read_text())
+    spec["arms"] = {"baseline": {}, "broken": spec["arms"]["broken"]}
+    spec["seeds"] = [0]
+    grid.write_text(yaml.safe_dump(spec))
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgbalance", "experiment", str(grid), "--out", str(tmp_path / "r")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr  # a failed run is an error exit, after the report
+    assert "1 completed (0 from before), 1 failed" in proc.stdout
+    assert (tmp_path / "r" / "report.html").is_file()
+    inside = subprocess.run(
+        [sys.executable, "-m", "imgbalance", "experiment", str(grid), "--out",
+         str(split_tree / "runs")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert inside.returncode == 1 and "never written to" in inside.stderr
+
+
+def test_trackers_log_the_run(
+    tmp_path: Path, split_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgbalance.experiments import RunConfig, run_training
+
+    cfg = RunConfig.from_dict(
+        {"data": str(split_tree), "model": "small-cnn", "epochs": 2, "image_size": 16}
+    )
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.chdir(tmp_path / "runs" if (tmp_path / "runs").is_dir() else tmp_path)
+    summary = run_training(cfg, tmp_path / "runs" / "a", tracker="mlflow", experiment="tiny")
+    assert not (tmp_path / "mlruns").exists()  # nothing lands where the command ran
+    assert (tmp_path / "runs" / "mlflow-artifacts").is_dir()
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("tiny")
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.run_name == "a" and run.data.params["loss"] == "ce"
+    assert run.data.metrics["test_macro_f1"] == pytest.approx(summary["final_metrics"]["macro_f1"])
+    assert len(client.get_metric_history(run.info.run_id, "val_macro_f1")) == 2
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"experiment_summary.json", "history.csv"} <= artifacts
+
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    run_training(cfg, tmp_path / "w" / "b", tracker="wandb")
+    (offline,) = (tmp_path / "w" / "wandb").glob("offline-run-*")
+    assert list(offline.glob("*.wandb"))
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"imgbalance\[mlflow\]"):
+        run_training(cfg, tmp_path / "runs" / "c", tracker="mlflow")
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_workers_end_with_a_killed_grid(tmp_path: Path, split_tree: Path) -> None:
+    """SIGKILL the grid's process in the middle of its runs: its workers stop too,
+    instead of training on alone (these runs would take hours)."""
+    grid = {
+        "name": "endless",
+        "data": str(split_tree),
+        "seeds": [0, 1],
+        "models": ["small-cnn"],
+        "defaults": {"epochs": 100_000, "patience": 100_000, "image_size": 16, "batch_size": 8},
+        "arms": {"baseline": {}},
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    runs = tmp_path / "runs"
+    code = (
+        "import sys; from imgbalance.experiments.grid import load_grid, run_grid; "
+        "run_grid(load_grid(sys.argv[1]), sys.argv[2], jobs=2)"
+    )
+    driver = subprocess.Popen([sys.executable, "-c", code, str(path), str(runs)])
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = [
+                k
+                for k in _children(driver.pid)
+                if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()
+            ]
+            started = [d for d in runs.glob("baseline__*") if (d / "config.json").is_file()]
+            if len(workers) == 2 and len(started) == 2:
+                break
+        assert len(workers) == 2 and len(started) == 2, "the grid did not start its runs"
+        driver.kill()
+        driver.wait()
+        deadline = time.monotonic() + 15
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(w) for w in workers)
+    finally:
+        driver.kill()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)

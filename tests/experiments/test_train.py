@@ -1,0 +1,217 @@
+"""End-to-end training runs on tiny generated images (CPU, seconds each)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import imgbalance
+from imgbalance.errors import ImgBalanceError
+from imgbalance.experiments import RunConfig, run_training
+
+from imgtools import COLOURS, colour_image
+
+torch = pytest.importorskip("torch", reason="training needs the torch extra")
+
+from imgbalance.torch import loop as torch_loop  # noqa: E402
+
+RUN_FILES = {
+    "config.json",
+    "dataset_statistics.json",
+    "class_mapping.json",
+    "best_model.pt",
+    "history.csv",
+    "test_metrics.csv",
+    "confusion_matrix.png",
+    "confidence_analysis.csv",
+    "confidence_distribution.png",
+    "balancing_analysis.json",
+    "experiment_summary.json",
+    "environment.json",
+}
+
+
+def _cfg(data: Path, **kw: object) -> RunConfig:
+    base = {"data": str(data), "image_size": 16, "epochs": 3, "batch_size": 8, "seed": 0}
+    return RunConfig.from_dict({**base, **kw})
+
+
+def test_run_writes_every_file_with_real_values(split_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    summary = run_training(
+        _cfg(split_tree, technique="smote", loss="focal"), out, balanced_cache=tmp_path / "bal"
+    )
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    on_disk = json.loads((out / "experiment_summary.json").read_text())
+    assert on_disk == json.loads(json.dumps(summary))
+    m = on_disk["final_metrics"]
+    assert m["n"] == 7 and 0 <= m["macro_f1"] <= 1 and m["per_class"]["red"]["support"] == 0
+    assert on_disk["train_size_before"] == 35 and on_disk["train_size_after"] == 72
+    assert on_disk["best_epoch"] in (1, 2, 3) and on_disk["training_time_s"] > 0
+    assert set(on_disk["posthoc"]) == {"logit_adjustment", "threshold_moving"}
+    stats = json.loads((out / "dataset_statistics.json").read_text())
+    assert stats["test"]["counts"] == {"blue": 4, "green": 3, "red": 0}
+    assert stats["train_after_balancing"]["counts"] == {"blue": 24, "green": 24, "red": 24}
+    assert stats["train"]["imbalance_ratio"] == pytest.approx(8.0)
+    bal = json.loads((out / "balancing_analysis.json").read_text())
+    assert bal["synthetic"] == 37 and bal["counts_before"]["red"] == 3
+    history = list(csv.DictReader((out / "history.csv").open()))
+    assert len(history) == on_disk["epochs_run"] and float(history[0]["train_loss"]) > 0
+    rows = list(csv.DictReader((out / "test_metrics.csv").open()))
+    assert {r["variant"] for r in rows} == {"model", "logit_adjustment", "threshold_moving"}
+    config = json.loads((out / "config.json").read_text())
+    assert config["class_weights"] == "none" and config["image_size"] == 16
+    env = json.loads((out / "environment.json").read_text())
+    assert env["packages"]["torch"] and env["hardware"]["cpus"]
+    assert json.loads((out / "class_mapping.json").read_text()) == {"blue": 0, "green": 1, "red": 2}
+    # a second run of the same technique reuses the rendered training set
+    before = sorted(p.name for p in (tmp_path / "bal").iterdir())
+    run_training(_cfg(split_tree, technique="smote", epochs=1), tmp_path / "again",
+                 balanced_cache=tmp_path / "bal")  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "bal").iterdir()) == before
+
+
+def _script_val_macro_f1(monkeypatch: pytest.MonkeyPatch, scores: list[float]) -> None:
+    """The training loop's validation macro-F1 becomes ``scores``, one per epoch, in order."""
+    real = torch_loop.classification_metrics
+    script = iter(scores)
+
+    def scripted(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict:
+        m = real(y, p, classes)
+        m["macro_f1"] = next(script)
+        return m
+
+    monkeypatch.setattr(torch_loop, "classification_metrics", scripted)
+
+
+def test_best_checkpoint_not_last_is_evaluated(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation scores are scripted so epoch 2 is best: a 4-epoch run must test epoch 2's
+    weights, which (training being deterministic) are a 2-epoch run's final weights."""
+    _script_val_macro_f1(monkeypatch, [0.1, 0.9, 0.2, 0.3, 0.1, 0.9])
+    a = run_training(_cfg(split_tree, epochs=4, patience=10), tmp_path / "a")
+    b = run_training(_cfg(split_tree, epochs=2, patience=10), tmp_path / "b")
+    assert a["best_epoch"] == 2 and a["epochs_run"] == 4 and b["best_epoch"] == 2
+    state_a = torch.load(tmp_path / "a" / "best_model.pt", weights_only=False)["members"][0]
+    state_b = torch.load(tmp_path / "b" / "best_model.pt", weights_only=False)["members"][0]
+    for k in state_a:
+        torch.testing.assert_close(state_a[k], state_b[k])
+    assert a["final_metrics"] == b["final_metrics"]
+
+
+def test_drw_takes_its_model_from_the_reweighted_phase(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Validation peaks at epoch 1, before re-weighting starts at epoch 3: the model must
+    still come from epoch 3 or later, and patience counts from there."""
+    _script_val_macro_f1(monkeypatch, [0.9, 0.8, 0.2, 0.3, 0.1, 0.1, 0.5])
+    s = run_training(_cfg(split_tree, epochs=8, patience=2, drw_epoch=3), tmp_path / "run")
+    assert s["best_epoch"] == 4 and s["epochs_run"] == 6
+    with pytest.raises(ImgBalanceError, match=r"drw_epoch must be between 1 and epochs \(8\)"):
+        _cfg(split_tree, epochs=8, drw_epoch=9).validate()
+
+
+def test_same_seed_same_metrics(split_tree: Path, tmp_path: Path) -> None:
+    runs = [run_training(_cfg(split_tree, epochs=2, mixing="mixup"), tmp_path / n) for n in "ab"]
+    assert runs[0]["final_metrics"] == runs[1]["final_metrics"]
+    # the checkpoints too, byte for byte (they are written through different temporary names)
+    a, b = ((tmp_path / n / "best_model.pt").read_bytes() for n in "ab")
+    assert a == b
+    h = [(tmp_path / n / "history.csv").read_text().splitlines() for n in "ab"]
+    assert [r.split(",")[:3] for r in h[0]] == [r.split(",")[:3] for r in h[1]]
+    other = run_training(_cfg(split_tree, epochs=2, mixing="mixup", seed=1), tmp_path / "c")
+    assert (
+        other["val_metrics"]["confusion_matrix"] != runs[0]["val_metrics"]["confusion_matrix"]
+        or other["final_metrics"]["ece"] != runs[0]["final_metrics"]["ece"]
+    )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"loss": "balanced-softmax"},
+        {"loss": "weighted-ce", "class_weights": "effective", "beta": 0.9},
+        {"loss": "ce", "drw_epoch": 2},
+        {"sampler": "class-balanced", "augment": "none"},
+        {"sampler": "sqrt", "mixing": "mixup-cutmix"},
+        {"ensemble": 2},
+        {"technique": "random-under"},
+    ],
+    ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()),
+)
+def test_training_time_techniques_run(split_tree: Path, tmp_path: Path, settings: dict) -> None:
+    s = run_training(_cfg(split_tree, epochs=2, **settings), tmp_path / "run",
+                     balanced_cache=tmp_path / "bal")  # fmt: skip
+    assert 0 <= s["final_metrics"]["macro_f1"] <= 1
+    if settings.get("ensemble"):
+        assert len(s["best_epoch"]) == 2
+        ckpt = torch.load(tmp_path / "run" / "best_model.pt", weights_only=False)
+        assert len(ckpt["members"]) == 2
+    if settings.get("technique") == "random-under":
+        assert s["train_size_after"] == 9
+
+
+def _data(root: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for (name, colour), n in zip(COLOURS.items(), (30, 12, 6), strict=True):
+        for i in range(n):
+            p = root / name / f"{i}.jpg"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            colour_image(rng, colour).save(p, quality=95)
+    return root
+
+
+def test_linear_on_a_split_folder_from_the_cli(tmp_path: Path) -> None:
+    data = _data(tmp_path / "data")
+    result = imgbalance.split(data, random_state=0)
+    imgbalance.write_split(result, tmp_path / "split")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "imgbalance", "train", str(tmp_path / "split"), "--out", str(out),
+         "--model", "linear", "--loss", "weighted-ce", "--set", "features=thumbnail:4"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "macro-F1" in proc.stdout
+    summary = json.loads((out / "experiment_summary.json").read_text())
+    assert summary["final_metrics"]["macro_f1"] > 0.8  # colours are easy for a linear model
+    assert (out / "best_model.joblib").is_file()
+    again = subprocess.run(
+        [sys.executable, "-m", "imgbalance", "train", str(tmp_path / "split"), "--out", str(out)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert again.returncode == 1 and "--overwrite" in again.stderr
+
+
+def test_bad_settings_and_changed_files(tmp_path: Path) -> None:
+    with pytest.raises(
+        imgbalance.ImgBalanceError,
+        match=r'Unknown loss "hinge".*Valid losses: balanced-softmax, ce, focal',
+    ):
+        RunConfig.from_dict({"loss": "hinge"})
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"Unknown run setting\(s\) \['lr_max'\]"):
+        RunConfig.from_dict({"lr_max": 1})
+    with pytest.raises(imgbalance.ImgBalanceError, match="supports losses ce and weighted-ce"):
+        RunConfig.from_dict({"model": "linear", "loss": "focal"})
+    data = _data(tmp_path / "data")
+    imgbalance.write_split(imgbalance.split(data, random_state=0), tmp_path / "split")
+    victim = next((data / "red").iterdir())
+    victim.write_bytes(victim.read_bytes() + b"\0")
+    with pytest.raises(imgbalance.ImgBalanceError, match="changed or disappeared"):
+        run_training(_cfg(tmp_path / "split", model="linear"), tmp_path / "run")
+    with pytest.raises(imgbalance.ImgBalanceError, match="is not a split"):
+        run_training(_cfg(data, model="linear"), tmp_path / "run2")
+
+
+def test_a_run_never_writes_into_its_input(split_tree: Path) -> None:
+    with pytest.raises(imgbalance.ImgBalanceError, match="never written to"):
+        run_training(_cfg(split_tree, model="linear"), split_tree / "train" / "runs")
+    with pytest.raises(imgbalance.ImgBalanceError, match="never written to"):
+        run_training(_cfg(split_tree, model="linear"), split_tree / "run")

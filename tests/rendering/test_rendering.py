@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import imgbalance
+from imgbalance import OutputError
+from imgbalance.rendering.kernel import RenderJob, RenderOptions, render_recipe
+
+from conftest import tree_digest
+from imgtools import exif_rotated_jpeg, rgb, save
+
+
+def arr_png(path: Path, arr: np.ndarray) -> str:
+    save(Image.fromarray(arr.astype(np.uint8)), path)
+    return str(path)
+
+
+def decode(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))
+
+
+def test_blend_is_rounded_not_truncated(tmp_path: Path) -> None:
+    a = arr_png(tmp_path / "a.png", np.full((2, 3, 3), 10))
+    b = arr_png(tmp_path / "b.png", np.full((2, 3, 3), 13))
+    job = RenderJob(0, "x.png", "smote", (a, b), (0.5, 0.5), "RGB")
+    out = decode(render_recipe(job, RenderOptions()))
+    assert out.shape == (2, 3, 3) and (out == 12).all()  # 11.5 rounds to 12 (even), not 11
+    job = RenderJob(0, "x.png", "smote", (a, b), (0.3, 0.7), "RGB")
+    assert (decode(render_recipe(job, RenderOptions())) == 12).all()  # 12.1 -> 12
+    job = RenderJob(0, "x.png", "smote", (a, b), (0.1, 0.9), "RGB")
+    assert (decode(render_recipe(job, RenderOptions())) == 13).all()  # 12.7 -> 13
+
+
+def test_blend_exact_pixels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (5, 4, 3))
+    z = rng.integers(0, 256, (5, 4, 3))
+    a, b = arr_png(tmp_path / "a.png", x), arr_png(tmp_path / "b.png", z)
+    job = RenderJob(0, "x.png", "mixup", (a, b), (0.75, 0.25), "RGB")
+    expected = np.clip(
+        np.rint(np.float32(0.75) * x.astype(np.float32) + np.float32(0.25) * z.astype(np.float32)),
+        0,
+        255,
+    )
+    np.testing.assert_array_equal(decode(render_recipe(job, RenderOptions())), expected)
+
+
+def test_parents_resized_to_base_and_modes_normalised(tmp_path: Path) -> None:
+    base = arr_png(tmp_path / "base.png", np.full((6, 8, 3), 200))
+    other = tmp_path / "other.png"
+    save(Image.new("L", (16, 12), 100), other)  # gray, other size
+    rgba = tmp_path / "rgba.png"
+    save(Image.new("RGBA", (8, 6), (0, 0, 0, 0)), rgba)  # fully transparent -> white
+    job = RenderJob(0, "x.png", "smote", (base, str(other), str(rgba)), (0.5, 0.25, 0.25), "RGB")
+    out = decode(render_recipe(job, RenderOptions()))
+    assert out.shape == (6, 8, 3)
+    assert (out == round(0.5 * 200 + 0.25 * 100 + 0.25 * 255)).all()
+
+
+def test_exif_orientation_is_applied(tmp_path: Path) -> None:
+    p = exif_rotated_jpeg(tmp_path / "r.jpg", stored=(40, 20), orientation=6)
+    job = RenderJob(0, "x.png", "smote", (str(p), str(p)), (0.5, 0.5), "RGB")
+    assert decode(render_recipe(job, RenderOptions())).shape == (40, 20, 3)
+
+
+def test_copy_is_byte_for_byte_and_image_size_resizes(tmp_path: Path) -> None:
+    p = tmp_path / "a.jpg"
+    save(rgb(1, (30, 20)), p, "JPEG")
+    job = RenderJob(0, "x.jpg", "copy", (str(p),), (1.0,), "RGB")
+    assert render_recipe(job, RenderOptions()) == p.read_bytes()
+    resized = render_recipe(job, RenderOptions(image_size=(16, 8)))
+    assert Image.open(io.BytesIO(resized)).size == (16, 8)
+
+
+def _tree(root: Path) -> Path:
+    seed = 0
+    for name, n in (("cat", 12), ("dog", 4), ("emu", 2)):
+        for i in range(n):
+            seed += 1
+            size = (40, 30) if i % 3 else (50, 36)  # mixed sizes within a class
+            save(rgb(seed, size), root / name / f"img {i:02d}.{'jpg' if i % 2 else 'png'}")
+    return root
+
+
+def test_balance_outputs(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    before = tree_digest(src)
+    out = tmp_path / "out"
+    result = imgbalance.balance(src, out, method="smote", random_state=0, workers=1)
+    assert tree_digest(src) == before
+    for name in (
+        "manifest.csv",
+        "summary.json",
+        "balance_summary.txt",
+        "plan.json",
+        "preview.png",
+        "class_distribution.png",
+    ):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    originals = [r for r in rows if r["origin"] == "original"]
+    assert len(originals) == 18
+    for r in originals:  # originals are hard links, byte for byte
+        assert os.stat(out / r["path"]).st_ino == os.stat(src / r["parents"]).st_ino
+    synth = [r for r in rows if r["origin"] == "synthetic"]
+    assert len(synth) == 8 + 10
+    for r in synth:
+        im = Image.open(out / r["path"])
+        base = Image.open(src / r["parents"].split(";")[0])
+        assert im.size == base.size and im.mode == "RGB"  # native size, colour
+        assert im.format == base.format  # format follows the base parent
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["before"] == {"cat": 12, "dog": 4, "emu": 2}
+    assert summary["after"] == {"cat": 12, "dog": 12, "emu": 12}
+    assert summary["after_ratios"]["balance_ratio"] == 1.0
+    assert 'class "emu" has 2 images' in (out / "balance_summary.txt").read_text()
+    assert result.counts_after == summary["after"]
+
+
+def test_manifest_only_and_png_format(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    out = tmp_path / "out"
+    imgbalance.balance(
+        src,
+        out,
+        method="mixup",
+        random_state=0,
+        workers=1,
+        manifest_only=True,
+        format="png",
+        plots=False,
+    )
+    rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    originals = [r for r in rows if r["origin"] == "original"]
+    assert all(Path(r["path"]).is_absolute() and Path(r["path"]).is_file() for r in originals)
+    assert not list((out / "cat").glob("img*"))  # originals are referenced, not linked
+    assert all(r["path"].endswith(".png") for r in rows if r["origin"] == "synthetic")
+
+
+def test_output_inside_input_and_existing_output_refused(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    before = tree_digest(src)
+    with pytest.raises(OutputError, match="inside the input folder"):
+        imgbalance.balance(src, src / "balanced", method="smote")
+    assert tree_digest(src) == before
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="already exists"):
+        imgbalance.balance(src, out, method="smote")
+    imgbalance.balance(src, out, method="smote", overwrite=True, plots=False, workers=1)
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_resume_after_interruption_gives_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _tree(tmp_path / "src")
+    full = tmp_path / "full"
+    imgbalance.balance(src, full, method="smote", random_state=3, workers=1, plots=False)
+    import imgbalance.rendering.pool as rendering
+
+    real = rendering.render_recipe
+    calls = {"n": 0}
+
+    def flaky(job: RenderJob, opts: RenderOptions) -> bytes:
+        calls["n"] += 1
+        if calls["n"] > 11:
+            raise KeyboardInterrupt  # the user pressed Ctrl-C mid-render
+        return real(job, opts)
+
+    monkeypatch.setattr(rendering, "render_recipe", flaky)
+    part = tmp_path / "part"
+    with pytest.raises(KeyboardInterrupt):
+        imgbalance.balance(src, part, method="smote", random_state=3, workers=1, plots=False)
+    assert not (part / "manifest.csv").exists()
+    journal = (part / ".imgbalance-journal.jsonl").read_text().splitlines()
+    assert len(journal) == 8  # one finished chunk
+    with pytest.raises(OutputError, match="already exists"):
+        imgbalance.balance(src, part, method="smote", random_state=3, workers=1, plots=False)
+    with pytest.raises(OutputError, match="different plan"):
+        imgbalance.balance(src, part, method="smote", random_state=4, workers=1, resume=True)
+    monkeypatch.setattr(rendering, "render_recipe", real)
+    calls["n"] = 0
+    imgbalance.balance(
+        src, part, method="smote", random_state=3, workers=1, plots=False, resume=True
+    )
+    timed = ("summary.json", "balance_summary.txt")
+    a = {k: v for k, v in tree_digest(full).items() if k not in timed}
+    b = {k: v for k, v in tree_digest(part).items() if k not in timed}
+    assert a == b
+
+
+def test_balance_on_the_messy_tree(tmp_path: Path, messy: Path) -> None:
+    before = tree_digest(messy)
+    result = imgbalance.balance(
+        messy,
+        tmp_path / "out",
+        method="smote",
+        random_state=0,
+        workers=1,
+        small_class_fallback="random-over",
+    )
+    assert tree_digest(messy) == before
+    after = result.counts_after
+    assert after["cats"] == after["dögs with space"] == after["one"] == 12
+    assert after["empty_class"] == 0
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open(encoding="utf-8")))
+    assert not any("truncated" in r["path"] or "bomb" in r["path"] for r in rows)
+    # Passes the header-only scan, fails to decode: left out, with a note naming it.
+    assert not any("body_corrupt" in r["path"] for r in rows)
+    assert any(
+        '"cats/body_corrupt.jpg"' in n and "cannot be decoded" in n for n in result.plan.notes
+    )
+    synth_dogs = [r for r in rows if r["class"] == "dögs with space" and r["origin"] == "synthetic"]
+    assert synth_dogs and all((tmp_path / "out" / r["path"]).is_file() for r in synth_dogs)
+    with pytest.raises(imgbalance.ImgBalanceError, match=r'"one" has 1 image'):
+        imgbalance.balance(messy, tmp_path / "out2", method="smote")
+
+
+def test_dry_run_writes_nothing(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    result = imgbalance.balance(src, tmp_path / "out", method="stem", dry_run=True)
+    assert not (tmp_path / "out").exists()
+    assert result.plan.counts_after()["emu"] > 2
+
+
+def test_features_are_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _tree(tmp_path / "src")
+    first = imgbalance.plan(src, "smote", random_state=0)
+    import imgbalance.planning.features as features
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("features recomputed despite the cache")
+
+    monkeypatch.setattr(features, "thumbnail", boom)
+    second = imgbalance.plan(src, "smote", random_state=0)
+    assert first.plan.to_json() == second.plan.to_json()
+
+
+def test_stem_save_stages(tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src")
+    out = tmp_path / "out"
+    result = imgbalance.balance(
+        src,
+        out,
+        method="stem",
+        random_state=0,
+        workers=1,
+        plots=False,
+        save_stages=True,
+        clean_originals="none",
+    )
+    stage_rows = list(
+        csv.DictReader((out / "stages" / "after_smote_enn" / "manifest.csv").open(encoding="utf-8"))
+    )
+    final_rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
+    stage = next(s for s in result.plan.log if s.get("stage") == "after_smote_enn")
+    assert len(stage_rows) == sum(stage["after"].values())
+    assert {r["method"] for r in stage_rows} <= {"", "smote"}  # before Mixup
+    assert {r["path"] for r in stage_rows} <= {r["path"] for r in final_rows}
+    assert len(final_rows) - len(stage_rows) == sum(1 for r in final_rows if r["method"] == "mixup")
