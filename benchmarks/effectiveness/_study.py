@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from imgbalance.errors import ImgBalanceError
+from imgbalance.errors import EXIT_ERROR, ImgBalanceError
 from imgbalance.experiments.report import write_report
 
 REPORT_FILES = ("results.csv", "report.md", "report.html")
@@ -29,9 +29,10 @@ def copy_report(runs: Path, out: Path, info: dict[str, Any]) -> None:
 
 def run(main: Callable[[], None]) -> None:
     """Run a script's ``main``: a user error (a bad grid, an output inside the input) ends
-    it with the library's message and exit code 2, as the CLI does, not a traceback."""
+    it with the library's message and exit code 1 (``EXIT_ERROR``), as the CLI does, not a
+    traceback (the exit codes are listed in ``imgbalance.errors``)."""
     try:
         main()
     except ImgBalanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(EXIT_ERROR) from None

@@ -165,6 +165,9 @@ def _probe(path: str, verify: bool, max_pixels: int, near_duplicates: bool) -> F
                 "downscale the image, or raise --max-pixels if it is genuine",
             )
             return facts
+        trailer = _TRAILERS.get(im.format or "")
+        if trailer is not None and trailer[0] not in tail:
+            _check_ending(facts, data if data is not None else path, trailer[1])
         if verify and not facts.has_error:
             _verify_decode(facts, im)
     if near_duplicates and not facts.has_error:
@@ -257,14 +260,32 @@ def _read_header(facts: FileFacts, im: Image.Image, ext: str, head: bytes, tail:
             f"{im.format} data in {named}{extra}",
             f"rename it to {sorted(expected)[0]}",
         )
-    trailer = _TRAILERS.get(im.format or "")
-    if trailer is not None and trailer[0] not in tail:
+
+
+def _check_ending(facts: FileFacts, source: bytes | str, marker: str) -> None:
+    """The file does not end with its format's end marker: truncated, or data appended
+    after a complete image (a phone's motion photo stores a video there). Decoding tells
+    which; it runs only for these rare files."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                im.load()
+    except Exception:
         facts.add(
             "truncated",
             "error",
-            f"the file ends without {trailer[1]} (truncated download or copy)",
+            f"the file ends without {marker} (truncated download or copy)",
             "re-copy or re-download the image",
         )
+        return
+    facts.add(
+        "trailing-data",
+        "info",
+        f"extra data after {marker} (a motion photo, or something appended); the image "
+        "itself decodes completely",
+        "nothing to do; re-save the image to drop the extra data",
+    )
 
 
 def _verify_decode(facts: FileFacts, im: Image.Image) -> None:

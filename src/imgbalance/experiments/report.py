@@ -120,8 +120,13 @@ def collect_runs(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, classes
 
 
+def _present(x: Any) -> bool:
+    """A metric that was measured: not None and not NaN."""
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
 def _mean_std(values: list[Any]) -> tuple[float, float]:
-    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    v = [x for x in values if _present(x)]
     if not v:
         return float("nan"), float("nan")
     return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
@@ -154,9 +159,9 @@ def aggregate(
                     (r[key], base[r["seed"]][key])
                     for r in runs
                     if r["seed"] in base
-                    and r.get(key) is not None
-                    and base[r["seed"]].get(key) is not None
-                ]
+                    and _present(r.get(key))
+                    and _present(base[r["seed"]].get(key))
+                ]  # the mean and the pairs skip the same missing values
                 if pairs:
                     delta, wins, p = paired_difference(pairs)
                     agg[f"{key}_delta"], agg[f"{key}_wins"], agg[f"{key}_p"] = delta, wins, p
@@ -169,6 +174,8 @@ def paired_difference(pairs: list[tuple[float, float]]) -> tuple[float, str, flo
     (one per seed); p is NaN under 3 pairs or when every difference is the same."""
     from scipy import stats
 
+    if not pairs:
+        raise ValueError("paired_difference needs at least one (a, b) pair")
     a, b = np.array(pairs, dtype=float).T
     p = float("nan")
     if len(a) >= 3 and np.ptp(a - b) > 1e-12:  # a t-test needs spread

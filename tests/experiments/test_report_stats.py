@@ -1,0 +1,231 @@
+"""The statistics of ``imgbalance report``: per-technique aggregation and the paired test."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from imgbalance.experiments.report import METRICS, aggregate, paired_difference
+
+# -- paired_difference -------------------------------------------------------------------
+
+
+def test_paired_difference_matches_scipy() -> None:
+    pairs = [(0.81, 0.70), (0.74, 0.71), (0.60, 0.66), (0.90, 0.72)]
+    a = np.array([p[0] for p in pairs])
+    b = np.array([p[1] for p in pairs])
+    delta, wins, p = paired_difference(pairs)
+    assert delta == pytest.approx(float(np.mean(a - b)))
+    assert delta == pytest.approx((0.11 + 0.03 - 0.06 + 0.18) / 4)
+    assert wins == "3/4"
+    assert p == pytest.approx(float(stats.ttest_rel(a, b).pvalue), rel=1e-12)
+    assert 0.05 < p < 0.5  # a real, non-trivial p-value, not a placeholder
+
+
+def test_paired_difference_sign_and_order() -> None:
+    """``a`` is the technique, ``b`` the baseline: swapping them flips delta, not p."""
+    pairs = [(0.5, 0.6), (0.55, 0.7), (0.4, 0.45)]
+    delta, wins, p = paired_difference(pairs)
+    back, back_wins, back_p = paired_difference([(b, a) for a, b in pairs])
+    assert delta == pytest.approx(-0.1)
+    assert back == pytest.approx(0.1)
+    assert (wins, back_wins) == ("0/3", "3/3")
+    assert p == pytest.approx(back_p)
+    assert p == pytest.approx(float(stats.ttest_rel([0.5, 0.55, 0.4], [0.6, 0.7, 0.45]).pvalue))
+
+
+def test_a_clear_improvement_is_significant() -> None:
+    pairs = [(0.80, 0.70), (0.82, 0.71), (0.79, 0.70), (0.81, 0.69), (0.83, 0.72)]
+    delta, wins, p = paired_difference(pairs)
+    assert delta == pytest.approx(0.106)
+    assert wins == "5/5"
+    assert p < 0.001
+
+
+def test_ties_are_not_wins() -> None:
+    delta, wins, p = paired_difference([(0.5, 0.5), (0.7, 0.6), (0.4, 0.5)])
+    assert wins == "1/3"
+    assert delta == pytest.approx(0.0)
+    assert p == pytest.approx(1.0)  # mean difference 0 with spread: t = 0
+
+
+@pytest.mark.parametrize(
+    "pairs",
+    [
+        [(0.8, 0.7), (0.9, 0.8), (0.7, 0.6)],  # every difference 0.1 (up to rounding)
+        [(0.5, 0.5), (0.5, 0.5), (0.5, 0.5)],  # every difference 0
+        [(0.9, 0.7), (0.6, 0.5)],  # spread, but only two pairs
+        [(0.9, 0.7)],
+    ],
+    ids=["same-difference", "all-equal", "two-pairs", "one-pair"],
+)
+def test_no_t_test_without_spread_or_under_three_pairs(pairs: list[tuple[float, float]]) -> None:
+    delta, wins, p = paired_difference(pairs)
+    a, b = np.array(pairs).T
+    assert math.isnan(p)
+    assert delta == pytest.approx(float(np.mean(a - b)))  # delta and wins are still given
+    assert wins == f"{int((a > b).sum())}/{len(pairs)}"
+
+
+def test_three_pairs_with_spread_get_a_p_value() -> None:
+    _, _, p = paired_difference([(0.9, 0.7), (0.6, 0.5), (0.7, 0.65)])
+    expected = stats.ttest_rel([0.9, 0.6, 0.7], [0.7, 0.5, 0.65]).pvalue
+    assert p == pytest.approx(float(expected))
+
+
+# -- aggregate ---------------------------------------------------------------------------
+
+_KEYS = (*METRICS, "posthoc_la_macro_f1", "threshold_macro_f1", "training_time_s")
+
+
+def _row(arm: str, model: str, seed: int, macro_f1: float, **kw: Any) -> dict[str, Any]:
+    """A completed-run row as ``collect_runs`` makes it (the keys aggregate reads)."""
+    row: dict[str, Any] = {
+        "run": f"{arm}__{model}__s{seed}",
+        "arm": arm,
+        "model": model,
+        "seed": seed,
+        "status": "completed",
+        "macro_f1": macro_f1,
+        "balanced_accuracy": macro_f1 + 0.05,
+        "minority_recall": macro_f1 - 0.1,
+        "accuracy": macro_f1 + 0.1,
+        "gmean": macro_f1 - 0.05,
+        "ece": 0.1,
+        "posthoc_la_macro_f1": macro_f1 + 0.01,
+        "threshold_macro_f1": macro_f1 + 0.02,
+        "training_time_s": 10.0 + seed,
+    }
+    row.update(kw)
+    return row
+
+
+BASE_F1 = {0: 0.60, 1: 0.70, 2: 0.65}
+SMOTE_F1 = {0: 0.66, 1: 0.71, 2: 0.72}
+
+
+def _grid_rows() -> list[dict[str, Any]]:
+    # the technique's rows come first and in another seed order than the baseline's:
+    # pairing must go by seed, not by position
+    rows = [_row("smote", "small-cnn", s, SMOTE_F1[s]) for s in (2, 0, 1)]
+    rows += [_row("baseline", "small-cnn", s, BASE_F1[s]) for s in (0, 1, 2)]
+    rows.append({"run": "smote__small-cnn__s3", "arm": "smote", "model": "small-cnn",
+                 "seed": None, "status": "failed", "error": "boom"})  # fmt: skip
+    return rows
+
+
+def test_mean_std_over_seeds_and_baseline_first() -> None:
+    aggs = aggregate(_grid_rows())
+    assert [(a["arm"], a["model"]) for a in aggs] == [
+        ("baseline", "small-cnn"),
+        ("smote", "small-cnn"),
+    ]
+    base, smote = aggs
+    assert base["seeds"] == 3 and smote["seeds"] == 3  # the failed run is not a seed
+    assert base["macro_f1"] == pytest.approx(0.65)
+    assert base["macro_f1_std"] == pytest.approx(0.05)  # sample std (ddof=1)
+    assert smote["macro_f1"] == pytest.approx(np.mean(list(SMOTE_F1.values())))
+    assert smote["macro_f1_std"] == pytest.approx(np.std(list(SMOTE_F1.values()), ddof=1))
+    assert smote["training_time_s"] == pytest.approx(11.0)
+    assert smote["training_time_s_std"] == pytest.approx(1.0)
+    for key in _KEYS:  # every aggregated column has a mean and a std
+        assert f"{key}_std" in base and f"{key}_std" in smote
+    # the baseline is not compared with itself
+    assert not any(k.endswith(("_delta", "_wins", "_p")) for k in base)
+
+
+def test_delta_wins_and_p_against_the_same_seeds() -> None:
+    smote = aggregate(_grid_rows())[1]
+    diffs = [SMOTE_F1[s] - BASE_F1[s] for s in (0, 1, 2)]  # 0.06, 0.01, 0.07
+    assert smote["macro_f1_delta"] == pytest.approx(np.mean(diffs))
+    assert smote["macro_f1_wins"] == "3/3"
+    expected_p = stats.ttest_rel(
+        [SMOTE_F1[s] for s in (0, 1, 2)], [BASE_F1[s] for s in (0, 1, 2)]
+    ).pvalue
+    assert smote["macro_f1_p"] == pytest.approx(float(expected_p))
+    # ece is 0.1 everywhere: no difference, no spread, no p-value
+    assert smote["ece_delta"] == pytest.approx(0.0)
+    assert smote["ece_wins"] == "0/3"
+    assert math.isnan(smote["ece_p"])
+
+
+def test_pairing_uses_only_seeds_both_arms_have() -> None:
+    rows = _grid_rows()
+    rows.append(_row("smote", "small-cnn", 7, 0.20))  # no baseline for seed 7
+    smote = aggregate(rows)[1]
+    assert smote["seeds"] == 4
+    # the mean counts seed 7 ...
+    assert smote["macro_f1"] == pytest.approx((sum(SMOTE_F1.values()) + 0.20) / 4)
+    # ... the paired difference does not (with it, delta would be negative)
+    assert smote["macro_f1_delta"] == pytest.approx(
+        np.mean([SMOTE_F1[s] - BASE_F1[s] for s in (0, 1, 2)])
+    )
+    assert smote["macro_f1_wins"] == "3/3"
+
+
+def test_missing_values_are_left_out_of_mean_and_pairs() -> None:
+    rows = _grid_rows()
+    for r in rows:
+        if r["arm"] == "smote" and r["seed"] == 1:
+            r["minority_recall"] = None  # no minority class in that run's test split
+    smote = aggregate(rows)[1]
+    vals = [SMOTE_F1[s] - 0.1 for s in (0, 2)]
+    assert smote["minority_recall"] == pytest.approx(np.mean(vals))
+    assert smote["minority_recall_std"] == pytest.approx(np.std(vals, ddof=1))
+    assert smote["minority_recall_wins"] == "2/2"
+    assert smote["minority_recall_delta"] == pytest.approx(
+        np.mean([SMOTE_F1[s] - BASE_F1[s] for s in (0, 2)])
+    )
+    assert math.isnan(smote["minority_recall_p"])  # two pairs only
+
+
+def test_a_single_seed_has_zero_std() -> None:
+    aggs = aggregate([_row("baseline", "m", 0, 0.5), _row("focal", "m", 0, 0.6)])
+    assert aggs[0]["macro_f1_std"] == 0.0 and aggs[1]["macro_f1_std"] == 0.0
+    assert aggs[1]["macro_f1_delta"] == pytest.approx(0.1)
+    assert aggs[1]["macro_f1_wins"] == "1/1"
+
+
+def test_each_model_is_compared_with_its_own_baseline() -> None:
+    rows = _grid_rows()
+    rows += [_row("baseline", "resnet18", s, 0.80) for s in (0, 1, 2)]
+    rows += [_row("smote", "resnet18", s, 0.75 + 0.01 * s) for s in (0, 1, 2)]
+    rows += [_row("focal", "vit", s, 0.5) for s in (0, 1, 2)]  # vit has no baseline
+    by = {(a["arm"], a["model"]): a for a in aggregate(rows)}
+    assert by[("smote", "small-cnn")]["macro_f1_delta"] == pytest.approx(
+        np.mean([SMOTE_F1[s] - BASE_F1[s] for s in (0, 1, 2)])
+    )
+    assert by[("smote", "resnet18")]["macro_f1_delta"] == pytest.approx(-0.04)
+    assert by[("smote", "resnet18")]["macro_f1_wins"] == "0/3"
+    assert "macro_f1_delta" not in by[("focal", "vit")]
+    assert by[("focal", "vit")]["macro_f1"] == pytest.approx(0.5)
+
+
+def test_run_order_decides_the_order_after_the_baselines() -> None:
+    rows = _grid_rows() + [_row("focal", "small-cnn", s, 0.6) for s in (0, 1, 2)]
+    order = ["focal__small-cnn__s0", "smote__small-cnn__s0", "baseline__small-cnn__s0"]
+    assert [a["arm"] for a in aggregate(rows, order)] == ["baseline", "focal", "smote"]
+    order = ["smote__small-cnn__s0", "focal__small-cnn__s0"]
+    assert [a["arm"] for a in aggregate(rows, order)] == ["baseline", "smote", "focal"]
+
+
+def test_only_failed_runs_give_nothing() -> None:
+    rows = [{"run": "x", "arm": "x", "model": "", "seed": None, "status": "failed", "error": "e"}]
+    assert aggregate(rows) == []
+
+
+def test_a_nan_metric_is_skipped_by_the_mean_and_the_pairs_alike() -> None:
+    rows = [
+        {"run": f"{arm}-{s}", "arm": arm, "model": "m", "seed": s, "status": "completed",
+         "macro_f1": v}
+        for arm, values in (("baseline", [0.5, 0.6, 0.7]), ("t", [float("nan"), 0.7, 0.8]))
+        for s, v in enumerate(values)
+    ]  # fmt: skip
+    t = next(a for a in aggregate(rows) if a["arm"] == "t")
+    assert t["macro_f1"] == pytest.approx(0.75)
+    assert t["macro_f1_delta"] == pytest.approx(0.1)
+    assert t["macro_f1_wins"] == "2/2"
