@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import io
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
@@ -21,8 +23,12 @@ __all__ = [
     "atomic_write_text",
     "check_output_dir",
     "is_hidden",
+    "is_temporary",
     "is_within",
     "link_or_copy",
+    "remove_listed",
+    "remove_temporaries",
+    "same_content",
     "write_csv",
 ]
 
@@ -78,7 +84,9 @@ def link_or_copy(src: Path, dst: Path, mode: str) -> str:
     """Hard-link ``src`` to ``dst`` (``mode='link'``), or copy it byte for byte.
 
     A link that the filesystem refuses (another device, no hard-link support)
-    falls back to a copy. Returns what was done: ``"link"`` or ``"copy"``.
+    falls back to a copy. A copy goes through a temporary name and a rename, so an
+    interrupted one (disk full, kill -9) never leaves a half-written file under the
+    final name. Returns what was done: ``"link"`` or ``"copy"``.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     if mode == "link":
@@ -87,8 +95,83 @@ def link_or_copy(src: Path, dst: Path, mode: str) -> str:
             return "link"
         except OSError:
             pass
-    shutil.copyfile(src, dst)
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
     return "copy"
+
+
+#: the name :func:`atomic_path` gives a temporary: ``.<name>.<pid>.<8 hex>.tmp``
+_TEMPORARY = re.compile(r"^\..+\.\d+\.[0-9a-f]{8}\.tmp$")
+
+
+def is_temporary(name: str) -> bool:
+    """True for a temporary file of :func:`atomic_path` (left behind by a killed writer)."""
+    return bool(_TEMPORARY.match(name))
+
+
+def remove_temporaries(root: Path) -> int:
+    """Delete imgbalance's own leftover temporaries under ``root``; return how many.
+
+    Only names :func:`atomic_path` makes are touched, and links are not followed.
+    """
+    removed = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            if is_temporary(name):
+                Path(folder, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def same_content(path: Path, source: Path, sha256: str | None) -> bool:
+    """Whether ``path`` holds ``source``'s bytes: the same file (a hard link), or a copy of
+    the same size whose sha256 is ``sha256`` (the source's, from the scan)."""
+    try:
+        if path.is_symlink() or not path.is_file():
+            return False
+        if os.path.samefile(path, source):
+            return True
+        if path.stat().st_size != source.stat().st_size:
+            return False
+    except OSError:
+        return False
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return sha256 is not None and h.hexdigest() == sha256
+
+
+def remove_listed(out: Path, paths: Iterable[str]) -> int:
+    """Delete the files ``paths`` (relative to ``out``) that imgbalance wrote, then the
+    folders that this leaves empty; never anything outside ``out``. Returns the count.
+
+    This is how ``--overwrite`` replaces imgbalance's own outputs: the previous run's
+    records (manifest, journal, split record) say which files are ours; every other
+    file in ``out`` stays, and so do the folders that still hold one.
+    """
+    base = out.resolve()
+    removed = 0
+    folders: set[Path] = set()
+    for rel in paths:
+        if not rel or os.path.isabs(rel):
+            continue  # an absolute path is an original referenced in place: never ours
+        target = out / rel
+        try:
+            parent = target.parent.resolve()
+        except OSError:
+            continue
+        if parent != base and base not in parent.parents:
+            continue  # "../" or a link out of the folder: not ours to touch
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+            removed += 1
+        folders.update(p for p in [target.parent, *target.parent.parents] if is_within(p, out))
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        if folder.resolve() != base:
+            with contextlib.suppress(OSError):  # not empty (a user's file), or gone
+                folder.rmdir()
+    return removed
 
 
 def check_output_dir(

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write_text, check_output_dir, link_or_copy
+from ._fs import atomic_write_text, check_output_dir, link_or_copy, same_content
 from ._random import RandomState, as_generator, int_seed, resolve_seed_alias, seed_of
 from .dataset.catalog import Catalog
 from .dataset.scanner import scan
@@ -25,7 +25,7 @@ from .planning.planner import BalancePlan, plan_arrays
 from .planning.targets import Target
 from .rendering import outputs
 from .rendering.kernel import RenderOptions
-from .rendering.outputs import JOURNAL, OUR_FILES, BalanceResult
+from .rendering.outputs import JOURNAL, LEDGER, OUR_FILES, BalanceResult
 from .rendering.pool import render_jobs
 from .reports.balance import plot_balance, summary_text
 
@@ -177,15 +177,26 @@ def render(
     result = BalanceResult(plan=the_plan, out=out, timings=timings)
     jobs, links = outputs.render_jobs_for(the_plan, records, root, opts, manifest_only)
     outputs.check_collisions(jobs, links)
+    planned_paths = [rel for _, rel in links] + [j.out for j in jobs]
     journal = outputs.prepare_out(
-        out, root, the_plan.classes, the_plan.to_json(), overwrite=overwrite, resume=resume
+        out,
+        root,
+        the_plan.classes,
+        the_plan.to_json(),
+        overwrite=overwrite,
+        resume=resume,
+        planned=planned_paths,
     )
     t1 = time.perf_counter()
     for cls in the_plan.classes:
         (out / cls).mkdir(parents=True, exist_ok=True)
-    for _, rel in links:
-        if not (out / rel).exists():
-            link_or_copy(root / rel, out / rel, "link")
+    for i, rel in links:
+        dst, src = out / rel, root / rel
+        if dst.exists() or dst.is_symlink():  # only on resume: prepare_out refused others
+            if same_content(dst, src, records[i].sha256):
+                continue  # a finished link, or a copy verified by size and hash
+            dst.unlink()  # a half-written copy of an older version, or a changed file
+        link_or_copy(src, dst, "link")
     done: dict[int, tuple[str, int]] = {}
     todo = []
     for job in jobs:
@@ -229,6 +240,7 @@ def render(
     if save_stages:
         outputs.write_stages(result, records, jobs, links, root, out)
     (out / JOURNAL).unlink(missing_ok=True)
+    (out / LEDGER).unlink(missing_ok=True)  # the manifest lists every output from now on
     return result
 
 

@@ -167,7 +167,7 @@ def _probe(path: str, verify: bool, max_pixels: int, near_duplicates: bool) -> F
             return facts
         trailer = _TRAILERS.get(im.format or "")
         if trailer is not None and trailer[0] not in tail:
-            _check_ending(facts, data if data is not None else path, trailer[1])
+            _check_ending(facts, data if data is not None else path, *trailer)
         if verify and not facts.has_error:
             _verify_decode(facts, im)
     if near_duplicates and not facts.has_error:
@@ -262,27 +262,45 @@ def _read_header(facts: FileFacts, im: Image.Image, ext: str, head: bytes, tail:
         )
 
 
-def _check_ending(facts: FileFacts, source: bytes | str, marker: str) -> None:
+def _contains(source: bytes | str, marker: bytes) -> bool:
+    """Whether ``marker`` occurs anywhere in the file (read in blocks when large)."""
+    if isinstance(source, bytes):
+        return marker in source
+    with open(source, "rb") as fh:
+        prev = b""
+        while block := fh.read(1 << 20):
+            if marker in prev + block:
+                return True
+            prev = block[-len(marker) :]
+    return False
+
+
+def _check_ending(facts: FileFacts, source: bytes | str, marker: bytes, what: str) -> None:
     """The file does not end with its format's end marker: truncated, or data appended
-    after a complete image (a phone's motion photo stores a video there). Decoding tells
-    which; it runs only for these rare files."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-                im.load()
-    except Exception:
+    after a complete image (a phone's motion photo stores a video there). The marker
+    must occur earlier in the file and the image must decode completely for the latter;
+    the decode runs only for these rare files."""
+    complete = _contains(source, marker)
+    if complete:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+                    im.load()
+        except Exception:
+            complete = False
+    if not complete:
         facts.add(
             "truncated",
             "error",
-            f"the file ends without {marker} (truncated download or copy)",
+            f"the file ends without {what} (truncated download or copy)",
             "re-copy or re-download the image",
         )
         return
     facts.add(
         "trailing-data",
         "info",
-        f"extra data after {marker} (a motion photo, or something appended); the image "
+        f"extra data after {what} (a motion photo, or something appended); the image "
         "itself decodes completely",
         "nothing to do; re-save the image to drop the extra data",
     )

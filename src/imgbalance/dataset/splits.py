@@ -23,9 +23,15 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_open_text, atomic_write_text, check_output_dir, link_or_copy
+from .._fs import (
+    atomic_open_text,
+    atomic_write_text,
+    check_output_dir,
+    link_or_copy,
+    remove_listed,
+)
 from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
-from ..errors import ConfigError, DatasetError
+from ..errors import ConfigError, DatasetError, OutputError
 from .catalog import Catalog, ImageRecord
 from .scanner import scan
 
@@ -322,9 +328,14 @@ def write_split(
     root = result.catalog.root
     check_output_dir(out, [root], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob(".imgbalance-staging-*"):  # left by a killed run: ours by name
+        shutil.rmtree(stale, ignore_errors=True)
     summary = result.summary()
     summary["root"] = str(root.resolve())  # absolute: the split is read from anywhere
-    if materialize is not None:
+    previous = _materialized_before(out)
+    if materialize is None:
+        remove_listed(out, previous)  # an earlier run's trees are replaced by none
+    else:
         done: dict[str, int] = defaultdict(int)
         staging = Path(tempfile.mkdtemp(prefix=".imgbalance-staging-", dir=out))
         try:
@@ -337,12 +348,18 @@ def write_split(
                         root / row["path"], staging / row["split"] / row["path"], materialize
                     )
                 ] += 1
+            ours = set(previous)
+            for row in result.rows:  # refuse before anything of the earlier split is removed
+                rel = f"{row['split']}/{row['path']}"
+                if rel not in ours and ((out / rel).exists() or (out / rel).is_symlink()):
+                    raise OutputError(
+                        f'"{out / rel}" is not a file an earlier imgbalance split wrote, and '
+                        "this split would write there. imgbalance never replaces files it "
+                        "did not write: move it, or choose another --out."
+                    )
+            remove_listed(out, previous)  # only the files an earlier split wrote
             for s in SPLITS:
-                target = out / s
-                if target.exists():
-                    old = staging / f"old-{s}"
-                    os.replace(target, old)
-                os.replace(staging / s, target)
+                _move_in(staging / s, out / s)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         summary["materialized"] = {
@@ -362,3 +379,40 @@ def write_split(
         out / "split_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
     )
     return summary
+
+
+def _materialized_before(out: Path) -> list[str]:
+    """The tree files an earlier ``write_split`` in ``out`` wrote (from its splits.csv and
+    summary), relative to ``out``; empty when it built no trees or left no record."""
+    try:
+        summary = json.loads((out / "split_summary.json").read_text(encoding="utf-8"))
+        if not isinstance(summary, dict) or not summary.get("materialized"):
+            return []
+        with (out / "splits.csv").open(encoding="utf-8", newline="") as fh:
+            return [f"{r['split']}/{r['path']}" for r in csv.DictReader(fh) if r.get("path")]
+    except (OSError, ValueError, KeyError, csv.Error):
+        return []
+
+
+def _move_in(staged: Path, target: Path) -> None:
+    """Put the staged tree at ``target``: one rename when ``target`` is gone, else file by
+    file, so files of someone else's in ``target`` stay (one in the way is an error)."""
+    if not target.exists():
+        os.replace(staged, target)
+        return
+    moves = []
+    for folder, _dirs, files in os.walk(staged):
+        for name in files:
+            src = Path(folder, name)
+            dst = target / src.relative_to(staged)
+            if dst.exists() or dst.is_symlink():
+                raise OutputError(
+                    f'"{dst}" is not a file an earlier imgbalance split wrote, and this split '
+                    "would write there. imgbalance never replaces files it did not write: "
+                    "move it, or choose another --out."
+                )
+            moves.append((src, dst))
+    for folder, _dirs, _files in os.walk(staged):  # every class folder, empty ones too
+        (target / Path(folder).relative_to(staged)).mkdir(parents=True, exist_ok=True)
+    for src, dst in moves:
+        os.replace(src, dst)

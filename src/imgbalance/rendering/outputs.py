@@ -11,15 +11,21 @@ Output layout (ImageFolder)::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_open_text, atomic_write_text, check_output_dir
+from .._fs import (
+    atomic_open_text,
+    atomic_write_text,
+    check_output_dir,
+    remove_listed,
+    remove_temporaries,
+)
 from .._version import __version__
 from ..dataset.catalog import ImageRecord, ratios
 from ..errors import ImgBalanceError, OutputError
@@ -29,6 +35,7 @@ from .kernel import RenderJob, RenderOptions, output_extension
 __all__ = [
     "GRAY_MODES",
     "JOURNAL",
+    "LEDGER",
     "OUR_FILES",
     "BalanceResult",
     "check_collisions",
@@ -36,6 +43,8 @@ __all__ = [
     "file_sha256",
     "manifest_rows",
     "prepare_out",
+    "read_journal",
+    "recorded_outputs",
     "render_jobs_for",
     "summary",
     "write_manifest",
@@ -52,8 +61,11 @@ OUR_FILES = (
     "class_distribution.png",
     "stages",
     ".imgbalance-journal.jsonl",
+    ".imgbalance-outputs.txt",
 )
 JOURNAL = ".imgbalance-journal.jsonl"
+#: every path a run will write, listed before it writes any (removed when the run is done)
+LEDGER = ".imgbalance-outputs.txt"
 GRAY_MODES = frozenset({"L", "1", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 
 
@@ -142,10 +154,57 @@ def check_collisions(jobs: list[RenderJob], links: list[tuple[int, str]]) -> Non
         seen.add(path)
 
 
+def read_journal(out: Path) -> dict[str, str]:
+    """The resume journal (output path -> sha256). A line cut short by a kill is skipped:
+    its file is not trusted and is rendered again."""
+    journal: dict[str, str] = {}
+    if (out / JOURNAL).exists():
+        for line in (out / JOURNAL).read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                journal[str(entry["path"])] = str(entry["sha256"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return journal
+
+
+def recorded_outputs(out: Path) -> list[str]:
+    """Every path (relative to ``out``) that an earlier run in ``out`` recorded writing:
+    its ledger (written before any output), journal, manifest and stage manifests, and
+    the files in :data:`OUR_FILES`. ``--overwrite`` removes these and nothing else."""
+    paths = [name for name in OUR_FILES if name != "stages"]
+    if (out / LEDGER).is_file():
+        paths += (out / LEDGER).read_text(encoding="utf-8", errors="replace").splitlines()
+    paths += list(read_journal(out))
+    manifests = [out / "manifest.csv", *sorted((out / "stages").glob("*/manifest.csv"))]
+    for manifest in manifests:
+        if manifest.is_file():
+            paths.append(str(manifest.relative_to(out)))
+            with (
+                contextlib.suppress(OSError, csv.Error, UnicodeDecodeError),
+                manifest.open(encoding="utf-8", newline="") as fh,
+            ):
+                paths += [row.get("path") or "" for row in csv.DictReader(fh)]
+    return paths
+
+
 def prepare_out(
-    out: Path, root: Path, classes: list[str], plan_json: str, *, overwrite: bool, resume: bool
+    out: Path,
+    root: Path,
+    classes: list[str],
+    plan_json: str,
+    *,
+    overwrite: bool,
+    resume: bool,
+    planned: list[str],
 ) -> dict[str, str]:
-    """Check and prepare ``out``; return the journal of a resumed run (out path -> sha256)."""
+    """Check and prepare ``out``; return the journal of a resumed run (out path -> sha256).
+
+    ``planned`` is every path this run will write. It goes into the ledger before any
+    output, so a later ``--overwrite`` or ``--resume`` knows which files are imgbalance's
+    even after a kill. ``--overwrite`` removes only what earlier runs recorded; a file of
+    someone else's where this run would write is an error, never replaced.
+    """
     replaces = (*classes, *OUR_FILES)
     if resume and (out / "plan.json").exists():
         check_output_dir(out, [root], overwrite=True, replaces=replaces)
@@ -154,21 +213,27 @@ def prepare_out(
                 f'"{out}" holds an interrupted run with a different plan (other '
                 "input, method, target or seed). Use --overwrite to start again."
             )
-        journal: dict[str, str] = {}
-        if (out / JOURNAL).exists():
-            for line in (out / JOURNAL).read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    entry = json.loads(line)
-                    journal[entry["path"]] = entry["sha256"]
-        return journal
+        remove_temporaries(out)
+        atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
+        return read_journal(out)
     check_output_dir(out, [root], overwrite=overwrite, replaces=replaces)
-    for name in replaces:
-        target = out / name
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        elif target.exists() or target.is_symlink():
-            target.unlink()
+    if out.is_dir():
+        recorded = set(recorded_outputs(out))
+        in_the_way = [
+            p
+            for p in planned
+            if p not in recorded and ((out / p).exists() or (out / p).is_symlink())
+        ]
+        if in_the_way:  # refused before anything is removed
+            raise OutputError(
+                f'"{out / in_the_way[0]}" (and {len(in_the_way) - 1} more) is not an output '
+                "of an earlier imgbalance run, and this run would write there. imgbalance "
+                "never replaces files it did not write: move it, or choose another folder."
+            )
+        remove_listed(out, [*recorded, LEDGER, JOURNAL])
+        remove_temporaries(out)
     out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
     atomic_write_text(out / "plan.json", plan_json)
     return {}
 

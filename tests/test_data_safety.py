@@ -1,0 +1,205 @@
+"""Nothing lost, nothing half-written: --overwrite removes only imgbalance's own files,
+copies are atomic, --resume keeps only verified files, temporaries are cleaned up."""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+import imgbalance
+import imgbalance._fs as fs
+import imgbalance.rendering.pool as pool
+from imgbalance import OutputError
+from imgbalance.rendering.kernel import RenderJob, RenderOptions
+
+from conftest import tree_digest
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _manifest(out: Path) -> list[dict[str, str]]:
+    with (out / "manifest.csv").open(encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _user_files(out: Path) -> dict[Path, bytes]:
+    files = {
+        out / "README.txt": b"my notes on this run",
+        out / "ants" / "my_notes.txt": b"ants I checked by hand",
+        out / "ants" / "keep" / "photo.png": b"not an imgbalance output",
+        out / "wasps" / "synthetic" / "mine.txt": b"a file in imgbalance's own folder",
+    }
+    for path, data in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return files
+
+
+def test_balance_overwrite_removes_only_its_own_files(balanced_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = imgbalance.balance(balanced_tree, out, "smote", "count:45", workers=1, plots=False)
+    assert sum(first.counts_after.values()) == 135
+    mine = _user_files(out)
+    imgbalance.balance(balanced_tree, out, "mixup", workers=1, overwrite=True, plots=False)
+    for path, data in mine.items():  # every file of the user's is still there, unchanged
+        assert path.read_bytes() == data
+    listed = {row["path"] for row in _manifest(out)}
+    on_disk = {
+        p.relative_to(out).as_posix()
+        for p in out.rglob("*")
+        if p.is_file() and p.parent != out and p not in mine
+    }
+    assert on_disk == listed  # no file of the first run is left behind
+    assert not list(out.rglob("smote-*"))
+    assert not (out / ".imgbalance-outputs.txt").exists()  # the ledger goes once done
+
+
+def test_balance_refuses_to_replace_a_file_it_did_not_write(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    imgbalance.balance(balanced_tree, out, "random-under", workers=1, plots=False)
+    before = tree_digest(out)
+    theirs = [out / c / "synthetic" / "smote-000000.png" for c in ("ants", "bees", "wasps")]
+    for path in theirs:  # someone's files, named like the next run's first image
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"someone else's")
+    with pytest.raises(OutputError, match=r"smote-000000.png\" .*not an output of an earlier"):
+        imgbalance.balance(balanced_tree, out, "smote", workers=1, plots=False, overwrite=True)
+    assert all(p.read_bytes() == b"someone else's" for p in theirs)
+    after = tree_digest(out)  # refused before anything was removed: the last run is intact
+    assert {k: v for k, v in after.items() if "synthetic" not in k} == before
+
+
+def test_split_overwrite_keeps_other_files_in_the_trees(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "splits"
+    first = imgbalance.split(balanced_tree, random_state=1)
+    imgbalance.write_split(first, out, materialize="copy")
+    mine = {
+        out / "train" / "ants" / "mine.txt": b"mine",
+        out / "train" / "extra" / "photo.png": b"also mine",
+        out / "test" / "notes.md": b"notes",
+    }
+    for path, data in mine.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    second = imgbalance.split(balanced_tree, random_state=2)
+    imgbalance.write_split(second, out, materialize="link", overwrite=True)
+    for path, data in mine.items():
+        assert path.read_bytes() == data
+    for row in second.rows:  # the new trees are complete and byte-identical to the input
+        assert _sha(out / row["split"] / row["path"]) == row["sha256"]
+    for row in first.rows:  # and nothing of the first split is left where it no longer is
+        moved = next(r["split"] for r in second.rows if r["path"] == row["path"])
+        if moved != row["split"]:
+            assert not (out / row["split"] / row["path"]).exists()
+    imgbalance.write_split(second, out, overwrite=True)  # no trees: the old ones go, not mine
+    assert not (out / "train" / "ants" / second.rows[0]["path"].split("/")[-1]).exists()
+    for path, data in mine.items():
+        assert path.read_bytes() == data
+
+
+def test_split_overwrite_removes_a_killed_runs_staging_folder(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "splits"
+    result = imgbalance.split(balanced_tree, random_state=1)
+    imgbalance.write_split(result, out, materialize="copy")
+    stale = out / ".imgbalance-staging-k1ll3d" / "train" / "ants"
+    stale.mkdir(parents=True)
+    (stale / "half.png").write_bytes(b"\x89PNG half")
+    imgbalance.write_split(result, out, materialize="copy", overwrite=True)
+    assert not list(out.glob(".imgbalance-staging-*"))
+
+
+def test_a_failed_copy_leaves_no_half_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "a.bin"
+    src.write_bytes(b"x" * 10_000)
+
+    def disk_full(a: Path, b: Path) -> None:
+        Path(b).write_bytes(Path(a).read_bytes()[:4000])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fs.shutil, "copyfile", disk_full)
+    dst = tmp_path / "out" / "a.bin"
+    with pytest.raises(OSError, match="No space"):
+        fs.link_or_copy(src, dst, "copy")
+    assert not dst.exists() and list(dst.parent.iterdir()) == []
+
+
+def _interrupted(src: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A balance whose originals are copies (output on another filesystem), stopped by
+    Ctrl-C after a dozen rendered images."""
+
+    def no_links(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(fs.os, "link", no_links)
+    real = pool.render_recipe
+    calls = {"n": 0}
+
+    def flaky(job: RenderJob, opts: RenderOptions) -> bytes:
+        calls["n"] += 1
+        if calls["n"] > 11:
+            raise KeyboardInterrupt
+        return real(job, opts)
+
+    monkeypatch.setattr(pool, "render_recipe", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        imgbalance.balance(src, out, "smote", random_state=3, workers=1, plots=False)
+    monkeypatch.setattr(pool, "render_recipe", real)
+
+
+def test_resume_keeps_only_verified_copies_and_cleans_temporaries(
+    balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = tmp_path / "full"
+    imgbalance.balance(balanced_tree, full, "smote", random_state=3, workers=1, plots=False)
+    part = tmp_path / "part"
+    _interrupted(balanced_tree, part, monkeypatch)
+    half = part / "ants" / "ants_003.png"  # a copy cut short, as an older version left it
+    half.write_bytes(half.read_bytes()[:40])
+    changed = part / "bees" / "bees_001.png"  # same size, other bytes
+    changed.write_bytes(bytes(len(changed.read_bytes())))
+    temp = part / "wasps" / "synthetic" / ".smote-000001.png.4242.deadbeef.tmp"
+    temp.parent.mkdir(parents=True, exist_ok=True)
+    temp.write_bytes(b"")  # a 0-byte temporary of a killed writer
+    journal = part / ".imgbalance-journal.jsonl"
+    journal.write_text(journal.read_text() + '{"path": "wasps/synth')  # a line cut by kill -9
+    imgbalance.balance(
+        balanced_tree, part, "smote", random_state=3, workers=1, plots=False, resume=True
+    )
+    assert _sha(half) == _sha(balanced_tree / "ants" / "ants_003.png")
+    assert _sha(changed) == _sha(balanced_tree / "bees" / "bees_001.png")
+    assert not temp.exists()
+    for row in _manifest(part):
+        assert _sha(part / row["path"]) == row["sha256"]
+    timed = ("summary.json", "balance_summary.txt")
+    a = {k: v for k, v in tree_digest(full).items() if k not in timed}
+    b = {k: v for k, v in tree_digest(part).items() if k not in timed}
+    assert a == b
+
+
+def test_overwrite_cleans_a_killed_runs_temporaries(
+    balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "out"
+    _interrupted(balanced_tree, out, monkeypatch)
+    temp = out / "ants" / ".ants_000.png.77.0badf00d.tmp"
+    temp.write_bytes(b"half")
+    assert list(out.rglob("synthetic/smote-*"))  # the interrupted run had written some images
+    imgbalance.balance(balanced_tree, out, "mixup", workers=1, plots=False, overwrite=True)
+    assert not temp.exists()
+    assert not list(out.rglob("smote-*"))  # the interrupted run's images are gone as well
+    leftover = [p for p in out.rglob("*") if p.is_file() and fs.is_temporary(p.name)]
+    assert leftover == []
+    shutil.rmtree(out)
