@@ -29,7 +29,7 @@ from .demo import make_demo_dataset
 from .errors import ConfigError, DatasetError, ImgBalanceError, MissingDependencyError, OutputError
 from .experiments.config import RunConfig
 from .methods import Method, create_method, create_pipeline, list_methods
-from .planning.planner import BalancePlan, plan_arrays
+from .planner import BalancePlan, plan_arrays
 from .planning.recipes import Plan, Recipe
 from .rendering.outputs import BalanceResult
 

@@ -20,8 +20,8 @@ from .dataset.catalog import Catalog
 from .dataset.scanner import scan
 from .errors import ConfigError, DatasetError
 from .methods import Method, create_pipeline
+from .planner import BalancePlan, plan_arrays
 from .planning.features import compute_features, parse_feature_spec
-from .planning.planner import BalancePlan, plan_arrays
 from .planning.targets import Target
 from .rendering import outputs
 from .rendering.kernel import RenderOptions
@@ -278,7 +278,7 @@ def balance(
     out
         Output folder; refused inside ``src``. None only with ``dry_run``.
     method, target, params
-        See :func:`imgbalance.planning.planner.plan_arrays`.
+        See :func:`imgbalance.planner.plan_arrays`.
     random_state
         An int seed (same seed, same bytes), a ``numpy.random.Generator`` or None
         (fresh entropy). ``seed`` is its deprecated old name.

@@ -29,7 +29,7 @@ from imblearn.under_sampling.base import BaseCleaningSampler, BaseUnderSampler
 
 from .errors import ConfigError
 from .methods import create_pipeline
-from .planning.planner import plan_arrays
+from .planner import plan_arrays
 from .planning.recipes import Plan
 
 __all__ = ["CleaningSampler", "HybridSampler", "OverSampler", "UnderSampler"]

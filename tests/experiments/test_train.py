@@ -19,7 +19,7 @@ from imgtools import COLOURS, colour_image
 
 torch = pytest.importorskip("torch", reason="training needs the torch extra")
 
-from imgbalance.torch import loop as torch_loop  # noqa: E402
+from imgbalance.experiments import torch_train as torch_loop  # noqa: E402
 
 RUN_FILES = {
     "config.json",

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import imgbalance
+from imgbalance.planner import plan_arrays
 from imgbalance.planning.augment import (
     POLICIES,
     apply_augment,
@@ -21,7 +22,6 @@ from imgbalance.planning.augment import (
     make_policy,
     require_torchvision,
 )
-from imgbalance.planning.planner import plan_arrays
 
 from imgtools import rgb, save
 

@@ -7,7 +7,7 @@ import pytest
 
 from imgbalance.errors import ImgBalanceError
 from imgbalance.methods import create_method
-from imgbalance.planning.planner import plan_arrays
+from imgbalance.planner import plan_arrays
 
 CLASSES = ["big", "mid", "small"]
 

@@ -11,7 +11,7 @@ import pytest
 
 import imgbalance
 from imgbalance.methods import create_method, list_methods
-from imgbalance.planning.planner import plan_arrays
+from imgbalance.planner import plan_arrays
 
 from conftest import tree_digest
 from imgtools import rgb, save

@@ -9,7 +9,7 @@ from imblearn.under_sampling import EditedNearestNeighbours, TomekLinks
 from sklearn.datasets import make_classification
 
 from imgbalance.methods import create_method
-from imgbalance.planning.planner import plan_arrays
+from imgbalance.planner import plan_arrays
 from imgbalance.planning.recipes import PlanState
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from imgbalance.errors import ImgBalanceError
 from imgbalance.methods import METHODS, create_method, list_methods
-from imgbalance.planning.planner import plan_arrays
+from imgbalance.planner import plan_arrays
 from imgbalance.planning.targets import parse_target, resolve_target
 
 COUNTS = {"big": 100, "mid": 40, "small": 10}

@@ -15,7 +15,7 @@ from imgtools import COLOURS, colour_image
 torch = pytest.importorskip("torch", reason="training needs the torch extra")
 pytest.importorskip("torchvision", reason="mixing needs torchvision")
 
-from imgbalance.torch import loop as torch_loop  # noqa: E402
+from imgbalance.experiments import torch_train as torch_loop  # noqa: E402
 from imgbalance.torch.mixing import create_mixing  # noqa: E402
 from imgbalance.torch.samplers import sample_weights  # noqa: E402
 

@@ -127,7 +127,7 @@ def run_training(
         if cfg.model == "linear":
             result = train_linear(cfg, split, train, out, log)
         else:
-            from ..torch.loop import train_torch
+            from .torch_train import train_torch
 
             result = train_torch(cfg, split, train, out, log, progress)
     val_y, val_p = result["val"]

@@ -2,10 +2,9 @@
 CNN embeddings), target counts, and a :class:`Plan` of kept originals and recipes.
 
 The methods (:mod:`imgbalance.methods`) edit a :class:`PlanState` built from these
-types; :func:`imgbalance.planning.planner.plan_arrays` runs a method on a feature
-matrix (it is not imported here, so the methods can use this package without a
-circle). Augmentation parameters are drawn here (:mod:`.augment`), applied at render
-time.
+types, and :func:`imgbalance.planner.plan_arrays` runs a method on a feature matrix
+(it lives above both, so imports run one way: planner -> methods -> planning).
+Augmentation parameters are drawn here (:mod:`.augment`), applied at render time.
 """
 
 from .recipes import Plan, PlanState, Recipe

@@ -1,10 +1,11 @@
 """The torch wing (the ``torch`` extra): models, losses, class weights, samplers,
-online mixing, the in-memory data path and the training loop.
+online mixing and the in-memory data path;
+the training loop that assembles them is :mod:`imgbalance.experiments.torch_train`.
 
 Each family is a registry in the module that defines it (``@register_loss``,
 ``@register_model``, ``SAMPLERS.register``, ``MIXING.register``,
 ``CLASS_WEIGHTS.register``), with ``list_*()`` and ``create_*()``. Importing this
 package does not import torch: :mod:`.weights`, :mod:`.samplers` and :mod:`.mixing`
 are torch-free at import (experiment configs are validated with them), while
-:mod:`.models`, :mod:`.losses`, :mod:`.data` and :mod:`.loop` import torch.
+:mod:`.models`, :mod:`.losses`, :mod:`.data` import torch.
 """

@@ -1,4 +1,6 @@
-"""The PyTorch training loop: seeded, early-stopped on validation, best checkpoint tested."""
+"""Training a torch model for one run: seeded, early-stopped on validation, the best
+checkpoint tested. It assembles the torch wing's parts (:mod:`imgbalance.torch`: model,
+loss, class weights, sampler, mixing, in-memory batches) from a :class:`RunConfig`."""
 
 from __future__ import annotations
 
@@ -12,15 +14,15 @@ from torch import nn
 
 from .._fs import atomic_path, write_csv
 from ..errors import ConfigError
-from ..experiments.config import RunConfig
-from ..experiments.data import SplitData, TrainSet
-from ..experiments.metrics import classification_metrics
-from .data import MemoryBatches, load_pixels
-from .losses import ClassLoss, LossSpec, create_loss
-from .mixing import create_mixing
-from .models import create_model, final_linear
-from .samplers import sample_weights
-from .weights import class_weights
+from ..torch.data import MemoryBatches, load_pixels
+from ..torch.losses import ClassLoss, LossSpec, create_loss
+from ..torch.mixing import create_mixing
+from ..torch.models import create_model, final_linear
+from ..torch.samplers import sample_weights
+from ..torch.weights import class_weights
+from .config import RunConfig
+from .data import SplitData, TrainSet
+from .metrics import classification_metrics
 
 __all__ = ["train_torch"]
 

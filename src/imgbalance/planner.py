@@ -1,4 +1,6 @@
-"""Planning on a feature matrix: the public ``plan_arrays`` verb."""
+"""Planning on a feature matrix: the public ``plan_arrays`` verb (a method of
+:mod:`imgbalance.methods` run on the types of :mod:`imgbalance.planning`), and
+:class:`BalancePlan`, a plan with the image records it indexes."""
 
 from __future__ import annotations
 
@@ -9,12 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from .._random import RandomState, as_generator, seed_of
-from ..dataset.catalog import ImageRecord
-from ..errors import ConfigError
-from ..methods import Method, create_pipeline
-from .recipes import Plan, PlanState
-from .targets import Target, parse_target, resolve_target
+from ._random import RandomState, as_generator, seed_of
+from .dataset.catalog import ImageRecord
+from .errors import ConfigError
+from .methods import Method, create_pipeline
+from .planning.recipes import Plan, PlanState
+from .planning.targets import Target, parse_target, resolve_target
 
 __all__ = ["BalancePlan", "plan_arrays"]
 
