@@ -245,6 +245,44 @@ def test_adding_a_loss_and_a_model(
     }
 
 
+def test_adding_a_class_weight_scheme_a_sampler_and_a_mixing() -> None:
+    from imgbalance.torch.mixing import MIXING, create_mixing
+    from imgbalance.torch.samplers import SAMPLERS, sample_weights
+    from imgbalance.torch.weights import CLASS_WEIGHTS, class_weights
+
+    saved = {id(r): dict(r._entries) for r in (CLASS_WEIGHTS, SAMPLERS, MIXING)}
+    try:
+
+        @CLASS_WEIGHTS.register("log", help="1 / log(1 + n_c) (a test scheme)")
+        def log(n: np.ndarray, beta: float) -> np.ndarray:
+            out: np.ndarray = 1.0 / np.log1p(n)
+            return out
+
+        @SAMPLERS.register("head-only", help="draws the largest class only (a test sampler)")
+        def head_only(counts: np.ndarray) -> np.ndarray:
+            out: np.ndarray = (counts == counts.max()).astype(float)
+            return out
+
+        @MIXING.register("identity", help="leaves batches alone (a test mixing)")
+        def identity(n_classes: int, alpha: float) -> Any:
+            return lambda x, t: (x, t)
+
+        cfg = imgbalance.RunConfig.from_dict(
+            {"model": "linear", "class_weights": "log", "sampler": "head-only"}
+        )
+        assert (cfg.class_weights, cfg.sampler) == ("log", "head-only")
+        imgbalance.RunConfig.from_dict({"model": "small-cnn", "mixing": "identity"})
+        w = class_weights([100, 10, 0], "log")
+        assert w[2] == 0 and w[1] > w[0] and w[:2].mean() == pytest.approx(1.0)
+        assert list(sample_weights(np.array([0, 0, 1]), "head-only")) == [1.0, 1.0, 0.0]
+        mixer = create_mixing("identity", 3, 1.0)
+        assert mixer is not None and mixer("x", "t") == ("x", "t")
+    finally:
+        for r in (CLASS_WEIGHTS, SAMPLERS, MIXING):
+            r._entries.clear()
+            r._entries.update(saved[id(r)])
+
+
 def test_adding_a_plot(tmp_path: Path) -> None:
     from imgbalance.reports.plotting import pyplot, save_figure
 
