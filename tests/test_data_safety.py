@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import errno
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -203,3 +204,27 @@ def test_overwrite_cleans_a_killed_runs_temporaries(
     leftover = [p for p in out.rglob("*") if p.is_file() and fs.is_temporary(p.name)]
     assert leftover == []
     shutil.rmtree(out)
+
+
+def test_names_with_separators_quotes_and_newlines_round_trip(tmp_path: Path) -> None:
+    """The manifest's list cells are JSON and its fields CSV-quoted: a ``;`` in a class or
+    file name once made balance render everything and then fail."""
+    from imgtools import rgb, save
+
+    src = tmp_path / "src"
+    names = ['x;1,"q".png', "new\nline.png", "semi;colon.png", "it's a, name.png", "plain.png"]
+    for k, cls in enumerate(['a;b,"c"', "plain"]):
+        for i in range(12 if k else 4):
+            save(rgb(i + 50 * k), src / cls / (names[i] if i < len(names) else f"{i}.png"))
+    out = tmp_path / "out"
+    result = imgbalance.balance(src, out, "smote", workers=1)
+    assert result.counts_after == {'a;b,"c"': 12, "plain": 12}
+    rows = _manifest(out)
+    assert len(rows) == 24 and (out / "preview.png").is_file()
+    for row in rows:
+        parents = json.loads(row["parents"])
+        weights = json.loads(row["weights"])
+        assert len(parents) == len(weights) and all((src / p).is_file() for p in parents)
+        assert _sha(out / row["path"]) == row["sha256"]
+    originals = {json.loads(r["parents"])[0] for r in rows if r["origin"] == "original"}
+    assert f'a;b,"c"/{names[1]}' in originals and f'a;b,"c"/{names[0]}' in originals

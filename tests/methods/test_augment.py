@@ -144,7 +144,7 @@ def test_balance_renders_augmented_files(tmp_path: Path) -> None:
         params = json.loads(row["params"])
         assert params["hflip"] is True and "image_seed" in params
         out = Image.open(tmp_path / "out" / row["path"])
-        parent = Image.open(tmp_path / "src" / row["parents"])
+        parent = Image.open(tmp_path / "src" / json.loads(row["parents"])[0])
         assert out.size == parent.size and out.format == "JPEG"  # the parent's size and format
         again = apply_augment(parent.convert("RGB"), params)
         buf = io.BytesIO()

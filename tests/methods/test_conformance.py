@@ -202,8 +202,8 @@ def test_balance_files_conformance(tmp_path: Path, method: str) -> None:
         f = a / row["path"]
         assert f.is_file() and row["sha256"]
         if row["origin"] == "synthetic":
-            parents = row["parents"].split(";")
+            parents = json.loads(row["parents"])
             assert all((src / p).is_file() for p in parents)
-            assert len(row["weights"].split(";")) == len(parents)
+            assert len(json.loads(row["weights"])) == len(parents)
     counts = {c: sum(1 for r in rows if r["class"] == c) for c in ("cat", "dog", "emu")}
     assert counts == runs["a"].counts_after

@@ -109,12 +109,12 @@ def test_balance_outputs(tmp_path: Path) -> None:
     originals = [r for r in rows if r["origin"] == "original"]
     assert len(originals) == 18
     for r in originals:  # originals are hard links, byte for byte
-        assert os.stat(out / r["path"]).st_ino == os.stat(src / r["parents"]).st_ino
+        assert os.stat(out / r["path"]).st_ino == os.stat(src / json.loads(r["parents"])[0]).st_ino
     synth = [r for r in rows if r["origin"] == "synthetic"]
     assert len(synth) == 8 + 10
     for r in synth:
         im = Image.open(out / r["path"])
-        base = Image.open(src / r["parents"].split(";")[0])
+        base = Image.open(src / json.loads(r["parents"])[0])
         assert im.size == base.size and im.mode == "RGB"  # native size, colour
         assert im.format == base.format  # format follows the base parent
     summary = json.loads((out / "summary.json").read_text())

@@ -41,7 +41,9 @@ __all__ = [
     "check_collisions",
     "class_modes",
     "file_sha256",
+    "json_list",
     "manifest_rows",
+    "parse_list",
     "prepare_out",
     "read_journal",
     "recorded_outputs",
@@ -269,8 +271,8 @@ def manifest_rows(
                 "origin": "original",
                 "method": "",
                 "op": "",
-                "parents": rec.path,
-                "weights": "1",
+                "parents": json_list([rec.path]),
+                "weights": "[1.0]",
                 "params": "",
                 "seed": seed,
                 "sha256": rec.sha256,
@@ -289,8 +291,8 @@ def manifest_rows(
                     "origin": "original",
                     "method": "resize",
                     "op": "resize",
-                    "parents": rec.path,
-                    "weights": "1",
+                    "parents": json_list([rec.path]),
+                    "weights": "[1.0]",
                     "params": "",
                     "seed": seed,
                     "sha256": sha,
@@ -307,8 +309,8 @@ def manifest_rows(
                 "origin": "synthetic",
                 "method": r.method,
                 "op": r.op,
-                "parents": ";".join(records[p].path for p in r.parents),
-                "weights": ";".join(f"{w:.6f}" for w in r.weights),
+                "parents": json_list([records[p].path for p in r.parents]),
+                "weights": "[" + ", ".join(f"{w:.6f}" for w in r.weights) + "]",
                 "params": json.dumps(
                     r.params if r.seed is None else {**r.params, "image_seed": r.seed},
                     sort_keys=True,
@@ -351,8 +353,8 @@ def write_stages(
                         "origin": "original",
                         "method": "",
                         "op": "",
-                        "parents": rec.path,
-                        "weights": "1",
+                        "parents": json_list([rec.path]),
+                        "weights": "[1.0]",
                         "params": "",
                         "sha256": rec.sha256,
                     }
@@ -362,6 +364,18 @@ def write_stages(
             writer = csv.DictWriter(fh, fieldnames=list(result.manifest[0]), lineterminator="\n")
             writer.writeheader()
             writer.writerows(rows)
+
+
+def json_list(items: list[str]) -> str:
+    """A manifest cell holding a list: JSON, so any file or class name (``;``, ``,``,
+    quotes, newlines) round-trips; the CSV writer quotes the cell as needed."""
+    return json.dumps(items, ensure_ascii=False)
+
+
+def parse_list(cell: str) -> list[Any]:
+    """The list in a ``parents`` or ``weights`` cell of ``manifest.csv``."""
+    value = json.loads(cell)
+    return value if isinstance(value, list) else [value]
 
 
 def write_manifest(out: Path, rows: list[dict[str, Any]]) -> None:

@@ -10,6 +10,7 @@ import numpy as np
 
 from ..dataset.catalog import ratios
 from ..dataset.images import load_image
+from ..rendering.outputs import parse_list
 from .plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
@@ -144,8 +145,8 @@ def _plot_preview(
             panels: list[tuple[Path, str]] = []
             if slot < len(picks):
                 row = items[int(picks[slot])]
-                weights = [float(w) for w in row["weights"].split(";")]
-                main = sorted(zip(weights, row["parents"].split(";"), strict=True), reverse=True)[
+                weights = [float(w) for w in parse_list(row["weights"])]
+                main = sorted(zip(weights, parse_list(row["parents"]), strict=True), reverse=True)[
                     :2
                 ]
                 panels = [
