@@ -89,16 +89,24 @@ def plan(
         progress=(lambda d, t: progress("features", d, t)) if progress else None,
         random_state=int_seed(random_state),
     )
-    notes = []
+    left_out = _left_out(catalog)
     if failed:
-        notes = [
-            f'left out "{records[i].path}": its pixels cannot be decoded ({msg}). Run '
-            "`imgbalance analyze --verify` to find every such file."
+        left_out += [
+            {"path": records[i].path, "reason": f"pixels cannot be decoded ({msg})"}
             for i, msg in sorted(failed.items())
         ]
         ok = [i for i in range(len(records)) if i not in failed]
         records = [records[i] for i in ok]
         X = X[ok]
+    left_out.sort(key=lambda d: d["path"])
+    notes = []
+    if left_out:
+        notes.append(
+            f"{len(left_out)} file(s) of the input are left out (first: "
+            f'"{left_out[0]["path"]}": {left_out[0]["reason"]}); summary.json and '
+            "balance_summary.txt list each with its reason, and `imgbalance analyze` explains "
+            "the problems."
+        )
     the_plan = plan_arrays(
         X,
         [r.label for r in records],
@@ -110,6 +118,7 @@ def plan(
         feature_shape=spec.shape if spec.is_image else None,
     )
     the_plan.notes[:0] = notes
+    the_plan.left_out = left_out
     the_plan.config.update({"features": str(spec), "source": str(root)})
     return BalancePlan(plan=the_plan, records=records, root=root)
 
@@ -338,6 +347,23 @@ def balance(
         backend=backend,
         address=address,
     )
+
+
+def _left_out(catalog: Catalog) -> list[dict[str, str]]:
+    """Every file of the input that cannot be balanced, with its reason: unreadable images
+    (their error problems) and files the scan skipped (not images, hidden, links...)."""
+    out = [
+        {
+            "path": r.path,
+            "reason": "; ".join(
+                f"{p.code}: {p.message}" for p in r.problems if p.severity == "error"
+            ),
+        }
+        for r in catalog.records
+        if not r.readable
+    ]
+    out += [{"path": s.path, "reason": s.reason} for s in catalog.skipped]
+    return out
 
 
 def _size_param(value: Any) -> tuple[int, int]:

@@ -217,8 +217,26 @@ def test_balance_on_the_messy_tree(tmp_path: Path, messy: Path) -> None:
     assert not any("truncated" in r["path"] or "bomb" in r["path"] for r in rows)
     # Passes the header-only scan, fails to decode: left out, with a note naming it.
     assert not any("body_corrupt" in r["path"] for r in rows)
+    # Every file left out is listed with its reason, in the plan, summary.json and the text.
+    left = {d["path"]: d["reason"] for d in result.plan.left_out}
+    assert "pixels cannot be decoded" in left["cats/body_corrupt.jpg"]
+    for path, code in (
+        ("cats/truncated.jpg", "truncated"),
+        ("cats/empty.jpg", "zero-byte"),
+        ("cats/notes.png", "unreadable"),
+        ("cats/bomb.png", "decompression-bomb"),
+        ("cats/broken.jpg", "broken-link"),
+        ("cats/garbage.jpg", "unreadable"),
+    ):
+        assert left[path].startswith(code), (path, left[path])
+    assert left["cats/notes.txt"] and left["README.txt"]  # skipped by the scan, with why
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text(encoding="utf-8"))
+    assert {d["path"] for d in summary["left_out"]} == set(left)
+    text = (tmp_path / "out" / "balance_summary.txt").read_text(encoding="utf-8")
+    assert f"Left out ({len(left)} file(s) of the input):" in text
+    assert all(f"  - {path}: " in text for path in left)
     assert any(
-        '"cats/body_corrupt.jpg"' in n and "cannot be decoded" in n for n in result.plan.notes
+        n.startswith(f"{len(left)} file(s) of the input are left out") for n in result.plan.notes
     )
     synth_dogs = [r for r in rows if r["class"] == "dögs with space" and r["origin"] == "synthetic"]
     assert synth_dogs and all((tmp_path / "out" / r["path"]).is_file() for r in synth_dogs)

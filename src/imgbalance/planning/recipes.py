@@ -229,6 +229,8 @@ class Plan:
     config: dict[str, Any]
     #: named intermediate stages: kept originals and indices into ``recipes``
     stages: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    #: files of the input that are not in the plan, each ``{"path", "reason"}``
+    left_out: list[dict[str, str]] = field(default_factory=list)
 
     @classmethod
     def from_state(
@@ -298,6 +300,7 @@ class Plan:
             "notes": self.notes,
             "config": self.config,
             "stages": self.stages,
+            "left_out": self.left_out,
         }
 
     def to_json(self) -> str:
@@ -316,4 +319,5 @@ class Plan:
             notes=d["notes"],
             config=d["config"],
             stages=d.get("stages", {}),
+            left_out=d.get("left_out", []),
         )

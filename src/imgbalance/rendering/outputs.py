@@ -402,5 +402,6 @@ def summary(p: Plan, timings: dict[str, float]) -> dict[str, Any]:
         "removed_originals": p.n_originals - len(p.kept),
         "steps": p.log,
         "notes": p.notes,
+        "left_out": p.left_out,
         "timings": timings,
     }

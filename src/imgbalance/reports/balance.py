@@ -74,6 +74,9 @@ def summary_text(result: BalanceResult) -> str:
     ]
     if p.notes:
         lines += ["", "Notes:"] + [f"  - {n}" for n in p.notes]
+    if p.left_out:
+        lines += ["", f"Left out ({len(p.left_out)} file(s) of the input):"]
+        lines += [f"  - {d['path']}: {d['reason']}" for d in p.left_out]
     if result.timings:
         lines += ["", "timings: " + ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items())]
     return "\n".join(lines) + "\n"
