@@ -228,3 +228,39 @@ def test_names_with_separators_quotes_and_newlines_round_trip(tmp_path: Path) ->
         assert _sha(out / row["path"]) == row["sha256"]
     originals = {json.loads(r["parents"])[0] for r in rows if r["origin"] == "original"}
     assert f'a;b,"c"/{names[1]}' in originals and f'a;b,"c"/{names[0]}' in originals
+
+
+def test_two_writers_one_output_the_second_gets_a_clear_error(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from imgbalance._fs import output_lock\n"
+            "with output_lock(Path(sys.argv[1])):\n"
+            "    print('locked', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            OutputError, match=rf"in use by another imgbalance process \(PID {holder.pid}\)"
+        ):
+            imgbalance.balance(balanced_tree, out, "smote", workers=1, overwrite=True)
+        with pytest.raises(OutputError, match="in use"):
+            imgbalance.write_split(imgbalance.split(balanced_tree), out, overwrite=True)
+        assert not (out / "manifest.csv").exists()
+    finally:
+        holder.send_signal(signal.SIGKILL)  # kill -9 releases the lock with the process
+        holder.wait()
+    result = imgbalance.balance(balanced_tree, out, "smote", workers=1, plots=False)
+    assert all((out / row["path"]).is_file() for row in result.manifest)

@@ -17,6 +17,7 @@ from typing import IO, Any
 from .errors import OutputError
 
 __all__ = [
+    "LOCK",
     "atomic_open_text",
     "atomic_path",
     "atomic_write_bytes",
@@ -26,6 +27,7 @@ __all__ = [
     "is_temporary",
     "is_within",
     "link_or_copy",
+    "output_lock",
     "remove_listed",
     "remove_temporaries",
     "same_content",
@@ -209,12 +211,47 @@ def check_output_dir(
                 )
     if out.exists() and not out.is_dir():
         raise OutputError(f'Output path "{out}" exists and is a file. Choose a folder path.')
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
         raise OutputError(
             f'Destination path "{out}" already exists and is not empty. '
             "Choose a new folder, or pass --overwrite to replace imgbalance's own outputs in it "
             "(other files there are left alone)."
         )
+
+
+#: the lock file a writer holds in its output folder (kept: removing it would race)
+LOCK = ".imgbalance.lock"
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the output folder ``out`` while writing into it.
+
+    A second imgbalance process writing into the same folder gets a clear error
+    naming the first one's PID instead of both crashing half-way. The lock is the
+    kernel's (``flock``), so it is released when the process ends, even by kill -9.
+    """
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise OutputError(
+                f'"{out}" is in use by another imgbalance process (PID {holder}) writing '
+                "into it. Wait for it to finish, or choose another output folder."
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)  # emptied when done: the same run leaves the same bytes
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:

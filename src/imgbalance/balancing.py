@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write_text, check_output_dir, link_or_copy, same_content
+from ._fs import atomic_write_text, check_output_dir, link_or_copy, output_lock, same_content
 from ._random import RandomState, as_generator, int_seed, resolve_seed_alias, seed_of
-from .dataset.catalog import Catalog
+from .dataset.catalog import Catalog, ImageRecord
 from .dataset.scanner import scan
 from .errors import ConfigError, DatasetError
 from .methods import Method, create_pipeline
@@ -24,7 +24,7 @@ from .planner import BalancePlan, plan_arrays
 from .planning.features import compute_features, parse_feature_spec
 from .planning.targets import Target
 from .rendering import outputs
-from .rendering.kernel import RenderOptions
+from .rendering.kernel import RenderJob, RenderOptions
 from .rendering.outputs import JOURNAL, LEDGER, OUR_FILES, BalanceResult
 from .rendering.pool import render_jobs
 from .reports.balance import plot_balance, summary_text
@@ -186,6 +186,38 @@ def render(
     result = BalanceResult(plan=the_plan, out=out, timings=timings)
     jobs, links = outputs.render_jobs_for(the_plan, records, root, opts, manifest_only)
     outputs.check_collisions(jobs, links)
+    with output_lock(out):  # a second writer into `out` gets a clear error, not a crash
+        _write_into(
+            out, result, records, root, jobs, links, opts,
+            overwrite=overwrite, resume=resume, manifest_only=manifest_only, plots=plots,
+            save_stages=save_stages, workers=workers, backend=backend, address=address,
+            progress=progress,
+        )  # fmt: skip
+    return result
+
+
+def _write_into(
+    out: Path,
+    result: BalanceResult,
+    records: list[ImageRecord],
+    root: Path,
+    jobs: list[RenderJob],
+    links: list[tuple[int, str]],
+    opts: RenderOptions,
+    *,
+    overwrite: bool,
+    resume: bool,
+    manifest_only: bool,
+    plots: bool,
+    save_stages: bool,
+    workers: int | None,
+    backend: str,
+    address: str | None,
+    progress: Progress | None,
+) -> None:
+    """Prepare ``out``, link the kept originals, render the recipes, write provenance
+    (under :func:`render`'s lock on ``out``)."""
+    the_plan, timings = result.plan, result.timings
     planned_paths = [rel for _, rel in links] + [j.out for j in jobs]
     journal = outputs.prepare_out(
         out,
@@ -250,7 +282,6 @@ def render(
         outputs.write_stages(result, records, jobs, links, root, out)
     (out / JOURNAL).unlink(missing_ok=True)
     (out / LEDGER).unlink(missing_ok=True)  # the manifest lists every output from now on
-    return result
 
 
 def balance(

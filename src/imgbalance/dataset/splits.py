@@ -28,6 +28,7 @@ from .._fs import (
     atomic_write_text,
     check_output_dir,
     link_or_copy,
+    output_lock,
     remove_listed,
 )
 from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
@@ -327,6 +328,12 @@ def write_split(
     out = Path(out)
     root = result.catalog.root
     check_output_dir(out, [root], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
+    with output_lock(out):  # a second writer gets a clear error, not a crash
+        return _write(result, out, root, materialize)
+
+
+def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) -> dict[str, Any]:
+    """The body of :func:`write_split`, under its lock on ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".imgbalance-staging-*"):  # left by a killed run: ours by name
         shutil.rmtree(stale, ignore_errors=True)
