@@ -264,3 +264,86 @@ def test_two_writers_one_output_the_second_gets_a_clear_error(
         holder.wait()
     result = imgbalance.balance(balanced_tree, out, "smote", workers=1, plots=False)
     assert all((out / row["path"]).is_file() for row in result.manifest)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> object:
+    """A real 400 KiB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _noisy_tree(root: Path, n: int = 40) -> Path:
+    """Incompressible 48x48 PNGs (~7 KiB each): 40 of them fill a 400 KiB disk with copies."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls, k in (("big", n), ("small", n // 4)):
+        for i in range(k):
+            path = root / cls / f"{i:03d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(path)
+    return root
+
+
+def test_a_full_disk_is_a_clear_error_and_resume_finishes(tmp_path: Path, small_disk: Path) -> None:
+    import subprocess
+
+    src = _noisy_tree(tmp_path / "src")
+    reference = tmp_path / "reference"
+    imgbalance.balance(src, reference, "smote", random_state=1, workers=1, plots=False)
+    out = small_disk / "out"  # another filesystem: originals are copied, not linked
+    with pytest.raises(OutputError, match=r"Cannot write .*the disk is full.*--resume") as info:
+        imgbalance.balance(src, out, "smote", random_state=1, workers=1, plots=False)
+    assert info.value.__cause__ is not None
+    for p in out.rglob("*"):  # nothing half-written under a final name
+        if p.is_file() and p.suffix == ".png":
+            rel = p.relative_to(out)
+            assert _sha(p) == _sha((reference if "synthetic" in str(rel) else src) / rel)
+    # the command line says the same in one line, exit 1, no traceback
+    r = subprocess.run(
+        [sys_executable(), "-m", "imgbalance", "balance", str(src), str(out), "--seed", "1",
+         "--workers", "1", "--resume"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 1 and "the disk is full" in r.stderr and "Traceback" not in r.stderr
+    subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
+    imgbalance.balance(src, out, "smote", random_state=1, workers=1, plots=False, resume=True)
+    timed = ("summary.json", "balance_summary.txt")
+    a = {k: v for k, v in tree_digest(reference).items() if k not in timed}
+    b = {k: v for k, v in tree_digest(out).items() if k not in timed}
+    assert a == b
+
+
+def test_a_read_only_output_is_a_clear_error(tmp_path: Path, small_disk: Path) -> None:
+    import subprocess
+
+    src = _noisy_tree(tmp_path / "src", 8)
+    (small_disk / "out").mkdir()
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(OutputError, match=r"Cannot write .*read-only"):
+        imgbalance.balance(src, small_disk / "out", "smote", workers=1, plots=False)
+    with pytest.raises(OutputError, match=r"Cannot write .*read-only.*--overwrite"):
+        imgbalance.write_split(imgbalance.split(src), small_disk / "out")
+    from imgbalance.reports.analysis import write_analysis
+
+    with pytest.raises(OutputError, match=r"Cannot write .*read-only"):
+        write_analysis(imgbalance.scan(src), small_disk / "out" / "report")
+
+
+def sys_executable() -> str:
+    import sys
+
+    return sys.executable

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import io
 import os
@@ -27,6 +28,7 @@ __all__ = [
     "is_temporary",
     "is_within",
     "link_or_copy",
+    "output_faults",
     "output_lock",
     "remove_listed",
     "remove_temporaries",
@@ -217,6 +219,37 @@ def check_output_dir(
             "Choose a new folder, or pass --overwrite to replace imgbalance's own outputs in it "
             "(other files there are left alone)."
         )
+
+
+#: errors of the place written to, not of imgbalance: reported as a clear OutputError
+_OUTPUT_FAULTS = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+@contextlib.contextmanager
+def output_faults(out: Path, then: str) -> Iterator[None]:
+    """Turn a full disk, a read-only or a forbidden output into an :class:`OutputError`
+    naming the file, the cause and the fix (``then``: how to continue afterwards)."""
+    try:
+        yield
+    except OSError as exc:
+        cause = _OUTPUT_FAULTS.get(exc.errno or 0)
+        named = [Path(f) for f in (exc.filename2, exc.filename) if f]  # a copy names both
+        where = next((f for f in named if is_within(f, out)), None)
+        if cause is None or (named and where is None):
+            raise  # another fault, or one of an input file: not the output's
+        where = where or out
+        if is_temporary(where.name):  # name the file being written, not its temporary
+            where = where.with_name(where.name[1:].rsplit(".", 3)[0])
+        raise OutputError(
+            f'Cannot write "{where}": {cause} ({exc.strerror}). Free some space or choose a '
+            f"writable output folder, then {then}."
+        ) from exc
 
 
 #: the lock file a writer holds in its output folder (kept: removing it would race)

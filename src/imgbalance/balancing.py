@@ -14,7 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._fs import atomic_write_text, check_output_dir, link_or_copy, output_lock, same_content
+from ._fs import (
+    atomic_write_text,
+    check_output_dir,
+    link_or_copy,
+    output_faults,
+    output_lock,
+    same_content,
+)
 from ._random import RandomState, as_generator, int_seed, resolve_seed_alias, seed_of
 from .dataset.catalog import Catalog, ImageRecord
 from .dataset.scanner import scan
@@ -186,7 +193,8 @@ def render(
     result = BalanceResult(plan=the_plan, out=out, timings=timings)
     jobs, links = outputs.render_jobs_for(the_plan, records, root, opts, manifest_only)
     outputs.check_collisions(jobs, links)
-    with output_lock(out):  # a second writer into `out` gets a clear error, not a crash
+    then = "run the same command with --resume: the files already written are verified and kept"
+    with output_faults(out, then), output_lock(out):  # a second writer: a clear error
         _write_into(
             out, result, records, root, jobs, links, opts,
             overwrite=overwrite, resume=resume, manifest_only=manifest_only, plots=plots,

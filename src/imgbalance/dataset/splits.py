@@ -28,6 +28,7 @@ from .._fs import (
     atomic_write_text,
     check_output_dir,
     link_or_copy,
+    output_faults,
     output_lock,
     remove_listed,
 )
@@ -328,8 +329,8 @@ def write_split(
     out = Path(out)
     root = result.catalog.root
     check_output_dir(out, [root], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
-    with output_lock(out):  # a second writer gets a clear error, not a crash
-        return _write(result, out, root, materialize)
+    with output_faults(out, "run the same command with --overwrite"), output_lock(out):
+        return _write(result, out, root, materialize)  # a second writer: a clear error
 
 
 def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) -> dict[str, Any]:

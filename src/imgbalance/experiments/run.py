@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_write_text, check_output_dir, write_csv
+from .._fs import atomic_write_text, check_output_dir, output_faults, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
 from .config import RunConfig
@@ -85,6 +85,25 @@ def run_training(
 
     ``tracker`` (``none``, ``mlflow`` or ``wandb``) also sends the finished run there.
     """
+    with output_faults(Path(out), "run the same command again (--overwrite for train)"):
+        return _run_training(
+            config, out, balanced_cache=balanced_cache, log=log, tracker=tracker,
+            tracker_uri=tracker_uri, experiment=experiment, progress=progress,
+        )  # fmt: skip
+
+
+def _run_training(
+    config: RunConfig | dict[str, Any],
+    out: str | os.PathLike[str],
+    *,
+    balanced_cache: Path | None = None,
+    log: Log = _quiet,
+    tracker: str = "none",
+    tracker_uri: str | None = None,
+    experiment: str = "imgbalance",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """The body of :func:`run_training`, whose output faults become clear errors."""
     cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
     cfg.validate()
     cfg = cfg.resolved()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, output_faults
 from ..dataset.catalog import ratios
 
 if TYPE_CHECKING:
@@ -140,10 +140,11 @@ def write_analysis(catalog: Catalog, out: Path, samples_per_class: int = 6) -> l
     """Write ``analysis.json``, ``class_distribution.png`` and ``samples.png`` into ``out``."""
     from .plotting import plot_class_distribution, plot_samples
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "analysis.json", analysis_json(catalog))
-    plot_class_distribution(catalog, out / "class_distribution.png")
-    plot_samples(catalog, out / "samples.png", per_class=samples_per_class)
+    with output_faults(out, "run the same command again"):
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "analysis.json", analysis_json(catalog))
+        plot_class_distribution(catalog, out / "class_distribution.png")
+        plot_samples(catalog, out / "samples.png", per_class=samples_per_class)
     return [out / "analysis.json", out / "class_distribution.png", out / "samples.png"]
 
 
