@@ -347,3 +347,137 @@ def sys_executable() -> str:
     import sys
 
     return sys.executable
+
+
+# -- found by review: each of these lost data, wrote outside OUT or kept wrong bytes --------
+
+
+def test_manifest_only_from_a_relative_input_never_deletes_the_input(
+    balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tmp_path / "base"
+    shutil.copytree(balanced_tree, base / "in")
+    monkeypatch.chdir(base)
+    before = tree_digest(base / "in")
+    for _ in range(2):  # the second run's cleanup read the in-place rows as OUT/in/...
+        imgbalance.balance("in", "out", "smote", workers=1, manifest_only=True, overwrite=True)
+    assert tree_digest(base / "in") == before
+    rows = _manifest(base / "out")
+    assert all(Path(r["path"]).is_absolute() for r in rows if r["origin"] == "original")
+
+
+def test_a_class_folder_linked_out_of_the_output_is_refused(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    import os
+
+    src = tmp_path / "src"
+    shutil.copytree(balanced_tree, src)
+    before = tree_digest(src)
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(src / "bees", out / "bees")
+    with pytest.raises(OutputError, match=r"leads out of the output folder"):
+        imgbalance.balance(src, out, "smote", workers=1, overwrite=True, manifest_only=True)
+    splits = tmp_path / "splits"
+    splits.mkdir()
+    os.symlink(src / "ants", splits / "train")
+    with pytest.raises(OutputError, match=r"leads out of the output folder"):
+        imgbalance.write_split(imgbalance.split(src), splits, materialize="link", overwrite=True)
+    assert tree_digest(src) == before
+
+
+def test_rendering_again_after_the_inputs_changed_uses_the_new_pixels(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    from PIL import Image, ImageOps
+
+    import imgbalance.rendering.kernel as kernel
+
+    src = tmp_path / "src"
+    shutil.copytree(balanced_tree, src)
+    imgbalance.balance(src, tmp_path / "a", "smote", workers=1, plots=False)
+    for p in src.rglob("*.png"):  # every image inverted in place, same names
+        with Image.open(p) as im:
+            inverted = ImageOps.invert(im.convert("RGB"))
+        inverted.save(p)
+    b = imgbalance.balance(src, tmp_path / "b", "smote", workers=1, plots=False)
+    kernel._CACHE.items.clear()  # a fresh process's view
+    kernel._CACHE.bytes = 0
+    c = imgbalance.balance(src, tmp_path / "c", "smote", workers=1, plots=False)
+    assert [r["sha256"] for r in b.manifest] == [r["sha256"] for r in c.manifest]
+
+
+def test_resume_refuses_a_changed_input_or_other_settings(
+    balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(balanced_tree, src)
+    part = tmp_path / "part"
+    _interrupted(src, part, monkeypatch)
+    with pytest.raises(OutputError, match="different plan"):  # another PNG level
+        imgbalance.balance(
+            src, part, "smote", random_state=3, workers=1, resume=True, png_compress_level=6
+        )
+    first = sorted(src.rglob("*.png"))[0]
+    first.write_bytes(next(p for p in sorted(src.rglob("*.png")) if p != first).read_bytes())
+    with pytest.raises(OutputError, match="different plan"):  # the same names, other bytes
+        imgbalance.balance(src, part, "smote", random_state=3, workers=1, resume=True)
+    # --resume --overwrite with a changed plan starts again instead of refusing
+    imgbalance.balance(
+        src, part, "smote", random_state=3, workers=1, resume=True, overwrite=True, plots=False
+    )
+    assert all(_sha(part / r["path"]) == r["sha256"] for r in _manifest(part))
+
+
+def test_an_interrupted_split_can_be_redone_with_overwrite(
+    balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import imgbalance.dataset.splits as splits
+
+    out = tmp_path / "splits"
+    result = imgbalance.split(balanced_tree, random_state=1)
+    real = splits._move_in
+    moved = []
+
+    def killed_after_train(staged: Path, target: Path) -> None:
+        if moved:
+            raise KeyboardInterrupt
+        moved.append(target)
+        real(staged, target)
+
+    monkeypatch.setattr(splits, "_move_in", killed_after_train)
+    with pytest.raises(KeyboardInterrupt):
+        imgbalance.write_split(result, out, materialize="copy")
+    assert (out / "train").is_dir() and not (out / "splits.csv").exists()
+    monkeypatch.setattr(splits, "_move_in", real)
+    imgbalance.write_split(result, out, materialize="copy", overwrite=True)
+    for row in result.rows:
+        assert _sha(out / row["split"] / row["path"]) == row["sha256"]
+    assert not (out / ".imgbalance-split-outputs.txt").exists()
+
+
+def test_odd_output_folders_are_clear_errors(balanced_tree: Path, tmp_path: Path) -> None:
+    import os
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("important\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(victim, out / ".imgbalance.lock")
+    with pytest.raises(OutputError, match="is a symbolic link"):
+        imgbalance.balance(balanced_tree, out, "smote", workers=1, plots=False)
+    assert victim.read_text() == "important\n"  # never truncated through the link
+    (out / ".imgbalance.lock").unlink()
+    (out / "ants").write_text("a file named like a class")
+    with pytest.raises(OutputError, match=r'"ants" there'):
+        imgbalance.balance(balanced_tree, out, "smote", workers=1, overwrite=True)
+    os.symlink(tmp_path / "missing", tmp_path / "dangling")
+    with pytest.raises(OutputError, match="link to a missing folder"):
+        imgbalance.balance(balanced_tree, tmp_path / "dangling", "smote", workers=1)
+    src = tmp_path / "src"
+    shutil.copytree(balanced_tree, src)
+    planned = imgbalance.plan(src, "smote")
+    next(src.rglob("*.png")).unlink()
+    with pytest.raises(imgbalance.DatasetError, match=r"is gone now\. Plan again"):
+        imgbalance.render(planned, tmp_path / "out2", workers=1, plots=False)

@@ -23,6 +23,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "check_inside",
     "check_output_dir",
     "is_hidden",
     "is_temporary",
@@ -62,6 +63,10 @@ def atomic_path(target: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename is None:  # a failed write() names no file: name the one written
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -127,6 +132,24 @@ def remove_temporaries(root: Path) -> int:
     return removed
 
 
+def check_inside(out: Path, paths: Iterable[str]) -> None:
+    """Refuse output paths (relative to ``out``) whose folder is reached through a link
+    that leaves ``out``: writing there would write, or replace files, somewhere else."""
+    base = out.resolve()
+    seen: dict[str, bool] = {}
+    for rel in paths:
+        folder = os.path.dirname(rel)
+        if folder not in seen:
+            parent = (out / folder).resolve()
+            seen[folder] = parent == base or base in parent.parents
+        if not seen[folder]:
+            raise OutputError(
+                f'"{out / folder}" leads out of the output folder "{out}" (a symbolic link '
+                f'to "{(out / folder).resolve()}"). imgbalance writes only inside its output '
+                "folder: remove the link, or choose another folder."
+            )
+
+
 def same_content(path: Path, source: Path, sha256: str | None) -> bool:
     """Whether ``path`` holds ``source``'s bytes: the same file (a hard link), or a copy of
     the same size whose sha256 is ``sha256`` (the source's, from the scan)."""
@@ -146,7 +169,7 @@ def same_content(path: Path, source: Path, sha256: str | None) -> bool:
     return sha256 is not None and h.hexdigest() == sha256
 
 
-def remove_listed(out: Path, paths: Iterable[str]) -> int:
+def remove_listed(out: Path, paths: Iterable[str], protect: Iterable[Path] = ()) -> int:
     """Delete the files ``paths`` (relative to ``out``) that imgbalance wrote, then the
     folders that this leaves empty; never anything outside ``out``. Returns the count.
 
@@ -155,6 +178,7 @@ def remove_listed(out: Path, paths: Iterable[str]) -> int:
     file in ``out`` stays, and so do the folders that still hold one.
     """
     base = out.resolve()
+    inputs = [p.resolve() for p in protect]
     removed = 0
     folders: set[Path] = set()
     for rel in paths:
@@ -167,6 +191,8 @@ def remove_listed(out: Path, paths: Iterable[str]) -> int:
             continue
         if parent != base and base not in parent.parents:
             continue  # "../" or a link out of the folder: not ours to touch
+        if any(parent == i or i in parent.parents for i in inputs):
+            continue  # inside an input tree: never, whatever a record says
         if target.is_symlink() or target.is_file():
             target.unlink()
             removed += 1
@@ -211,6 +237,11 @@ def check_output_dir(
                     f'Output "{out / name}" would replace the input folder "{src}". '
                     "Choose another output folder."
                 )
+    if out.is_symlink() and not out.exists():
+        raise OutputError(
+            f'Output path "{out}" is a symbolic link to a missing folder '
+            f'("{os.readlink(out)}"). Create that folder or choose another path.'
+        )
     if out.exists() and not out.is_dir():
         raise OutputError(f'Output path "{out}" exists and is a file. Choose a folder path.')
     if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
@@ -241,9 +272,8 @@ def output_faults(out: Path, then: str) -> Iterator[None]:
         cause = _OUTPUT_FAULTS.get(exc.errno or 0)
         named = [Path(f) for f in (exc.filename2, exc.filename) if f]  # a copy names both
         where = next((f for f in named if is_within(f, out)), None)
-        if cause is None or (named and where is None):
-            raise  # another fault, or one of an input file: not the output's
-        where = where or out
+        if cause is None or where is None:
+            raise  # another fault, one of an input file, or one that names no file
         if is_temporary(where.name):  # name the file being written, not its temporary
             where = where.with_name(where.name[1:].rsplit(".", 3)[0])
         raise OutputError(
@@ -267,7 +297,15 @@ def output_lock(out: Path) -> Iterator[None]:
     import fcntl
 
     out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # never through a link: truncating one would empty its target
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise OutputError(
+            f'"{out / LOCK}" is a symbolic link; imgbalance keeps its lock file there. '
+            "Remove the link."
+        ) from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

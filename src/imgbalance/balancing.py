@@ -7,22 +7,26 @@ space), :func:`render` (the plan at full resolution, with provenance) and
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ._fs import (
     atomic_write_text,
     check_output_dir,
+    is_within,
     link_or_copy,
     output_faults,
     output_lock,
     same_content,
 )
 from ._random import RandomState, as_generator, int_seed, resolve_seed_alias, seed_of
+from ._version import __version__
 from .dataset.catalog import Catalog, ImageRecord
 from .dataset.scanner import scan
 from .errors import ConfigError, DatasetError
@@ -86,7 +90,7 @@ def plan(
             f'"{catalog.root}" has no readable images to balance. Run '
             f'`imgbalance analyze "{catalog.root}"` to see why.'
         )
-    root = catalog.root
+    root = catalog.root.resolve()  # in-place manifest rows must not depend on the cwd
     X, failed = compute_features(
         [str(root / r.path) for r in records],
         [r.sha256 or r.path for r in records],
@@ -126,7 +130,17 @@ def plan(
     )
     the_plan.notes[:0] = notes
     the_plan.left_out = left_out
-    the_plan.config.update({"features": str(spec), "source": str(root)})
+    digest = hashlib.sha256()  # the input's content: a resume of a changed input is refused
+    for r in records:
+        digest.update(f"{r.path}\0{r.sha256}\n".encode("utf-8", "surrogateescape"))
+    the_plan.config.update(
+        {
+            "features": str(spec),
+            "source": str(root),
+            "input_sha256": digest.hexdigest()[:16],
+            "imgbalance_version": __version__,
+        }
+    )
     return BalancePlan(plan=the_plan, records=records, root=root)
 
 
@@ -185,6 +199,7 @@ def render(
     the_plan.config.update(
         {
             "format": format,
+            "png_compress_level": png_compress_level,
             "image_size": list(image_size) if image_size else None,
             "manifest_only": manifest_only,
         }
@@ -194,7 +209,7 @@ def render(
     jobs, links = outputs.render_jobs_for(the_plan, records, root, opts, manifest_only)
     outputs.check_collisions(jobs, links)
     then = "run the same command with --resume: the files already written are verified and kept"
-    with output_faults(out, then), output_lock(out):  # a second writer: a clear error
+    with _input_changes(root), output_faults(out, then), output_lock(out):  # one writer
         _write_into(
             out, result, records, root, jobs, links, opts,
             overwrite=overwrite, resume=resume, manifest_only=manifest_only, plots=plots,
@@ -386,6 +401,20 @@ def balance(
         backend=backend,
         address=address,
     )
+
+
+@contextlib.contextmanager
+def _input_changes(root: Path) -> Iterator[None]:
+    """An input file that vanished between planning and rendering: a clear error."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if not (exc.filename and is_within(Path(exc.filename), root)):
+            raise
+        raise DatasetError(
+            f'"{exc.filename}" was in the input when the plan was made and is gone now. '
+            "Plan again (run the same command; with --overwrite if the output exists)."
+        ) from exc
 
 
 def _left_out(catalog: Catalog) -> list[dict[str, str]]:

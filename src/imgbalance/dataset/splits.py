@@ -26,6 +26,7 @@ import numpy as np
 from .._fs import (
     atomic_open_text,
     atomic_write_text,
+    check_inside,
     check_output_dir,
     link_or_copy,
     output_faults,
@@ -299,7 +300,9 @@ def _warnings(result: SplitResult, targets: np.ndarray, filled: np.ndarray) -> l
     return out
 
 
-SPLIT_OUTPUTS = ("splits.csv", "split_summary.json", *SPLITS)
+#: the tree files a materializing split will write, listed before it moves any in
+SPLIT_LEDGER = ".imgbalance-split-outputs.txt"
+SPLIT_OUTPUTS = ("splits.csv", "split_summary.json", SPLIT_LEDGER, *SPLITS)
 
 
 def write_split(
@@ -341,8 +344,10 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
     summary = result.summary()
     summary["root"] = str(root.resolve())  # absolute: the split is read from anywhere
     previous = _materialized_before(out)
+    trees = [f"{row['split']}/{row['path']}" for row in result.rows] if materialize else []
+    check_inside(out, [*trees, *(f"{s}/." for s in SPLITS)])  # no tree may be a link out
     if materialize is None:
-        remove_listed(out, previous)  # an earlier run's trees are replaced by none
+        remove_listed(out, previous, protect=[root])  # earlier trees are replaced by none
     else:
         done: dict[str, int] = defaultdict(int)
         staging = Path(tempfile.mkdtemp(prefix=".imgbalance-staging-", dir=out))
@@ -365,7 +370,9 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
                         "this split would write there. imgbalance never replaces files it "
                         "did not write: move it, or choose another --out."
                     )
-            remove_listed(out, previous)  # only the files an earlier split wrote
+            # listed before any tree file moves in, so an interrupted run's files are ours
+            atomic_write_text(out / SPLIT_LEDGER, "\n".join([*previous, *trees]) + "\n")
+            remove_listed(out, previous, protect=[root])  # only the files an earlier split wrote
             for s in SPLITS:
                 _move_in(staging / s, out / s)
         finally:
@@ -386,12 +393,20 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
     atomic_write_text(
         out / "split_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
     )
+    (out / SPLIT_LEDGER).unlink(missing_ok=True)  # splits.csv lists the trees from now on
     return summary
 
 
 def _materialized_before(out: Path) -> list[str]:
     """The tree files an earlier ``write_split`` in ``out`` wrote (from its splits.csv and
-    summary), relative to ``out``; empty when it built no trees or left no record."""
+    summary, and the ledger of one that was interrupted), relative to ``out``."""
+    ledger: list[str] = []
+    if (out / SPLIT_LEDGER).is_file():
+        ledger = (out / SPLIT_LEDGER).read_text(encoding="utf-8", errors="replace").splitlines()
+    return ledger + _recorded_trees(out)
+
+
+def _recorded_trees(out: Path) -> list[str]:
     try:
         summary = json.loads((out / "split_summary.json").read_text(encoding="utf-8"))
         if not isinstance(summary, dict) or not summary.get("materialized"):

@@ -11,6 +11,7 @@ unchanged. The local pool (:mod:`.pool`) and Ray (:mod:`.ray`) both run this ker
 from __future__ import annotations
 
 import io
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -63,12 +64,17 @@ class _PixelCache:
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self.items: OrderedDict[tuple[str, str, tuple[int, int] | None], np.ndarray] = OrderedDict()
+        self.items: OrderedDict[tuple[Any, ...], np.ndarray] = OrderedDict()
         self.bytes = 0
 
     def get(self, path: str, mode: str, size: tuple[int, int] | None) -> np.ndarray:
-        """Pixels of ``path`` in ``mode``, resized to ``size`` (None: native size)."""
-        key = (path, mode, size)
+        """Pixels of ``path`` in ``mode``, resized to ``size`` (None: native size).
+
+        The key holds the file's size and modification time, so a file changed since it
+        was cached (a notebook that re-balances after editing images) is decoded again.
+        """
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size, mode, size)
         arr = self.items.get(key)
         if arr is not None:
             self.items.move_to_end(key)

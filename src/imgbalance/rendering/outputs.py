@@ -22,6 +22,7 @@ from typing import Any
 from .._fs import (
     atomic_open_text,
     atomic_write_text,
+    check_inside,
     check_output_dir,
     remove_listed,
     remove_temporaries,
@@ -190,6 +191,10 @@ def recorded_outputs(out: Path) -> list[str]:
     return paths
 
 
+def _occupied(path: Path) -> bool:
+    return path.exists() or path.is_symlink()
+
+
 def prepare_out(
     out: Path,
     root: Path,
@@ -208,17 +213,27 @@ def prepare_out(
     someone else's where this run would write is an error, never replaced.
     """
     replaces = (*classes, *OUR_FILES)
-    if resume and (out / "plan.json").exists():
+    check_inside(out, planned)  # no class folder may be a link that leaves `out`
+    for cls in classes:
+        if (out / cls).exists() and not (out / cls).is_dir():
+            raise OutputError(
+                f'"{out / cls}" is a file, and this run writes the class folder "{cls}" '
+                "there. Move the file, or choose another output folder."
+            )
+    same_plan = (out / "plan.json").is_file() and (out / "plan.json").read_text(
+        encoding="utf-8", errors="replace"
+    ) == plan_json
+    if resume and (out / "plan.json").exists() and (same_plan or not overwrite):
         check_output_dir(out, [root], overwrite=True, replaces=replaces)
-        if (out / "plan.json").read_text(encoding="utf-8") != plan_json:
+        if not same_plan:
             raise OutputError(
                 f'"{out}" holds an interrupted run with a different plan (other '
-                "input, method, target or seed). Use --overwrite to start again."
+                "input, method, target, seed or settings). Use --overwrite to start again."
             )
         remove_temporaries(out)
         atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
         return read_journal(out)
-    check_output_dir(out, [root], overwrite=overwrite, replaces=replaces)
+    check_output_dir(out, [root], overwrite=overwrite or resume, replaces=replaces)
     if out.is_dir():
         recorded = set(recorded_outputs(out))
         in_the_way = [
@@ -232,8 +247,15 @@ def prepare_out(
                 "of an earlier imgbalance run, and this run would write there. imgbalance "
                 "never replaces files it did not write: move it, or choose another folder."
             )
-        remove_listed(out, [*recorded, LEDGER, JOURNAL])
+        remove_listed(out, [*recorded, LEDGER, JOURNAL], protect=[root])
         remove_temporaries(out)
+        left = [p for p in planned if _occupied(out / p)]
+        if left:  # recorded, but not removable (outside `out`, or inside the input)
+            raise OutputError(
+                f'"{out / left[0]}" (and {len(left) - 1} more) could not be removed as an '
+                "earlier output, and this run would write there. Move it, or choose another "
+                "folder."
+            )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
     atomic_write_text(out / "plan.json", plan_json)
