@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_text",
     "check_inside",
     "check_output_dir",
+    "file_sha256",
     "is_hidden",
     "is_temporary",
     "is_within",
@@ -150,6 +151,18 @@ def check_inside(out: Path, paths: Iterable[str]) -> None:
             )
 
 
+def file_sha256(path: Path) -> str | None:
+    """sha256 of the file's bytes (read in blocks), or None when it cannot be read."""
+    h = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return None
+    return h.hexdigest()
+
+
 def same_content(path: Path, source: Path, sha256: str | None) -> bool:
     """Whether ``path`` holds ``source``'s bytes: the same file (a hard link), or a copy of
     the same size whose sha256 is ``sha256`` (the source's, from the scan)."""
@@ -162,11 +175,7 @@ def same_content(path: Path, source: Path, sha256: str | None) -> bool:
             return False
     except OSError:
         return False
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return sha256 is not None and h.hexdigest() == sha256
+    return sha256 is not None and file_sha256(path) == sha256
 
 
 def remove_listed(out: Path, paths: Iterable[str], protect: Iterable[Path] = ()) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from ._fs import (
     atomic_write_text,
     check_output_dir,
+    file_sha256,
     is_within,
     link_or_copy,
     output_faults,
@@ -265,7 +266,7 @@ def _write_into(
     todo = []
     for job in jobs:
         prior = journal.get(job.out)
-        if prior is not None and outputs.file_sha256(out / job.out) == prior:
+        if prior is not None and file_sha256(out / job.out) == prior:
             done[job.index] = (prior, (out / job.out).stat().st_size)
         else:
             todo.append(job)

@@ -86,121 +86,111 @@ def run_training(
     ``tracker`` (``none``, ``mlflow`` or ``wandb``) also sends the finished run there.
     """
     with output_faults(Path(out), "run the same command again (--overwrite for train)"):
-        return _run_training(
-            config, out, balanced_cache=balanced_cache, log=log, tracker=tracker,
-            tracker_uri=tracker_uri, experiment=experiment, progress=progress,
-        )  # fmt: skip
-
-
-def _run_training(
-    config: RunConfig | dict[str, Any],
-    out: str | os.PathLike[str],
-    *,
-    balanced_cache: Path | None = None,
-    log: Log = _quiet,
-    tracker: str = "none",
-    tracker_uri: str | None = None,
-    experiment: str = "imgbalance",
-    progress: Callable[[str, int, int], None] | None = None,
-) -> dict[str, Any]:
-    """The body of :func:`run_training`, whose output faults become clear errors."""
-    cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
-    cfg.validate()
-    cfg = cfg.resolved()
-    out = Path(out)
-    t_start = time.perf_counter()
-    split = load_split(cfg.data)
-    check_output_dir(out, split.inputs, overwrite=True, replaces=())
-    if balanced_cache is not None:
-        check_output_dir(balanced_cache, split.inputs, overwrite=True, replaces=())
-    out.mkdir(parents=True, exist_ok=True)
-    classes = split.classes
-    _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
-    _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
-    _write_json(out / "environment.json", environment())
-    train = balanced_train_set(split, cfg, balanced_cache, log, progress)
-    stats: dict[str, dict[str, Any]] = {
-        s: {
-            "counts": dict(zip(classes, split.counts(s), strict=True)),
-            "total": len(split.rows[s]),
-            **ratios(dict(zip(classes, split.counts(s), strict=True))),
+        cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
+        cfg.validate()
+        cfg = cfg.resolved()
+        out = Path(out)
+        t_start = time.perf_counter()
+        split = load_split(cfg.data)
+        check_output_dir(out, split.inputs, overwrite=True, replaces=())
+        if balanced_cache is not None:
+            check_output_dir(balanced_cache, split.inputs, overwrite=True, replaces=())
+        out.mkdir(parents=True, exist_ok=True)
+        classes = split.classes
+        _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
+        _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
+        _write_json(out / "environment.json", environment())
+        train = balanced_train_set(split, cfg, balanced_cache, log, progress)
+        stats: dict[str, dict[str, Any]] = {
+            s: {
+                "counts": dict(zip(classes, split.counts(s), strict=True)),
+                "total": len(split.rows[s]),
+                **ratios(dict(zip(classes, split.counts(s), strict=True))),
+            }
+            for s in ("train", "val", "test")
         }
-        for s in ("train", "val", "test")
-    }
-    after = dict(zip(classes, train.counts(len(classes)), strict=True))
-    stats["train_after_balancing"] = {"counts": after, "total": len(train.labels), **ratios(after)}
-    _write_json(out / "dataset_statistics.json", stats)
-    _write_json(
-        out / "balancing_analysis.json",
-        {
-            **train.balancing,
-            "counts_before": stats["train"]["counts"],
-            "counts_after": after,
-            "size_before": len(split.rows["train"]),
-            "size_after": len(train.labels),
-            "ratios_before": ratios(stats["train"]["counts"]),
-            "ratios_after": ratios(after),
-        },
-    )
-    with PeakRSS() as memory:
-        if cfg.model == "linear":
-            result = train_linear(cfg, split, train, out, log)
-        else:
-            from .torch_train import train_torch
+        after = dict(zip(classes, train.counts(len(classes)), strict=True))
+        stats["train_after_balancing"] = {
+            "counts": after,
+            "total": len(train.labels),
+            **ratios(after),
+        }
+        _write_json(out / "dataset_statistics.json", stats)
+        _write_json(
+            out / "balancing_analysis.json",
+            {
+                **train.balancing,
+                "counts_before": stats["train"]["counts"],
+                "counts_after": after,
+                "size_before": len(split.rows["train"]),
+                "size_after": len(train.labels),
+                "ratios_before": ratios(stats["train"]["counts"]),
+                "ratios_after": ratios(after),
+            },
+        )
+        with PeakRSS() as memory:
+            if cfg.model == "linear":
+                result = train_linear(cfg, split, train, out, log)
+            else:
+                from .torch_train import train_torch
 
-            result = train_torch(cfg, split, train, out, log, progress)
-    val_y, val_p = result["val"]
-    test_y, test_p = result["test"]
-    prior = np.asarray(train.original_counts, dtype=np.float64)
-    prior = prior / max(prior.sum(), 1.0)
-    test_metrics = classification_metrics(test_y, test_p, classes)
-    val_metrics = classification_metrics(val_y, val_p, classes)
-    offsets = tune_class_offsets(val_y, val_p) if len(val_y) else np.zeros(len(classes))
-    posthoc = {
-        "logit_adjustment": classification_metrics(test_y, logit_adjusted(test_p, prior), classes),
-        "threshold_moving": classification_metrics(test_y, apply_offsets(test_p, offsets), classes),
-    }
-    _write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc)
-    conf = confidence_table(test_y, test_p, classes)
-    write_csv(out / "confidence_analysis.csv", conf)
-    from .plots import plot_confidence, plot_confusion
+                result = train_torch(cfg, split, train, out, log, progress)
+        val_y, val_p = result["val"]
+        test_y, test_p = result["test"]
+        prior = np.asarray(train.original_counts, dtype=np.float64)
+        prior = prior / max(prior.sum(), 1.0)
+        test_metrics = classification_metrics(test_y, test_p, classes)
+        val_metrics = classification_metrics(val_y, val_p, classes)
+        offsets = tune_class_offsets(val_y, val_p) if len(val_y) else np.zeros(len(classes))
+        posthoc = {
+            "logit_adjustment": classification_metrics(
+                test_y, logit_adjusted(test_p, prior), classes
+            ),
+            "threshold_moving": classification_metrics(
+                test_y, apply_offsets(test_p, offsets), classes
+            ),
+        }
+        _write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc)
+        conf = confidence_table(test_y, test_p, classes)
+        write_csv(out / "confidence_analysis.csv", conf)
+        from .plots import plot_confidence, plot_confusion
 
-    plot_confusion(test_metrics, classes, out / "confusion_matrix.png", title=_title(cfg))
-    plot_confidence(test_y, test_p, out / "confidence_distribution.png", title=_title(cfg))
-    summary = {
-        "status": "completed",
-        "run": out.name,
-        "config": cfg.to_dict(),
-        "fingerprint": cfg.fingerprint(),
-        "classes": classes,
-        "best_epoch": result.get("best_epoch"),
-        "epochs_run": result.get("epochs_run"),
-        "final_metrics": test_metrics,
-        "val_metrics": val_metrics,
-        "val_test_gap": {
-            k: val_metrics[k] - test_metrics[k]
-            for k in ("macro_f1", "balanced_accuracy", "accuracy")
-        },
-        "posthoc": {
-            name: {k: m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "gmean")}
-            for name, m in posthoc.items()
-        },
-        "threshold_offsets": offsets.tolist(),
-        "training_time_s": round(result["train_s"], 3),
-        "total_time_s": round(time.perf_counter() - t_start, 3),
-        "peak_memory_mib": round(memory.peak_mib, 1),  # process RSS while training
-        "gpu_peak_memory_mib": result.get("gpu_peak_memory_mib"),
-        "train_size_before": len(split.rows["train"]),
-        "train_size_after": len(train.labels),
-        "device": result.get("device", "cpu"),
-    }
-    clean: dict[str, Any] = _nan_to_none(summary)
-    _write_json(out / "experiment_summary.json", clean)
-    if tracker != "none":
-        from .trackers import log_run
+        plot_confusion(test_metrics, classes, out / "confusion_matrix.png", title=_title(cfg))
+        plot_confidence(test_y, test_p, out / "confidence_distribution.png", title=_title(cfg))
+        summary = {
+            "status": "completed",
+            "run": out.name,
+            "config": cfg.to_dict(),
+            "fingerprint": cfg.fingerprint(),
+            "classes": classes,
+            "best_epoch": result.get("best_epoch"),
+            "epochs_run": result.get("epochs_run"),
+            "final_metrics": test_metrics,
+            "val_metrics": val_metrics,
+            "val_test_gap": {
+                k: val_metrics[k] - test_metrics[k]
+                for k in ("macro_f1", "balanced_accuracy", "accuracy")
+            },
+            "posthoc": {
+                name: {k: m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "gmean")}
+                for name, m in posthoc.items()
+            },
+            "threshold_offsets": offsets.tolist(),
+            "training_time_s": round(result["train_s"], 3),
+            "total_time_s": round(time.perf_counter() - t_start, 3),
+            "peak_memory_mib": round(memory.peak_mib, 1),  # process RSS while training
+            "gpu_peak_memory_mib": result.get("gpu_peak_memory_mib"),
+            "train_size_before": len(split.rows["train"]),
+            "train_size_after": len(train.labels),
+            "device": result.get("device", "cpu"),
+        }
+        clean: dict[str, Any] = _nan_to_none(summary)
+        _write_json(out / "experiment_summary.json", clean)
+        if tracker != "none":
+            from .trackers import log_run
 
-        log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
-    return clean
+            log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
+        return clean
 
 
 def _title(cfg: RunConfig) -> str:

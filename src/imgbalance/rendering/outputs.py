@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +40,9 @@ __all__ = [
     "BalanceResult",
     "check_collisions",
     "class_modes",
-    "file_sha256",
     "json_list",
     "manifest_rows",
+    "original_row",
     "parse_list",
     "prepare_out",
     "read_journal",
@@ -262,11 +261,25 @@ def prepare_out(
     return {}
 
 
-def file_sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
+def original_row(
+    rec: ImageRecord, path: str, seed: Any, sha256: str | None, op: str = ""
+) -> dict[str, Any]:
+    """The manifest row of an original: linked, referenced in place, or re-encoded by
+    ``op`` (``resize``)."""
+    return {
+        "path": path,
+        "class": rec.class_name,
+        "label": rec.label,
+        "split": "train",
+        "origin": "original",
+        "method": op,
+        "op": op,
+        "parents": json_list([rec.path]),
+        "weights": "[1.0]",
+        "params": "",
+        "seed": seed,
+        "sha256": sha256,
+    }
 
 
 def manifest_rows(
@@ -284,42 +297,12 @@ def manifest_rows(
         links = [(i, str(root / records[i].path)) for i in the_plan.kept]
     for i, path in links:
         rec = records[i]
-        rows.append(
-            {
-                "path": path,
-                "class": rec.class_name,
-                "label": rec.label,
-                "split": "train",
-                "origin": "original",
-                "method": "",
-                "op": "",
-                "parents": json_list([rec.path]),
-                "weights": "[1.0]",
-                "params": "",
-                "seed": seed,
-                "sha256": rec.sha256,
-            }
-        )
+        rows.append(original_row(rec, path, seed, rec.sha256))
     for job in jobs:
         sha = done[job.index][0]
         if job.index < 0:
             rec = records[-1 - job.index]
-            rows.append(
-                {
-                    "path": job.out,
-                    "class": rec.class_name,
-                    "label": rec.label,
-                    "split": "train",
-                    "origin": "original",
-                    "method": "resize",
-                    "op": "resize",
-                    "parents": json_list([rec.path]),
-                    "weights": "[1.0]",
-                    "params": "",
-                    "seed": seed,
-                    "sha256": sha,
-                }
-            )
+            rows.append(original_row(rec, job.out, seed, sha, op="resize"))
             continue
         r = the_plan.recipes[job.index]
         rows.append(
@@ -366,21 +349,8 @@ def write_stages(
                 rows.append(by_path[path])
             else:  # not in the final output: referenced in place
                 rec = records[i]
-                rows.append(
-                    {
-                        **result.manifest[0],
-                        "path": str(root / rec.path),
-                        "class": rec.class_name,
-                        "label": rec.label,
-                        "origin": "original",
-                        "method": "",
-                        "op": "",
-                        "parents": json_list([rec.path]),
-                        "weights": "[1.0]",
-                        "params": "",
-                        "sha256": rec.sha256,
-                    }
-                )
+                seed = result.manifest[0]["seed"]
+                rows.append(original_row(rec, str(root / rec.path), seed, rec.sha256))
         rows += [by_path[recipe_out[n]] for n in stage["recipes"]]
         with atomic_open_text(out / "stages" / name / "manifest.csv") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(result.manifest[0]), lineterminator="\n")
