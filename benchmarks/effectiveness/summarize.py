@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from imgbalance.experiments.report import aggregate, paired_difference
+from imgbalance.experiments.results import aggregate
+from imgbalance.experiments.stats import corrected_ttest, sign_test
 
 HERE = Path(__file__).resolve().parent
 
@@ -86,8 +87,10 @@ def _paired(pairs: list[tuple[Any, Any]]) -> str:
     pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
     if not pairs:
         return "n/a"
-    delta, wins, p = paired_difference(pairs)
-    return f"{100 * delta:+.1f}{_stars(p)} ({wins})"
+    d = [float(a) - float(b) for a, b in pairs]
+    p = corrected_ttest(d, None) if len(d) > 1 and np.ptp(d) > 1e-12 else sign_test(d)
+    wins = f"{sum(x > 0 for x in d)}/{len(d)}"
+    return f"{100 * float(np.mean(d)):+.1f}{_stars(p)} ({wins})"
 
 
 def main() -> None:

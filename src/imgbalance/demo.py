@@ -175,7 +175,8 @@ def run_demo(
             import json
 
             from .experiments.grid import run_grid
-            from .experiments.report import aggregate, collect_runs, write_report
+            from .experiments.report import write_report
+            from .experiments.results import aggregate, collect_runs
 
             out_console.print(
                 "\n[bold]Comparing techniques[/] (linear and small CNN, 3 seeds, test split)"

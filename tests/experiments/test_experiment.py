@@ -74,10 +74,13 @@ def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: P
     assert {"recall:red", "minority_recall", "posthoc_la_macro_f1"} <= set(rows[0])
     md = paths["markdown"].read_text()
     assert "| baseline (linear) | 3 |" in md and "±" in md and "## Failed runs" in md
-    assert "weighted (linear)" in md and ("(+" in md or "(-" in md)  # deltas to the baseline
+    assert "weighted (linear)" in md and ("(Δ +" in md or "(Δ -" in md)  # deltas to the baseline
+    assert "## Verdict" in md and "Protocol: 12 runs over 1 split(s)" in md
+    # linear with a deterministic technique repeats one number over seeds: one measurement
+    assert "from a single measurement" in md and "All runs share one split" in md
     page = paths["html"].read_text()
     assert page.count("data:image/png;base64,") == 3 and "class='best'" in page
-    for name in ("macro_f1_by_technique.png", "per_class_recall.png", "per_class_improvement.png"):
+    for name in ("change_vs_baseline.png", "per_class_recall.png", "per_class_improvement.png"):
         assert (out / name).stat().st_size > 1000
 
     # a second grid into the same folder (another seed's data): the report keeps both orders
@@ -87,9 +90,8 @@ def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: P
     record = json.loads((out / "grid.json").read_text())
     assert record["runs"] == [r.run_id for r in runs] + ["baseline__linear__seed3"]
     assert record["name"] == grid["name"] != "second grid"
-    assert (
-        write_report(out)["markdown"].read_text().startswith(f"# imgbalance report: {grid['name']}")
-    )
+    title = f"# imgbalance report: split ({grid['name']})"  # the data's name, then the grid's
+    assert write_report(out)["markdown"].read_text().startswith(title)
 
 
 def test_grid_errors_and_cli(tmp_path: Path, split_tree: Path) -> None:

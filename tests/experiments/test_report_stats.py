@@ -1,4 +1,4 @@
-"""The statistics of ``imgbalance report``: per-technique aggregation and the paired test."""
+"""Per-technique aggregation of ``imgbalance report`` over run rows (one split, seeds)."""
 
 from __future__ import annotations
 
@@ -9,77 +9,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from imgbalance.experiments.report import METRICS, aggregate, paired_difference
-
-# -- paired_difference -------------------------------------------------------------------
-
-
-def test_paired_difference_matches_scipy() -> None:
-    pairs = [(0.81, 0.70), (0.74, 0.71), (0.60, 0.66), (0.90, 0.72)]
-    a = np.array([p[0] for p in pairs])
-    b = np.array([p[1] for p in pairs])
-    delta, wins, p = paired_difference(pairs)
-    assert delta == pytest.approx(float(np.mean(a - b)))
-    assert delta == pytest.approx((0.11 + 0.03 - 0.06 + 0.18) / 4)
-    assert wins == "3/4"
-    assert p == pytest.approx(float(stats.ttest_rel(a, b).pvalue), rel=1e-12)
-    assert 0.05 < p < 0.5  # a real, non-trivial p-value, not a placeholder
-
-
-def test_paired_difference_sign_and_order() -> None:
-    """``a`` is the technique, ``b`` the baseline: swapping them flips delta, not p."""
-    pairs = [(0.5, 0.6), (0.55, 0.7), (0.4, 0.45)]
-    delta, wins, p = paired_difference(pairs)
-    back, back_wins, back_p = paired_difference([(b, a) for a, b in pairs])
-    assert delta == pytest.approx(-0.1)
-    assert back == pytest.approx(0.1)
-    assert (wins, back_wins) == ("0/3", "3/3")
-    assert p == pytest.approx(back_p)
-    assert p == pytest.approx(float(stats.ttest_rel([0.5, 0.55, 0.4], [0.6, 0.7, 0.45]).pvalue))
-
-
-def test_a_clear_improvement_is_significant() -> None:
-    pairs = [(0.80, 0.70), (0.82, 0.71), (0.79, 0.70), (0.81, 0.69), (0.83, 0.72)]
-    delta, wins, p = paired_difference(pairs)
-    assert delta == pytest.approx(0.106)
-    assert wins == "5/5"
-    assert p < 0.001
-
-
-def test_ties_are_not_wins() -> None:
-    delta, wins, p = paired_difference([(0.5, 0.5), (0.7, 0.6), (0.4, 0.5)])
-    assert wins == "1/3"
-    assert delta == pytest.approx(0.0)
-    assert p == pytest.approx(1.0)  # mean difference 0 with spread: t = 0
-
-
-@pytest.mark.parametrize(
-    "pairs",
-    [
-        [(0.8, 0.7), (0.9, 0.8), (0.7, 0.6)],  # every difference 0.1 (up to rounding)
-        [(0.5, 0.5), (0.5, 0.5), (0.5, 0.5)],  # every difference 0
-        [(0.9, 0.7), (0.6, 0.5)],  # spread, but only two pairs
-        [(0.9, 0.7)],
-    ],
-    ids=["same-difference", "all-equal", "two-pairs", "one-pair"],
-)
-def test_no_t_test_without_spread_or_under_three_pairs(pairs: list[tuple[float, float]]) -> None:
-    delta, wins, p = paired_difference(pairs)
-    a, b = np.array(pairs).T
-    assert math.isnan(p)
-    assert delta == pytest.approx(float(np.mean(a - b)))  # delta and wins are still given
-    assert wins == f"{int((a > b).sum())}/{len(pairs)}"
-
-
-def test_three_pairs_with_spread_get_a_p_value() -> None:
-    _, _, p = paired_difference([(0.9, 0.7), (0.6, 0.5), (0.7, 0.65)])
-    expected = stats.ttest_rel([0.9, 0.6, 0.7], [0.7, 0.5, 0.65]).pvalue
-    assert p == pytest.approx(float(expected))
-
+from imgbalance.experiments.results import METRICS, aggregate
 
 # -- aggregate ---------------------------------------------------------------------------
 
-_KEYS = (*METRICS, "posthoc_la_macro_f1", "threshold_macro_f1", "training_time_s")
+_KEYS = (*METRICS, "training_time_s")
 
 
 def _row(arm: str, model: str, seed: int, macro_f1: float, **kw: Any) -> dict[str, Any]:
@@ -96,8 +30,6 @@ def _row(arm: str, model: str, seed: int, macro_f1: float, **kw: Any) -> dict[st
         "accuracy": macro_f1 + 0.1,
         "gmean": macro_f1 - 0.05,
         "ece": 0.1,
-        "posthoc_la_macro_f1": macro_f1 + 0.01,
-        "threshold_macro_f1": macro_f1 + 0.02,
         "training_time_s": 10.0 + seed,
     }
     row.update(kw)
@@ -147,10 +79,12 @@ def test_delta_wins_and_p_against_the_same_seeds() -> None:
         [SMOTE_F1[s] for s in (0, 1, 2)], [BASE_F1[s] for s in (0, 1, 2)]
     ).pvalue
     assert smote["macro_f1_p"] == pytest.approx(float(expected_p))
-    # ece is 0.1 everywhere: no difference, no spread, no p-value
-    assert smote["ece_delta"] == pytest.approx(0.0)
-    assert smote["ece_wins"] == "0/3"
-    assert math.isnan(smote["ece_p"])
+    assert smote["macro_f1_unit"] == "seed" and smote["macro_f1_units"] == 3
+    assert smote["macro_f1_test"] == "paired t-test"  # one split: seeds, no split overlap
+    # one technique in the family: Holm changes nothing
+    assert smote["macro_f1_p_holm"] == pytest.approx(smote["macro_f1_p"])
+    # ece is not a compared metric (mean and std only)
+    assert "ece_delta" not in smote
 
 
 def test_pairing_uses_only_seeds_both_arms_have() -> None:
@@ -180,7 +114,10 @@ def test_missing_values_are_left_out_of_mean_and_pairs() -> None:
     assert smote["minority_recall_delta"] == pytest.approx(
         np.mean([SMOTE_F1[s] - BASE_F1[s] for s in (0, 2)])
     )
-    assert math.isnan(smote["minority_recall_p"])  # two pairs only
+    assert smote["minority_recall_units"] == 2  # two pairs only, and a t-test over them
+    d = [SMOTE_F1[s] - BASE_F1[s] for s in (0, 2)]
+    expected = stats.ttest_1samp(d, 0.0).pvalue
+    assert smote["minority_recall_p"] == pytest.approx(float(expected))
 
 
 def test_a_single_seed_has_zero_std() -> None:
@@ -188,6 +125,8 @@ def test_a_single_seed_has_zero_std() -> None:
     assert aggs[0]["macro_f1_std"] == 0.0 and aggs[1]["macro_f1_std"] == 0.0
     assert aggs[1]["macro_f1_delta"] == pytest.approx(0.1)
     assert aggs[1]["macro_f1_wins"] == "1/1"
+    assert aggs[1]["macro_f1_status"] == "single measurement"
+    assert math.isnan(aggs[1]["macro_f1_p"])
 
 
 def test_each_model_is_compared_with_its_own_baseline() -> None:
@@ -229,3 +168,22 @@ def test_a_nan_metric_is_skipped_by_the_mean_and_the_pairs_alike() -> None:
     assert t["macro_f1"] == pytest.approx(0.75)
     assert t["macro_f1_delta"] == pytest.approx(0.1)
     assert t["macro_f1_wins"] == "2/2"
+
+
+def test_the_baselines_post_hoc_variants_are_techniques_read_on_their_metric() -> None:
+    rows = _grid_rows()
+    for r in rows:
+        if r["arm"] == "baseline":
+            r["posthoc_la_macro_f1"] = r["macro_f1"] - 0.02  # LA can lose macro-F1 ...
+            r["posthoc_la_balanced_accuracy"] = r["balanced_accuracy"] + 0.03  # ... not bal. acc.
+    by = {a["arm"]: a for a in aggregate(rows)}
+    assert list(by) == ["baseline", "baseline + post-hoc LA", "smote"]
+    la = by["baseline + post-hoc LA"]
+    assert la["posthoc"] and la["runs"] == 3
+    assert la["macro_f1_delta"] == pytest.approx(-0.02)
+    assert la["balanced_accuracy_delta"] == pytest.approx(0.03)
+    assert la["balanced_accuracy_status"] == "indistinguishable"  # the same gain on 3 seeds:
+    assert la["balanced_accuracy_p"] == pytest.approx(0.25)  # the sign test, 2 * 0.5**3
+    # the family of macro-F1 has two techniques now: Holm doubles the smaller p
+    smote = by["smote"]
+    assert smote["macro_f1_p_holm"] == pytest.approx(min(1.0, 2 * smote["macro_f1_p"]))

@@ -1,329 +1,176 @@
-"""``imgbalance report RUNS_DIR``: results.csv, report.md, a self-contained report.html.
+"""``imgbalance report RUNS_DIR``: results.csv, report.md, a self-contained report.html,
+and ``verdict.json``.
 
-A row per run in ``results.csv``; per technique (arm x model) the mean and
-standard deviation over seeds, the difference to the baseline arm of the same
-model, and a paired t-test over the seeds both have (``*`` p < 0.05, ``**``
-p < 0.01; a simple indication, not a correction for many comparisons). Plots:
-macro-F1 per technique with error bars, per-class recall (technique x class),
-per-class recall change against the baseline, and minority-class recall.
+A row per run in ``results.csv``. Per technique (arm x model): the mean and standard
+deviation over its runs and, against the baseline arm of the same model, the mean
+paired difference with its 95% bootstrap interval, a p-value, and Holm's correction
+over the techniques compared (see :mod:`imgbalance.experiments.stats`). The verdict
+states in words which techniques are better, which worse and which cannot be told
+apart from the baseline, with the protocol the numbers rest on and a warning for
+every class with too few test images.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
 import io
 import json
 import math
 import os
-import warnings
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .._fs import atomic_write_text
-from ..errors import ImgBalanceError
-from ..reports.plotting import pyplot, save_figure
+from .report_plots import FIGURES, label_of, report_plots
+from .results import (
+    LABELS,
+    LOWER_IS_BETTER,
+    METRICS,
+    aggregate,
+    collect_runs,
+    protocol,
+    small_class_warnings,
+)
+from .stats import BETTER, SAME, SINGLE, WORSE
 
-__all__ = ["collect_runs", "write_report"]
+__all__ = ["verdict_lines", "write_report"]
 
-METRICS = ("macro_f1", "balanced_accuracy", "minority_recall", "accuracy", "gmean", "ece")
-LABELS = {
-    "macro_f1": "macro-F1",
-    "balanced_accuracy": "balanced acc.",
-    "minority_recall": "minority recall",
-    "accuracy": "accuracy",
-    "gmean": "G-mean",
-    "ece": "ECE",
-    "posthoc_la_macro_f1": "+ post-hoc LA",
-    "threshold_macro_f1": "+ thresholds",
-}
-LOWER_IS_BETTER = {"ece"}
-_NOT_RUNS = {"mlflow-artifacts", "wandb"}  # tracker folders beside the runs
+_COLUMNS = (*METRICS, "nll", "brier")
+BEST = " class='best'"
 
 
-def _arm_of(run_id: str) -> tuple[str, str]:
-    parts = run_id.split("__")
-    return (parts[0], parts[1]) if len(parts) >= 3 else (run_id, "")
+def _fmt_p(p: float) -> str:
+    return "n/a" if math.isnan(p) else f"{p:.3f}" if p >= 0.001 else "< 0.001"
 
 
-def collect_runs(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """A flat row per run folder (completed or failed), and the class names."""
-    rows: list[dict[str, Any]] = []
-    classes: list[str] = []
-    for folder in sorted(
-        p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith("_")
-    ):
-        summary_file, error_file = folder / "experiment_summary.json", folder / "error.json"
-        arm, model = _arm_of(folder.name)
-        if summary_file.is_file():
-            s = json.loads(summary_file.read_text(encoding="utf-8"))
-            cfg = s["config"]
-            classes = classes or s["classes"]
-            m = s["final_metrics"]
-            stats_file = folder / "dataset_statistics.json"
-            train_counts = (
-                json.loads(stats_file.read_text())["train"]["counts"]
-                if stats_file.is_file()
-                else {}
+def _primary(a: dict[str, Any]) -> str:
+    """The metric a technique's verdict is read on."""
+    return "balanced_accuracy" if a["arm"] == "baseline + post-hoc LA" else "macro_f1"
+
+
+def _change(a: dict[str, Any], key: str) -> str:
+    d = 100 * a[f"{key}_delta"]
+    lo, hi = 100 * a[f"{key}_ci_low"], 100 * a[f"{key}_ci_high"]
+    return f"{d:+.1f} points of {LABELS[key]} [95% CI {lo:+.1f} to {hi:+.1f}]"
+
+
+def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str]:
+    """The verdict in plain words, one paragraph per model."""
+    lines = []
+    for model in dict.fromkeys(a["model"] for a in aggs):
+        others = [a for a in aggs if a["model"] == model and f"{_primary(a)}_delta" in a]
+        if not others:
+            continue
+        units = {a[f"{_primary(a)}_unit"] for a in others}
+        n = max(a[f"{_primary(a)}_units"] for a in others)
+        if "split" in units:
+            over = f"over {n} repeated splits"
+        else:
+            over = "on one split" if n == 1 else f"over {n} seeds of one split"
+        by: dict[str, list[dict[str, Any]]] = {BETTER: [], WORSE: [], SAME: [], SINGLE: []}
+        for a in others:
+            by[a[f"{_primary(a)}_status"]].append(a)
+        parts = [f"{model}, {over}:"]
+        for a in by[BETTER]:
+            k = _primary(a)
+            parts.append(
+                f"{a['arm']} beats no balancing by {_change(a, k)} "
+                f"(Holm-corrected p = {_fmt_p(a[f'{k}_p_holm'])})."
             )
-            top = max(train_counts.values(), default=0)
-            minority = [c for c, n in train_counts.items() if 0 < n < 0.5 * top]
-            recalls = {c: m["per_class"][c]["recall"] for c in s["classes"]}
-            present = [c for c in minority if m["per_class"][c]["support"] > 0]
-            row: dict[str, Any] = {
-                "run": folder.name,
-                "arm": arm,
-                "model": cfg["model"] or model,
-                "seed": cfg["seed"],
-                "status": "completed",
-                "technique": cfg["technique"],
-                "loss": cfg["loss"],
-                "sampler": cfg["sampler"],
-                "mixing": cfg["mixing"],
-                "ensemble": cfg["ensemble"],
-                "macro_f1": m["macro_f1"],
-                "balanced_accuracy": m["balanced_accuracy"],
-                "minority_recall": (
-                    float(np.mean([recalls[c] for c in present])) if present else None
-                ),
-                "accuracy": m["accuracy"],
-                "gmean": m["gmean"],
-                "weighted_f1": m["weighted_f1"],
-                "ece": m["ece"],
-                "posthoc_la_macro_f1": s["posthoc"]["logit_adjustment"]["macro_f1"],
-                "threshold_macro_f1": s["posthoc"]["threshold_moving"]["macro_f1"],
-                "val_macro_f1": s["val_metrics"]["macro_f1"],
-                "val_test_gap_macro_f1": s["val_test_gap"]["macro_f1"],
-                "best_epoch": json.dumps(s["best_epoch"]),
-                "epochs_run": s["epochs_run"],
-                "train_size_before": s["train_size_before"],
-                "train_size_after": s["train_size_after"],
-                "training_time_s": s["training_time_s"],
-                "minority_classes": ";".join(minority),
-                "error": "",
-                **{f"recall:{c}": r for c, r in recalls.items()},
-            }
-            rows.append(row)
-        elif error_file.is_file():
-            e = json.loads(error_file.read_text(encoding="utf-8"))
-            rows.append({"run": folder.name, "arm": arm, "model": model, "seed": None,
-                         "status": "failed", "error": e.get("error", "")})  # fmt: skip
-    if not rows:
-        raise ImgBalanceError(
-            f'"{runs_dir}" has no run folders with experiment_summary.json or error.json. '
-            "Run `imgbalance experiment GRID.yaml --out DIR` first."
+        if not by[BETTER]:
+            parts.append(
+                f"no technique beats the baseline after Holm's correction over the "
+                f"{len(others)} compared."
+            )
+        for a in by[WORSE]:
+            k = _primary(a)
+            parts.append(
+                f"{a['arm']} is significantly worse: {_change(a, k)} "
+                f"(Holm-corrected p = {_fmt_p(a[f'{k}_p_holm'])})."
+            )
+        if by[SAME]:
+            names = ", ".join(a["arm"] for a in by[SAME])
+            verb = "is" if len(by[SAME]) == 1 else "are"
+            parts.append(f"{names} {verb} indistinguishable from the baseline on this data.")
+        for a in by[SINGLE]:
+            k = _primary(a)
+            parts.append(
+                f"{a['arm']}: {100 * a[f'{k}_delta']:+.1f} points of {LABELS[k]} from a single "
+                "measurement (one split and a model that gives the same result for every "
+                "seed): no uncertainty can be given; use repeated splits."
+            )
+        lines.append(" ".join(parts))
+    if proto["splits"] == 1 and lines:
+        lines.append(
+            "All runs share one split: the intervals measure training randomness only, not "
+            "which images landed in the test split. Repeated splits (`splits:` in the grid, "
+            "or `imgbalance compare`) measure both."
         )
-    return rows, classes
+    return lines
 
 
-def _present(x: Any) -> bool:
-    """A metric that was measured: not None and not NaN."""
-    return x is not None and not (isinstance(x, float) and math.isnan(x))
+def _protocol_text(proto: dict[str, Any], aggs: list[dict[str, Any]]) -> str:
+    tests = sorted({a[f"{k}_test"] for a in aggs for k in ("macro_f1",) if f"{k}_test" in a} - {""})
+    seeds = proto["seeds"]
+    steps = (
+        f"; optimiser steps per run {proto['steps_min']} to {proto['steps_max']}"
+        if proto["steps_min"] is not None
+        else ""
+    )
+    return (
+        f"Protocol: {proto['runs']} runs over {proto['splits']} split(s) and "
+        f"{len(seeds)} seed(s) {seeds}; model selection: "
+        f"{', '.join(proto['selection']) or 'not recorded'}{steps}. Test-split metrics, "
+        "mean ± std over runs. Δ is the mean paired difference to the baseline of the same "
+        "model (runs paired by split and seed, seeds averaged within a split) with its 95% "
+        f"bootstrap interval; p from {', '.join(tests) or 'no test'}; Holm's correction over "
+        "the techniques of each model, per metric; ↑ / ↓ mark a difference that is "
+        "significant after it (alpha = 0.05). 'baseline + post-hoc LA' and 'baseline + "
+        "thresholds' are the baseline's models with post-hoc logit adjustment (read on "
+        "balanced accuracy, the error it targets) and validation-tuned class thresholds."
+    )
 
 
-def _mean_std(values: list[Any]) -> tuple[float, float]:
-    v = [x for x in values if _present(x)]
-    if not v:
-        return float("nan"), float("nan")
-    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+def _mark(a: dict[str, Any], key: str) -> str:
+    return {BETTER: "↑", WORSE: "↓"}.get(a.get(f"{key}_status", ""), "")
 
 
-def aggregate(
-    rows: list[dict[str, Any]], run_order: list[str] | None = None
-) -> list[dict[str, Any]]:
-    """Mean, std, delta vs the model's baseline arm and a paired t-test, per arm x model.
-
-    Techniques come in the grid's order (``run_order``: run ids), baselines first.
-    """
-    done = [r for r in rows if r["status"] == "completed"]
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in done:
-        groups[(r["arm"], r["model"])].append(r)
-    out = []
-    rank = {run: i for i, run in enumerate(run_order or [])}
-    ordered = sorted(done, key=lambda r: (r["arm"] != "baseline", rank.get(r["run"], len(rank))))
-    order = list(dict.fromkeys((r["arm"], r["model"]) for r in ordered))
-    for arm, model in order:
-        runs = groups[(arm, model)]
-        base = {r["seed"]: r for r in groups.get(("baseline", model), [])}
-        agg: dict[str, Any] = {"arm": arm, "model": model, "seeds": len(runs)}
-        for key in (*METRICS, "posthoc_la_macro_f1", "threshold_macro_f1", "training_time_s"):
-            mean, std = _mean_std([r.get(key) for r in runs])
-            agg[key], agg[f"{key}_std"] = mean, std
-            if arm != "baseline" and base:
-                pairs = [
-                    (r[key], base[r["seed"]][key])
-                    for r in runs
-                    if r["seed"] in base
-                    and _present(r.get(key))
-                    and _present(base[r["seed"]].get(key))
-                ]  # the mean and the pairs skip the same missing values
-                if pairs:
-                    delta, wins, p = paired_difference(pairs)
-                    agg[f"{key}_delta"], agg[f"{key}_wins"], agg[f"{key}_p"] = delta, wins, p
-        out.append(agg)
-    return out
-
-
-def paired_difference(pairs: list[tuple[float, float]]) -> tuple[float, str, float]:
-    """``(mean of a - b, "wins/n" of a over b, paired t-test p)`` over ``(a, b)`` pairs
-    (one per seed); p is NaN under 3 pairs or when every difference is the same."""
-    from scipy import stats
-
-    if not pairs:
-        raise ValueError("paired_difference needs at least one (a, b) pair")
-    a, b = np.array(pairs, dtype=float).T
-    p = float("nan")
-    if len(a) >= 3 and np.ptp(a - b) > 1e-12:  # a t-test needs spread
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            p = float(stats.ttest_rel(a, b).pvalue)
-    return float(np.mean(a - b)), f"{int((a > b).sum())}/{len(a)}", p
-
-
-def _stars(p: float | None) -> str:
-    if p is None or (isinstance(p, float) and math.isnan(p)):
-        return ""
-    return "**" if p < 0.01 else "*" if p < 0.05 else ""
-
-
-def _stat(agg: dict[str, Any], key: str) -> tuple[float, float, float | None, str] | None:
-    """``(mean, std, delta vs baseline or None, significance stars)``; None when missing."""
-    mean = agg.get(key)
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return None
-    return mean, agg[f"{key}_std"], agg.get(f"{key}_delta"), _stars(agg.get(f"{key}_p"))
-
-
-def _cell(agg: dict[str, Any], key: str) -> str:
-    stat = _stat(agg, key)
-    if stat is None:
+def _cell(a: dict[str, Any], key: str) -> str:
+    mean = a.get(key)
+    if mean is None or math.isnan(mean):
         return "n/a"
-    mean, std, delta, stars = stat
-    text = f"{mean:.3f} ± {std:.3f}"
-    return text if delta is None else text + f" ({delta:+.3f}{stars})"
+    text = f"{mean:.3f} ± {a[f'{key}_std']:.3f}"
+    if f"{key}_delta" in a:
+        text += (
+            f" (Δ {a[f'{key}_delta']:+.3f} [{a[f'{key}_ci_low']:+.3f}, "
+            f"{a[f'{key}_ci_high']:+.3f}]{_mark(a, key)})"
+        )
+    return text
 
 
-def _html_cell(agg: dict[str, Any], key: str) -> str:
-    """Mean ± std, and the change against the baseline on a second, smaller line."""
-    stat = _stat(agg, key)
-    if stat is None:
+def _html_cell(a: dict[str, Any], key: str) -> str:
+    mean = a.get(key)
+    if mean is None or math.isnan(mean):
         return "n/a"
-    mean, std, delta, stars = stat
-    text = f"{mean:.3f} <small>± {std:.3f}</small>"
-    if delta is not None:
-        better = delta < 0 if key in LOWER_IS_BETTER else delta > 0
-        cls = "" if abs(delta) < 1e-12 else (" class='up'" if better else " class='down'")
-        text += f"<br><small{cls}>Δ {delta:+.3f}{html.escape(stars)}</small>"
+    text = f"{mean:.3f} <small>± {a[f'{key}_std']:.3f}</small>"
+    if f"{key}_delta" in a:
+        status = a.get(f"{key}_status", "")
+        cls = {BETTER: " class='up'", WORSE: " class='down'"}.get(status, "")
+        text += (
+            f"<br><small{cls}>Δ {a[f'{key}_delta']:+.3f} [{a[f'{key}_ci_low']:+.3f}, "
+            f"{a[f'{key}_ci_high']:+.3f}]{_mark(a, key)}</small>"
+        )
     return text
 
 
 def _best(aggs: list[dict[str, Any]], key: str) -> set[int]:
-    vals: list[tuple[int, float]] = [
-        (i, float(a[key])) for i, a in enumerate(aggs) if a.get(key) is not None
-    ]
+    vals = [(i, float(a[key])) for i, a in enumerate(aggs) if a.get(key) is not None]
     vals = [(i, v) for i, v in vals if not math.isnan(v)]
-    if not vals:
-        return set()
     if len(vals) < 2 or max(v for _, v in vals) - min(v for _, v in vals) < 1e-12:
         return set()  # a tie everywhere singles out nothing
     target = (min if key in LOWER_IS_BETTER else max)(v for _, v in vals)
     return {i for i, v in vals if abs(v - target) < 1e-12}
-
-
-# -- plots ------------------------------------------------------------------------------
-
-
-def _png(fig: Any, path: Path) -> str:
-    save_figure(fig, path)
-    return base64.b64encode(path.read_bytes()).decode("ascii")
-
-
-def _label(a: dict[str, Any], models: set[str]) -> str:
-    return a["arm"] if len(models) == 1 else f"{a['arm']} ({a['model']})"
-
-
-def _plots(
-    aggs: list[dict[str, Any]], rows: list[dict[str, Any]], classes: list[str], out: Path
-) -> dict[str, str]:
-    plt = pyplot()
-    models = {a["model"] for a in aggs}
-    labels = [_label(a, models) for a in aggs]
-    images: dict[str, str] = {}
-    h = max(3.0, 0.32 * len(aggs) + 1.2)
-    fig, axes = plt.subplots(1, 2, figsize=(11, h), sharey=True)
-    for ax, key in zip(axes, ("macro_f1", "minority_recall"), strict=True):
-        means = [a[key] for a in aggs]
-        stds = [a[f"{key}_std"] for a in aggs]
-        colours = ["#8C8C8C" if a["arm"] == "baseline" else "#4C72B0" for a in aggs]
-        y = np.arange(len(aggs))
-        ax.barh(y, np.nan_to_num(means), xerr=np.nan_to_num(stds), color=colours, capsize=3)
-        for a in aggs:
-            if a["arm"] == "baseline" and not math.isnan(a[key]):
-                ax.axvline(a[key], color="#8C8C8C", ls="--", lw=1)
-        ax.set_yticks(y, labels, fontsize=8)
-        ax.set_xlim(0, 1)
-        ax.set_title(f"test {LABELS[key]} (mean ± std over seeds)", fontsize=9)
-        ax.grid(axis="x", alpha=0.3)
-    axes[0].invert_yaxis()  # shared: once for both, so the first technique is on top
-    fig.tight_layout()
-    images["macro_f1"] = _png(fig, out / "macro_f1_by_technique.png")
-    done = [r for r in rows if r["status"] == "completed"]
-    recall = np.array(
-        [
-            [
-                np.mean(
-                    [
-                        r[f"recall:{c}"]
-                        for r in done
-                        if (r["arm"], r["model"]) == (a["arm"], a["model"])
-                    ]
-                )
-                for c in classes
-            ]
-            for a in aggs
-        ]
-    )
-    width = max(5.0, 0.7 * len(classes) + 3)
-    fig, ax = plt.subplots(figsize=(width, h))
-    im = ax.imshow(recall, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(len(aggs)), labels, fontsize=8)
-    for i in range(recall.shape[0]):
-        for j in range(recall.shape[1]):
-            ax.text(j, i, f"{recall[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                    color="white" if recall[i, j] < 0.6 else "black")  # fmt: skip
-    fig.colorbar(im, ax=ax, fraction=0.04)
-    ax.set_title("test recall per class (mean over seeds)", fontsize=9)
-    fig.tight_layout()
-    images["recall"] = _png(fig, out / "per_class_recall.png")
-    base_idx = {a["model"]: i for i, a in enumerate(aggs) if a["arm"] == "baseline"}
-    compared = [i for i, a in enumerate(aggs) if a["model"] in base_idx and a["arm"] != "baseline"]
-    if compared:
-        delta = np.array([recall[i] - recall[base_idx[aggs[i]["model"]]] for i in compared])
-        delta_labels = [labels[i] for i in compared]
-        h = max(3.0, 0.32 * len(compared) + 1.2)
-        lim = max(0.05, float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 0.05)
-        fig, ax = plt.subplots(figsize=(width, h))
-        im = ax.imshow(delta, cmap="RdBu", vmin=-lim, vmax=lim, aspect="auto")
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(compared)), delta_labels, fontsize=8)
-        for i in range(delta.shape[0]):
-            for j in range(delta.shape[1]):
-                if not math.isnan(delta[i, j]):
-                    ax.text(j, i, f"{delta[i, j]:+.2f}", ha="center", va="center", fontsize=7)
-        fig.colorbar(im, ax=ax, fraction=0.04)
-        ax.set_title("recall change per class against the baseline (mean over seeds)", fontsize=9)
-        fig.tight_layout()
-        images["improvement"] = _png(fig, out / "per_class_improvement.png")
-    return images
-
-
-# -- writing ----------------------------------------------------------------------------
 
 
 def _write_results_csv(rows: list[dict[str, Any]], path: Path) -> None:
@@ -338,64 +185,95 @@ def _write_results_csv(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_text(path, buf.getvalue())
 
 
+def _dataset_name(grid: dict[str, Any]) -> str | None:
+    """The name of the image folder the grid's split was made from."""
+    data = grid.get("dataset") or grid.get("data")
+    if not data:
+        return None
+    summary = Path(str(data)) / "split_summary.json"
+    try:
+        root = json.loads(summary.read_text(encoding="utf-8"))["root"]
+        return Path(str(root)).name
+    except (OSError, ValueError, KeyError, TypeError):
+        return Path(str(data)).name
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
 def write_report(runs_dir: str | os.PathLike[str], title: str | None = None) -> dict[str, Path]:
-    """Collect the runs in ``runs_dir`` and write results.csv, report.md and report.html."""
+    """Collect the runs in ``runs_dir`` and write results.csv, report.md, report.html and
+    verdict.json."""
     runs_dir = Path(runs_dir)
     rows, classes = collect_runs(runs_dir)
     _write_results_csv(rows, runs_dir / "results.csv")
     grid_file = runs_dir / "grid.json"
-    grid = json.loads(grid_file.read_text()) if grid_file.is_file() else {}
-    aggs = aggregate(rows, grid.get("runs"))
-    title = title or f"imgbalance report: {grid.get('name', runs_dir.name)}"
-    images = _plots(aggs, rows, classes, runs_dir) if aggs else {}
+    try:
+        grid = json.loads(grid_file.read_text(encoding="utf-8")) if grid_file.is_file() else {}
+    except (OSError, ValueError):
+        grid = {}
+    grid = grid if isinstance(grid, dict) else {}
+    runs = grid.get("runs")
+    aggs = aggregate(rows, [str(r) for r in runs] if isinstance(runs, list) else None)
+    proto = protocol(rows)
+    dataset = _dataset_name(grid)
+    name = grid.get("name", runs_dir.name)
+    if title is None:
+        title = f"imgbalance report: {dataset} ({name})" if dataset else f"report: {name}"
+        title = title if dataset else f"imgbalance {title}"
+    images = report_plots(aggs, rows, classes, runs_dir) if aggs else {}
     failed = [r for r in rows if r["status"] == "failed"]
-    cols = (*METRICS, "posthoc_la_macro_f1", "threshold_macro_f1")
-    best = {k: _best(aggs, k) for k in cols}
+    best = {k: _best(aggs, k) for k in _COLUMNS}
+    cols = [k for k in _COLUMNS if any(not math.isnan(a.get(k, math.nan)) for a in aggs)]
     models = {a["model"] for a in aggs}
-    baseline_best = _no_gain_lines(aggs)
-    # markdown
-    md = [f"# {title}", ""]
-    md.append(
-        f"{len(rows) - len(failed)} completed runs, {len(failed)} failed; test-split metrics, "
-        "mean ± std over seeds; in brackets the difference to the baseline of the same model "
-        "with a paired t-test over seeds (* p < 0.05, ** p < 0.01). Best value per column in "
-        "bold. `+ post-hoc LA` and `+ thresholds` are the same models with post-hoc logit "
-        "adjustment and validation-tuned class thresholds."
-    )
-    md.append("")
-    header = ["technique", "seeds", *[LABELS[k] for k in cols], "train s"]
+    verdict = verdict_lines(aggs, proto)
+    warn = small_class_warnings(rows, classes)
+    note = _protocol_text(proto, aggs)
+    header = ["technique", "runs", *[LABELS[k] for k in cols], "train s"]
+
+    def train_s(a: dict[str, Any]) -> str:
+        t = a.get("training_time_s", math.nan)
+        return "" if a.get("posthoc") or math.isnan(t) else f"{t:.0f}"
+
+    md = [f"# {title}", "", "## Verdict", "", *verdict, ""]
+    if warn:
+        md += ["**Warnings**", "", *[f"- {w}" for w in warn], ""]
+    md += ["## Results", "", note, ""]
     md.append("| " + " | ".join(header) + " |")
     md.append("|" + "---|" * len(header))
     for i, a in enumerate(aggs):
-        cells = [_label(a, models), str(a["seeds"])]
-        for k in cols:
-            c = _cell(a, k)
-            cells.append(f"**{c}**" if i in best[k] else c)
-        cells.append(f"{a['training_time_s']:.0f}")
-        md.append("| " + " | ".join(cells) + " |")
-    md.append("")
-    md += baseline_best
+        cells = [label_of(a, models), str(a["runs"])]
+        cells += [f"**{_cell(a, k)}**" if i in best[k] else _cell(a, k) for k in cols]
+        md.append("| " + " | ".join([*cells, train_s(a)]) + " |")
     if failed:
         md += ["", "## Failed runs", ""]
         md += [f"- `{r['run']}`: {r['error']}" for r in failed]
-    md += ["", "## Plots", ""]
-    names = {
-        "macro_f1": "macro_f1_by_technique.png",
-        "recall": "per_class_recall.png",
-        "improvement": "per_class_improvement.png",
-    }
-    md += [f"![{k}]({names[k]})" for k in images]
+    md += ["", "## Plots", "", *[f"![{k}]({FIGURES[k]})" for k in images]]
     md += ["", "Every number comes from `results.csv` (a row per run) in this folder.", ""]
     atomic_write_text(runs_dir / "report.md", "\n".join(md))
-    # html (self-contained: images inlined)
+    atomic_write_text(
+        runs_dir / "verdict.json",
+        json.dumps(
+            _json_safe({"title": title, "verdict": verdict, "warnings": warn,
+                        "protocol": proto, "techniques": aggs}),
+            indent=2,
+            ensure_ascii=False,
+        )
+        + "\n",
+    )  # fmt: skip
     esc = html.escape
     trs = []
     for i, a in enumerate(aggs):
-        tds = [f"<td class='name'>{esc(_label(a, models))}</td><td>{a['seeds']}</td>"]
-        for k in cols:
-            cls = " class='best'" if i in best[k] else ""
-            tds.append(f"<td{cls}>{_html_cell(a, k)}</td>")
-        tds.append(f"<td>{a['training_time_s']:.0f}</td>")
+        tds = [f"<td class='name'>{esc(label_of(a, models))}</td><td>{a['runs']}</td>"]
+        tds += [f"<td{BEST if i in best[k] else ''}>{_html_cell(a, k)}</td>" for k in cols]
+        tds.append(f"<td>{train_s(a)}</td>")
         row_cls = " class='baseline'" if a["arm"] == "baseline" else ""
         trs.append(f"<tr{row_cls}>{''.join(tds)}</tr>")
     failed_html = (
@@ -409,6 +287,7 @@ def write_report(runs_dir: str | os.PathLike[str], title: str | None = None) -> 
         f"<figure><img alt='{k}' src='data:image/png;base64,{b64}'></figure>"
         for k, b64 in images.items()
     )
+    warn_html = "".join(f"<p class='warn'>{esc(w)}</p>" for w in warn)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>
@@ -424,12 +303,17 @@ td.best {{ font-weight: 700; background: #e6f2e6; }}
 tr.baseline td {{ background: #f7f7f7; }}
 figure {{ margin: 1.5rem 0; }} img {{ max-width: 100%; }}
 p.note {{ color: #555; font-size: 0.9rem; max-width: 60rem; }}
+p.verdict {{ font-size: 1rem; max-width: 60rem; }}
+p.warn {{ color: #8a4b00; background: #fff4e0; padding: 0.4rem; max-width: 60rem; }}
 </style></head><body>
 <h1>{esc(title)}</h1>
-<p class="note">{esc(md[2].replace("`", "").replace("in brackets", "under each value (Δ)"))}</p>
+<h2>Verdict</h2>
+{"".join(f"<p class='verdict'>{esc(line.replace('`', ''))}</p>" for line in verdict)}
+{warn_html}
+<h2>Results</h2>
+<p class="note">{esc(note)}</p>
 <table><thead><tr>{"".join(f"<th>{esc(h)}</th>" for h in header)}</tr></thead>
 <tbody>{"".join(trs)}</tbody></table>
-{"".join(f"<p class='note'>{esc(line.lstrip('- '))}</p>" for line in baseline_best)}
 {failed_html}
 {imgs}
 <p class="note">Every number comes from results.csv (a row per run) beside this file.</p>
@@ -440,30 +324,5 @@ p.note {{ color: #555; font-size: 0.9rem; max-width: 60rem; }}
         "results": runs_dir / "results.csv",
         "markdown": runs_dir / "report.md",
         "html": runs_dir / "report.html",
+        "verdict": runs_dir / "verdict.json",
     }
-
-
-def _no_gain_lines(aggs: list[dict[str, Any]]) -> list[str]:
-    """Plain statements: for each model, which techniques beat the baseline significantly."""
-    lines = []
-    for model in dict.fromkeys(a["model"] for a in aggs):
-        others = [a for a in aggs if a["model"] == model and a["arm"] != "baseline"]
-        if not others or not any(a["arm"] == "baseline" and a["model"] == model for a in aggs):
-            continue
-        sig = [
-            a["arm"]
-            for a in others
-            if a.get("macro_f1_delta", 0) > 0 and _stars(a.get("macro_f1_p")) != ""
-        ]
-        if sig:
-            lines.append(
-                f"- {model}: significantly above the baseline in macro-F1 (p < 0.05): "
-                + ", ".join(sig)
-                + "."
-            )
-        else:
-            lines.append(
-                f"- {model}: no technique beats the baseline in macro-F1 with p < 0.05 over "
-                "these seeds."
-            )
-    return lines
