@@ -34,6 +34,8 @@ RUN_FILES = {
     "balancing_analysis.json",
     "experiment_summary.json",
     "environment.json",
+    "predictions.csv",
+    "val_predictions.csv",
 }
 
 
@@ -54,7 +56,9 @@ def test_run_writes_every_file_with_real_values(split_tree: Path, tmp_path: Path
     assert m["n"] == 7 and 0 <= m["macro_f1"] <= 1 and m["per_class"]["red"]["support"] == 0
     assert on_disk["train_size_before"] == 35 and on_disk["train_size_after"] == 72
     assert on_disk["best_epoch"] in (1, 2, 3) and on_disk["training_time_s"] > 0
-    assert set(on_disk["posthoc"]) == {"logit_adjustment", "threshold_moving"}
+    posthoc = {"logit_adjustment", "threshold_moving", "temperature", "prior_correction"}
+    assert set(on_disk["posthoc"]) == posthoc
+    assert on_disk["temperature"] > 0 and len(on_disk["prior_correction_weights"]) == 3
     stats = json.loads((out / "dataset_statistics.json").read_text())
     assert stats["test"]["counts"] == {"blue": 4, "green": 3, "red": 0}
     assert stats["train_after_balancing"]["counts"] == {"blue": 24, "green": 24, "red": 24}
@@ -64,7 +68,10 @@ def test_run_writes_every_file_with_real_values(split_tree: Path, tmp_path: Path
     history = list(csv.DictReader((out / "history.csv").open()))
     assert len(history) == on_disk["epochs_run"] and float(history[0]["train_loss"]) > 0
     rows = list(csv.DictReader((out / "test_metrics.csv").open()))
-    assert {r["variant"] for r in rows} == {"model", "logit_adjustment", "threshold_moving"}
+    assert {r["variant"] for r in rows} == {"model", *posthoc}
+    assert {"nll", "brier", "ece"} <= {r["class"] for r in rows}
+    predictions = list(csv.DictReader((out / "predictions.csv").open()))
+    assert len(predictions) == 7 and predictions[0]["path"].startswith("blue/")
     config = json.loads((out / "config.json").read_text())
     assert config["class_weights"] == "none" and config["image_size"] == 16
     env = json.loads((out / "environment.json").read_text())

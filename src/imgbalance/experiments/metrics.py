@@ -2,7 +2,8 @@
 
 Every function takes integer labels and class-probability rows over *all*
 classes, so a class absent from a split, or never predicted, still has its
-row, column and zeros (never a crash or a shifted table).
+row, column and zeros (never a crash or a shifted table). An empty split gives
+NaN for every score.
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
     f1_score,
+    log_loss,
     precision_recall_fscore_support,
 )
 
 __all__ = [
+    "apply_offsets",
+    "brier_score",
     "classification_metrics",
     "confidence_table",
     "expected_calibration_error",
     "logit_adjusted",
+    "negative_log_likelihood",
     "tune_class_offsets",
 ]
 
@@ -44,10 +49,51 @@ def expected_calibration_error(y: np.ndarray, proba: np.ndarray, bins: int = 15)
     return float(ece)
 
 
+def negative_log_likelihood(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true class (log loss, natural logarithm).
+
+    scikit-learn's ``log_loss`` with ``labels`` set to every class (``proba``'s
+    columns), so a class absent from ``y`` keeps its column; probabilities are
+    clipped to ``[eps, 1 - eps]`` (``eps`` of their dtype). Rows are renormalised to
+    sum to 1 first: a float32 softmax (or a float32 feature matrix) sums to 1 only to
+    about 1e-7. NaN for an empty ``y``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return float("nan")
+    total = proba.sum(axis=1, keepdims=True)
+    proba = np.where(total > 0, proba / np.where(total > 0, total, 1.0), proba)
+    n_classes = proba.shape[1]
+    if n_classes < 2:  # log_loss needs two labels; one class is always right
+        eps = np.finfo(proba.dtype).eps
+        return float(-np.log(np.clip(proba[:, 0], eps, 1.0)).mean())
+    return float(log_loss(y, proba, labels=list(range(n_classes))))
+
+
+def brier_score(y: np.ndarray, proba: np.ndarray) -> float:
+    """Multi-class Brier score: ``mean_i sum_k (proba[i, k] - [y_i == k]) ** 2``.
+
+    Brier's original definition, summed over every class (so it lies in ``[0, 2]``;
+    for two classes it is twice the binary Brier score of either class). NaN for an
+    empty ``y``.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    if len(y) == 0:
+        return float("nan")
+    onehot = np.zeros(proba.shape, dtype=np.float64)
+    onehot[np.arange(len(y)), y] = 1.0
+    return float(((proba - onehot) ** 2).sum(axis=1).mean())
+
+
 def classification_metrics(
     y: Sequence[int] | np.ndarray, proba: np.ndarray, classes: list[str]
 ) -> dict[str, Any]:
-    """Every metric of a run on one split (see the module docstring)."""
+    """Every metric of a run on one split (see the module docstring).
+
+    The calibration scores are ``ece`` (15 equal-width bins,
+    :func:`expected_calibration_error`), ``nll`` (:func:`negative_log_likelihood`)
+    and ``brier`` (:func:`brier_score`, summed over classes).
+    """
     y = np.asarray(y, dtype=np.int64)
     labels = list(range(len(classes)))
     pred = proba.argmax(axis=1) if len(y) else np.zeros(0, dtype=np.int64)
@@ -81,6 +127,8 @@ def classification_metrics(
         if present.sum() > 1
         else float("nan"),
         "ece": expected_calibration_error(y, proba),
+        "nll": negative_log_likelihood(y, proba),
+        "brier": brier_score(y, proba),
         "per_class": {
             c: {
                 "precision": float(p[i]),
@@ -159,6 +207,7 @@ def tune_class_offsets(
 
 
 def apply_offsets(proba: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """``softmax(log proba + offsets)``: the class offsets of :func:`tune_class_offsets`."""
     logp = np.log(np.clip(proba, 1e-12, 1.0)) + offsets
     logp -= logp.max(axis=1, keepdims=True)
     e = np.exp(logp)

@@ -2,11 +2,15 @@
 
 ``run_training(config, out)`` is a self-contained function of its config (the
 unit of work of an experiment grid): it writes the run folder and returns the
-summary. The run folder keeps the tomato-leaf reference's file names.
+summary. The run folder keeps the tomato-leaf reference's file names, and adds the
+model's probabilities for every test and validation image (``predictions.csv``,
+``val_predictions.csv``), from which every metric and post-hoc fit can be recomputed.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import time
@@ -19,17 +23,12 @@ import numpy as np
 from .._fs import atomic_write_text, check_output_dir, output_faults, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
+from .calibration import posthoc_variants
 from .config import RunConfig
-from .data import load_split
+from .data import SplitData, load_split
 from .environment import PeakRSS, environment
 from .linear import train_linear
-from .metrics import (
-    apply_offsets,
-    classification_metrics,
-    confidence_table,
-    logit_adjusted,
-    tune_class_offsets,
-)
+from .metrics import classification_metrics, confidence_table
 from .trainset import balanced_train_set
 
 __all__ = ["run_training"]
@@ -135,22 +134,20 @@ def run_training(
                 from .torch_train import train_torch
 
                 result = train_torch(cfg, split, train, out, log, progress)
-        val_y, val_p = result["val"]
-        test_y, test_p = result["test"]
-        prior = np.asarray(train.original_counts, dtype=np.float64)
-        prior = prior / max(prior.sum(), 1.0)
+        val_y, val_p = _checked(split, "val", *result["val"])
+        test_y, test_p = _checked(split, "test", *result["test"])
+        _write_predictions(out / "predictions.csv", split, "test", test_p)
+        _write_predictions(out / "val_predictions.csv", split, "val", val_p)
         test_metrics = classification_metrics(test_y, test_p, classes)
         val_metrics = classification_metrics(val_y, val_p, classes)
-        offsets = tune_class_offsets(val_y, val_p) if len(val_y) else np.zeros(len(classes))
-        posthoc = {
-            "logit_adjustment": classification_metrics(
-                test_y, logit_adjusted(test_p, prior), classes
-            ),
-            "threshold_moving": classification_metrics(
-                test_y, apply_offsets(test_p, offsets), classes
-            ),
-        }
-        _write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc)
+        posthoc = posthoc_variants(
+            (val_y, val_p),
+            (test_y, test_p),
+            classes,
+            train.original_counts,
+            train.counts(len(classes)),
+        )
+        _write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc.metrics)
         conf = confidence_table(test_y, test_p, classes)
         write_csv(out / "confidence_analysis.csv", conf)
         from .plots import plot_confidence, plot_confusion
@@ -171,11 +168,10 @@ def run_training(
                 k: val_metrics[k] - test_metrics[k]
                 for k in ("macro_f1", "balanced_accuracy", "accuracy")
             },
-            "posthoc": {
-                name: {k: m[k] for k in ("macro_f1", "balanced_accuracy", "accuracy", "gmean")}
-                for name, m in posthoc.items()
-            },
-            "threshold_offsets": offsets.tolist(),
+            "posthoc": posthoc.summary(),
+            "threshold_offsets": posthoc.offsets.tolist(),
+            "temperature": posthoc.temperature,
+            "prior_correction_weights": posthoc.prior_weights.tolist(),
             "training_time_s": round(result["train_s"], 3),
             "total_time_s": round(time.perf_counter() - t_start, 3),
             "peak_memory_mib": round(memory.peak_mib, 1),  # process RSS while training
@@ -191,6 +187,55 @@ def run_training(
 
             log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
         return clean
+
+
+def _checked(
+    split: SplitData, name: str, y: np.ndarray, proba: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """A trainer's ``(labels, probabilities)`` of one split, as float64 rows summing to 1,
+    checked to follow ``split.rows[name]`` (the order ``predictions.csv`` names)."""
+    y = np.asarray(y, dtype=np.int64)
+    expected = np.asarray([lab for _, lab in split.rows[name]], dtype=np.int64)
+    p = np.asarray(proba, dtype=np.float64)
+    if p.shape != (len(expected), len(split.classes)) or not np.array_equal(y, expected):
+        # a trainer bug, not a user error
+        raise AssertionError(f"the {name} predictions do not follow the split's rows")
+    s = p.sum(axis=1, keepdims=True)
+    return y, np.where(s > 0, p / np.where(s > 0, s, 1.0), p)
+
+
+def _image_root(split: SplitData, name: str) -> Path:
+    """The folder ``name``'s images are listed under: the split's root for a
+    ``splits.csv`` split, ``DIR/<name>`` for a pre-split tree."""
+    source = Path(split.source) if split.source else None
+    if source is not None and not (source / "splits.csv").is_file():
+        return source.resolve() / name
+    return split.root
+
+
+def _relative(path: str, roots: list[Path]) -> str:
+    for root in roots:
+        try:
+            return Path(path).relative_to(root).as_posix()
+        except ValueError:
+            continue
+    return Path(path).as_posix()
+
+
+def _write_predictions(path: Path, split: SplitData, name: str, proba: np.ndarray) -> None:
+    """One row per image of split ``name``: its path (relative to the split's image root,
+    as in ``splits.csv``), true and predicted class, and every class's probability (at
+    full precision: the metrics of the run can be recomputed from it)."""
+    classes = split.classes
+    roots = [_image_root(split, name), split.root]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "label", "label_idx", "pred", *(f"p:{c}" for c in classes)])
+    pred = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
+    for (image, lab), k, row in zip(split.rows[name], pred, proba, strict=True):
+        probs = [repr(float(v)) for v in row]
+        w.writerow([_relative(image, roots), classes[lab], lab, classes[int(k)], *probs])
+    atomic_write_text(path, buf.getvalue())
 
 
 def _title(cfg: RunConfig) -> str:
@@ -221,7 +266,7 @@ def _write_test_metrics(
                     "support": mm["n"],
                 }
             )
-        for key in ("accuracy", "balanced_accuracy", "gmean", "ece"):
+        for key in ("accuracy", "balanced_accuracy", "gmean", "ece", "nll", "brier"):
             rows.append(
                 {"variant": variant, "class": key, "precision": "", "recall": "", "f1": mm[key],
                  "support": mm["n"]}
