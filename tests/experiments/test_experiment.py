@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -221,3 +222,100 @@ def test_workers_end_with_a_killed_grid(tmp_path: Path, split_tree: Path) -> Non
         for w in workers:
             with contextlib.suppress(OSError):
                 os.kill(w, signal.SIGKILL)
+
+
+@pytest.fixture
+def image_tree(tmp_path: Path) -> Path:
+    """An unsplit image folder: blue 30, green 16, red 12."""
+    from imgtools import COLOURS, colour_image
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "images"
+    for (name, colour), n in zip(COLOURS.items(), (30, 16, 12), strict=True):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            colour_image(rng, colour).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+def test_repeated_splits_give_every_arm_the_same_split_sequence(
+    tmp_path: Path, image_tree: Path
+) -> None:
+    spec = {
+        "name": "repeats",
+        "data": str(image_tree),
+        "splits": {"repeats": 3, "val": 0.25, "test": 0.25, "seed": 7},
+        "models": ["linear"],
+        "defaults": {"features": "thumbnail:4", "image_size": 16},
+        "arms": {"baseline": {}, "weighted": {"loss": "weighted-ce"},
+                 "over": {"technique": "random-over"}},
+    }  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    grid = load_grid(path)
+    out = tmp_path / "runs"
+    runs = plan_grid(grid, out / "_splits")
+    assert len(runs) == 9  # 3 arms x 3 splits x the one default seed
+    assert runs[0].run_id == "baseline__linear__split0__seed0"
+    by_arm: dict[str, list[str]] = {}
+    for r in runs:
+        by_arm.setdefault(r.arm, []).append(r.settings["data"])
+    assert len({tuple(v) for v in by_arm.values()}) == 1  # one sequence for every arm
+    assert by_arm["baseline"] == [str(out / "_splits" / f"split{k}") for k in range(3)]
+
+    assert run_grid(grid, out)["completed"] == 9
+    tests = [
+        {r["path"] for r in csv.DictReader((out / "_splits" / f"split{k}" / "splits.csv").open())
+         if r["split"] == "test"}
+        for k in range(3)
+    ]  # fmt: skip
+    assert len({frozenset(t) for t in tests}) == 3  # three different test splits
+    summaries = [json.loads((out / "_splits" / f"split{k}" / "split_summary.json").read_text())
+                 for k in range(3)]  # fmt: skip
+    assert [s["seed"] for s in summaries] == [7, 8, 9]
+    for r in runs:  # each run trained on its own split's test images
+        pred = {row["path"] for row in csv.DictReader((out / r.run_id / "predictions.csv").open())}
+        assert pred == tests[r.split or 0]
+
+    # a second run keeps the splits (same bytes) and every finished run
+    mtimes = {p: p.stat().st_mtime_ns for p in (out / "_splits").rglob("*.csv")}
+    assert run_grid(grid, out)["skipped"] == 9
+    assert {p: p.stat().st_mtime_ns for p in (out / "_splits").rglob("*.csv")} == mtimes
+
+    paths = write_report(out)
+    verdict = json.loads(paths["verdict"].read_text())
+    weighted = next(t for t in verdict["techniques"] if t["arm"] == "weighted")
+    assert weighted["macro_f1_unit"] == "split" and weighted["macro_f1_units"] == 3
+    assert weighted["macro_f1_test"] in ("corrected resampled t-test", "sign test "
+                                         "(every unit the same difference)")  # fmt: skip
+    assert verdict["protocol"]["splits"] == 3
+    assert "over 3 repeated splits" in verdict["verdict"][0]
+    assert "All runs share one split" not in paths["markdown"].read_text()
+
+
+def test_a_grid_checks_its_data_once_before_any_run(tmp_path: Path, image_tree: Path) -> None:
+    spec = {"data": str(tmp_path / "nowhere"), "models": ["linear"], "arms": {"baseline": {}}}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs"
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"cannot train on its data.*nowhere"):
+        run_grid(load_grid(path), out)
+    assert not [p for p in out.iterdir() if p.is_dir()]  # no failed run folder per run
+    # repeated splits of something that is already a split: the fix is named
+    split_dir = tmp_path / "made"
+    imgbalance.write_split(imgbalance.split(image_tree), split_dir)
+    spec.update(data=str(split_dir), splits=2)
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"already a split.*image folder itself"):
+        run_grid(load_grid(path), out)
+    for bad, match in (
+        ({"repeats": "five"}, "repeats must be an integer"),
+        ({"repeats": 0}, "repeats must be >= 1"),
+        ({"folds": 5}, r"unknown key\(s\) \['folds'\]"),
+        ({"val": True}, "val must be an integer or a number"),
+        ("all", "splits must be a number of repeats or a mapping"),
+    ):
+        spec["splits"] = bad
+        path.write_text(yaml.safe_dump(spec))
+        with pytest.raises(imgbalance.ImgBalanceError, match=match):
+            load_grid(path)

@@ -17,12 +17,22 @@ Example ``grid.yaml``::
       resampling: [smote]
 
 Each run is ``run_training`` of one resolved config, in ``OUT/<arm>__<model>__seed<N>``.
+
+With ``splits``, ``data`` is the image folder itself (``DATA/<class>/*``) and every
+technique is compared on the same sequence of splits, each made once into
+``OUT/_splits/split<R>`` (near-duplicate-safe, like ``imgbalance split``) and each run
+in ``OUT/<arm>__<model>__split<R>__seed<N>``::
+
+    data: ../images
+    splits: {repeats: 5, val: 0.15, test: 0.15, seed: 0}   # or just: splits: 5
+    seeds: [0]                   # default with splits: one seed per split
 A run whose ``experiment_summary.json`` says completed, with the same config
 fingerprint, is skipped; a run that raises gets ``error.json`` and the grid goes on.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import multiprocessing
 import os
@@ -38,12 +48,32 @@ from typing import Any
 import yaml
 
 from .._fs import atomic_write_text
-from ..errors import ImgBalanceError
+from ..errors import ConfigError, DatasetError, ImgBalanceError
 from .config import RunConfig
 
-__all__ = ["GridRun", "load_grid", "plan_grid", "run_grid"]
+__all__ = [
+    "GridRun",
+    "check_data",
+    "load_grid",
+    "make_splits",
+    "plan_grid",
+    "run_grid",
+    "split_spec",
+]
 
-_GRID_KEYS = {"name", "data", "seeds", "models", "defaults", "arms", "groups", "out", "resources"}
+_GRID_KEYS = {
+    "name", "data", "seeds", "models", "defaults", "arms", "groups", "out", "resources", "splits",
+}  # fmt: skip
+#: the keys of ``splits``, their types and defaults
+_SPLIT_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
+    "repeats": (int, 5),
+    "val": ((int, float), 0.15),
+    "test": ((int, float), 0.15),
+    "seed": (int, 0),
+    "group_by": (str, None),
+    "near_duplicates": (bool, True),
+}
+SPLITS_DIR = "_splits"
 _ARM_ONLY = ("model", "seed", "data")
 
 
@@ -56,6 +86,8 @@ class GridRun:
     model: str
     seed: int
     settings: dict[str, Any]
+    #: the repeat of the grid's ``splits`` this run trains on (None: the grid's one split)
+    split: int | None = None
 
 
 def load_grid(
@@ -91,13 +123,56 @@ def load_grid(
     where = Path(str(grid["data"])).expanduser()
     grid["data"] = str(where if where.is_absolute() else (path.parent / where).resolve())
     grid.setdefault("name", path.stem)
+    if grid.get("splits") is not None:
+        grid["splits"] = split_spec(grid["splits"], path)
     return grid
 
 
-def plan_grid(grid: dict[str, Any]) -> list[GridRun]:
-    """Every run of the grid, each config validated before anything trains."""
+def split_spec(spec: Any, where: str | os.PathLike[str] = "the grid") -> dict[str, Any]:
+    """The grid's ``splits``, checked and with its defaults (an int is ``repeats``)."""
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = {"repeats": spec}
+    if not isinstance(spec, dict):
+        raise ConfigError(
+            f'"{where}": splits must be a number of repeats or a mapping with '
+            f"{', '.join(_SPLIT_KEYS)}; got {spec!r}."
+        )
+    unknown = sorted(set(spec) - set(_SPLIT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f'"{where}": splits: unknown key(s) {unknown}; use {", ".join(_SPLIT_KEYS)}.'
+        )
+    out: dict[str, Any] = {}
+    for key, (kind, default) in _SPLIT_KEYS.items():
+        value = spec.get(key, default)
+        bad_bool = isinstance(value, bool) and kind is not bool
+        if value is not None and (bad_bool or not isinstance(value, kind)):
+            raise ConfigError(
+                f'"{where}": splits: {key} must be {_kind_name(kind)}; got {value!r}.'
+            )
+        out[key] = value
+    if out["repeats"] < 1:
+        raise ConfigError(f'"{where}": splits: repeats must be >= 1; got {out["repeats"]}.')
+    return out
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(dict.fromkeys(names[k] for k in kinds))
+
+
+def plan_grid(grid: dict[str, Any], splits_dir: Path | None = None) -> list[GridRun]:
+    """Every run of the grid, each config validated before anything trains.
+
+    With ``splits`` in the grid, each run trains on ``splits_dir/split<R>`` (``run_grid``
+    makes those folders first).
+    """
     defaults = dict(grid.get("defaults") or {})
-    seeds = grid.get("seeds", [0, 1, 2])
+    spec = split_spec(grid["splits"]) if grid.get("splits") is not None else None
+    repeats: list[int | None] = list(range(spec["repeats"])) if spec else [None]
+    where = splits_dir if splits_dir is not None else Path(SPLITS_DIR)
+    seeds = grid.get("seeds", [0] if spec else [0, 1, 2])
     if isinstance(seeds, int):
         seeds = list(range(seeds))
     models = grid.get("models") or [defaults.get("model", "small-cnn")]
@@ -109,15 +184,17 @@ def plan_grid(grid: dict[str, Any]) -> list[GridRun]:
             raise ImgBalanceError(f'arm "{arm}": {clash} belong to the grid, not to an arm.')
         arm_models = [settings.pop("model")] if "model" in settings else models
         for model in arm_models:
-            for seed in seeds:
-                full = {**defaults, **settings, "model": model, "seed": int(seed)}
-                full["data"] = grid["data"]
-                try:
-                    RunConfig.from_dict(full)
-                except ImgBalanceError as exc:
-                    raise ImgBalanceError(f'arm "{arm}" (model {model}): {exc}') from exc
-                run_id = f"{arm}__{model}__seed{seed}".replace("/", "-").replace(" ", "_")
-                runs.append(GridRun(run_id, arm, model, int(seed), full))
+            for rep in repeats:
+                for seed in seeds:
+                    full = {**defaults, **settings, "model": model, "seed": int(seed)}
+                    full["data"] = grid["data"] if rep is None else str(where / f"split{rep}")
+                    try:
+                        RunConfig.from_dict(full)
+                    except ImgBalanceError as exc:
+                        raise ImgBalanceError(f'arm "{arm}" (model {model}): {exc}') from exc
+                    cell = f"seed{seed}" if rep is None else f"split{rep}__seed{seed}"
+                    run_id = f"{arm}__{model}__{cell}".replace("/", "-").replace(" ", "_")
+                    runs.append(GridRun(run_id, arm, model, int(seed), full, rep))
     ids = [r.run_id for r in runs]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
@@ -211,7 +288,10 @@ def run_grid(
         require_ray()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = plan_grid(grid)
+    runs = plan_grid(grid, out / SPLITS_DIR)  # every setting checked before any split or run
+    if grid.get("splits") is not None:
+        make_splits(grid["data"], split_spec(grid["splits"]), out / SPLITS_DIR, log)
+    check_data({r.settings["data"] for r in runs})
     atomic_write_text(
         out / "grid.json",
         json.dumps(_folder_record(out / "grid.json", grid, runs), indent=2) + "\n",
@@ -249,6 +329,71 @@ def run_grid(
             for k, fut in enumerate(as_completed(futures), 1):
                 done(fut.result(), k)
     return status
+
+
+def make_splits(
+    data: str | os.PathLike[str],
+    spec: dict[str, Any],
+    where: Path,
+    log: Callable[[str], None] = lambda _m: None,
+) -> list[Path]:
+    """Write the grid's repeated splits of the image folder ``data`` into
+    ``where/split<R>`` (split R with seed ``spec["seed"] + R``); a folder that already
+    holds the same split (same images, seed and fractions) is kept, so a grid resumes."""
+    from ..dataset.scanner import scan
+    from ..dataset.splits import split, write_split
+
+    data = Path(data)
+    if (data / "splits.csv").is_file() or (data / "train").is_dir():
+        raise ConfigError(
+            f'"{data}" is already a split, but the grid asks for repeated splits ("splits:"). '
+            "Point data at the image folder itself (class folders), or drop splits."
+        )
+    catalog = scan(data)
+    folders = []
+    extra: dict[str, Any] = {}
+    if spec.get("near_duplicates") is False:
+        extra["near_duplicates"] = False
+    for rep in range(spec["repeats"]):
+        folder = where / f"split{rep}"
+        folders.append(folder)
+        result = split(
+            catalog,
+            val=float(spec["val"]),
+            test=float(spec["test"]),
+            random_state=int(spec["seed"]) + rep,
+            group_by=spec.get("group_by"),
+            **extra,
+        )
+        wanted = "".join(f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in result.rows)
+        if _same_split(folder, wanted):
+            continue
+        write_split(result, folder, overwrite=True)
+        log(f"split {rep + 1}/{spec['repeats']}: {folder}")
+    return folders
+
+
+def _same_split(folder: Path, wanted: str) -> bool:
+    try:
+        with (folder / "splits.csv").open(encoding="utf-8", newline="") as fh:
+            have = "".join(
+                f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in csv.DictReader(fh)
+            )
+    except (OSError, ValueError, KeyError, csv.Error):
+        return False
+    return have == wanted
+
+
+def check_data(folders: set[str] | list[str]) -> None:
+    """Read every split the grid trains on once, before any run: a missing or broken split
+    is one clear error, not one failed run folder per run."""
+    from .data import load_split
+
+    for folder in sorted(folders):
+        try:
+            load_split(folder)
+        except DatasetError as exc:
+            raise DatasetError(f"The grid cannot train on its data: {exc}") from exc
 
 
 def _exit_with(parent: int) -> None:
