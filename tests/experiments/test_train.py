@@ -103,8 +103,9 @@ def test_best_checkpoint_not_last_is_evaluated(
     """Validation scores are scripted so epoch 2 is best: a 4-epoch run must test epoch 2's
     weights, which (training being deterministic) are a 2-epoch run's final weights."""
     _script_val_macro_f1(monkeypatch, [0.1, 0.9, 0.2, 0.3, 0.1, 0.9])
-    a = run_training(_cfg(split_tree, epochs=4, patience=10), tmp_path / "a")
-    b = run_training(_cfg(split_tree, epochs=2, patience=10), tmp_path / "b")
+    cfg = {"patience": 10, "monitor": "val_macro_f1"}
+    a = run_training(_cfg(split_tree, epochs=4, **cfg), tmp_path / "a")
+    b = run_training(_cfg(split_tree, epochs=2, **cfg), tmp_path / "b")
     assert a["best_epoch"] == 2 and a["epochs_run"] == 4 and b["best_epoch"] == 2
     state_a = torch.load(tmp_path / "a" / "best_model.pt", weights_only=False)["members"][0]
     state_b = torch.load(tmp_path / "b" / "best_model.pt", weights_only=False)["members"][0]
@@ -119,7 +120,8 @@ def test_drw_takes_its_model_from_the_reweighted_phase(
     """Validation peaks at epoch 1, before re-weighting starts at epoch 3: the model must
     still come from epoch 3 or later, and patience counts from there."""
     _script_val_macro_f1(monkeypatch, [0.9, 0.8, 0.2, 0.3, 0.1, 0.1, 0.5])
-    s = run_training(_cfg(split_tree, epochs=8, patience=2, drw_epoch=3), tmp_path / "run")
+    cfg = _cfg(split_tree, epochs=8, patience=2, drw_epoch=3, monitor="val_macro_f1")
+    s = run_training(cfg, tmp_path / "run")
     assert s["best_epoch"] == 4 and s["epochs_run"] == 6
     with pytest.raises(ImgBalanceError, match=r"drw_epoch must be between 1 and epochs \(8\)"):
         _cfg(split_tree, epochs=8, drw_epoch=9).validate()
@@ -222,3 +224,57 @@ def test_a_run_never_writes_into_its_input(split_tree: Path) -> None:
         run_training(_cfg(split_tree, model="linear"), split_tree / "train" / "runs")
     with pytest.raises(imgbalance.ImgBalanceError, match="never written to"):
         run_training(_cfg(split_tree, model="linear"), split_tree / "run")
+
+
+def test_the_selection_rule_is_validation_loss_unless_validation_is_too_small() -> None:
+    rule, why = torch_loop.selection_rule("auto", np.repeat([0, 1, 2], 7), 3)
+    assert rule == "val_loss" and "validation loss" in why
+    rule, why = torch_loop.selection_rule("auto", np.array([0] * 4 + [1] * 3 + [2]), 3)
+    assert rule == "none" and "8 image(s)" in why and "fixed budget" in why
+    rule, _ = torch_loop.selection_rule("auto", np.repeat([0, 1], 15), 3)  # class 2 missing
+    assert rule == "none"
+    assert torch_loop.selection_rule("val_macro_f1", np.array([0]), 3)[0] == "val_macro_f1"
+
+
+def test_a_fixed_budget_runs_every_epoch_and_tests_the_last(
+    split_tree: Path, tmp_path: Path
+) -> None:
+    # split_tree's validation split has 8 images: auto selects nothing
+    s = run_training(_cfg(split_tree, epochs=4, patience=1), tmp_path / "run")
+    assert s["selection"]["rule"] == "none" and "fixed budget" in s["selection"]["reason"]
+    assert s["best_epoch"] == 4 and s["epochs_run"] == 4  # patience does not stop it
+    history = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert s["selection"]["steps"] == s["selection"]["steps_total"] == int(history[-1]["steps"])
+    # 35 training images, batches of 8: 5 steps an epoch (the last batch has 3)
+    assert [int(h["steps"]) for h in history] == [5, 10, 15, 20]
+
+
+def test_validation_loss_picks_the_epoch_of_the_lowest_validation_loss(
+    split_tree: Path, tmp_path: Path
+) -> None:
+    s = run_training(_cfg(split_tree, epochs=5, patience=10, monitor="val_loss"), tmp_path / "r")
+    history = list(csv.DictReader((tmp_path / "r" / "history.csv").open()))
+    losses = [float(h["val_loss"]) for h in history]
+    assert s["best_epoch"] == 1 + losses.index(min(losses))
+    assert s["selection"]["rule"] == "val_loss"
+
+
+def test_a_step_budget_gives_every_arm_the_same_optimiser_steps(
+    split_tree: Path, tmp_path: Path
+) -> None:
+    """Oversampling makes an epoch 2-3 times longer; a budget in steps does not."""
+    runs = {
+        name: run_training(
+            _cfg(split_tree, epochs=3, max_steps=12, **kw), tmp_path / name,
+            balanced_cache=tmp_path / "bal",
+        )
+        for name, kw in (("plain", {}), ("over", {"technique": "random-over"}))
+    }  # fmt: skip
+    assert runs["over"]["train_size_after"] > 2 * runs["plain"]["train_size_after"]
+    for s in runs.values():
+        assert s["selection"]["steps_total"] == 12 and s["selection"]["max_steps"] == 12
+    unbudgeted = run_training(_cfg(split_tree, epochs=3, technique="random-over"),
+                              tmp_path / "long", balanced_cache=tmp_path / "bal")  # fmt: skip
+    assert unbudgeted["selection"]["steps_total"] > 12
+    with pytest.raises(ImgBalanceError, match="max_steps must be an integer >= 1"):
+        _cfg(split_tree, max_steps=0)

@@ -13,10 +13,15 @@ from ..torch.mixing import MIXING
 from ..torch.samplers import SAMPLERS
 from ..torch.weights import CLASS_WEIGHTS
 
-__all__ = ["AUGMENT", "LINEAR_LOSSES", "MONITORS", "RunConfig"]
+__all__ = ["AUGMENT", "LINEAR_LOSSES", "MIN_VAL_FOR_SELECTION", "MONITORS", "RunConfig"]
 
 AUGMENT = ("none", "light")
-MONITORS = ("val_macro_f1", "val_balanced_accuracy", "val_loss")
+#: how the checkpoint that is tested is chosen: ``auto`` is ``val_loss`` unless the
+#: validation split is too small to select on (see :data:`MIN_VAL_FOR_SELECTION`), then
+#: ``none`` (a fixed budget: every epoch runs and the last one is tested)
+MONITORS = ("auto", "val_loss", "val_macro_f1", "val_balanced_accuracy", "none")
+#: fewer validation images than this (or a class missing from it): ``auto`` selects nothing
+MIN_VAL_FOR_SELECTION = 20
 #: the losses the ``linear`` model (logistic regression) can express, as sample weights
 LINEAR_LOSSES = ("ce", "weighted-ce")
 
@@ -72,7 +77,12 @@ class RunConfig:
     step_size: int = 15
     step_gamma: float = 0.1
     patience: int = 5
-    monitor: str = "val_macro_f1"
+    #: the selection rule (see MONITORS); the same for every arm of a comparison
+    monitor: str = "auto"
+    #: a budget in optimiser steps, the same for every arm: each of the ``epochs`` rounds
+    #: is ``ceil(max_steps / epochs)`` steps, whatever the size of the (resampled) training
+    #: set. None: an epoch is one pass over the training set.
+    max_steps: int | None = None
     seed: int = 0
     device: str = "auto"
     features: str = "thumbnail"  # for model "linear"
@@ -133,8 +143,10 @@ class RunConfig:
                 raise models.MODELS.unknown(
                     self.model, extra=["linear", "<any torchvision classifier>"]
                 )
-        for key in ("epochs", "batch_size", "ensemble", "patience", "step_size"):
+        for key in ("epochs", "batch_size", "ensemble", "patience", "step_size", "max_steps"):
             v = getattr(self, key)
+            if key == "max_steps" and v is None:
+                continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ImgBalanceError(f"{key} must be an integer >= 1, got {v!r}.")
         if self.model == "linear" and (

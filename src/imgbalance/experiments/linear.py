@@ -73,4 +73,7 @@ def train_linear(
           "val_balanced_accuracy": vm["balanced_accuracy"], "lr": "", "seconds": train_s}],
     )  # fmt: skip
     log(f"linear: val macro-F1 {vm['macro_f1']:.3f}")
-    return {"val": val, "test": test, "train_s": train_s, "best_epoch": 1, "epochs_run": 1}
+    selection = {"rule": "none", "reason": "a convex fit to convergence: nothing to select",
+                 "steps": None, "steps_total": None, "max_steps": None}  # fmt: skip
+    return {"val": val, "test": test, "train_s": train_s, "best_epoch": 1, "epochs_run": 1,
+            "selection": selection}  # fmt: skip

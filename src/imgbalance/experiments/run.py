@@ -162,6 +162,7 @@ def run_training(
             "classes": classes,
             "best_epoch": result.get("best_epoch"),
             "epochs_run": result.get("epochs_run"),
+            "selection": result.get("selection"),
             "final_metrics": test_metrics,
             "val_metrics": val_metrics,
             "val_test_gap": {

@@ -5,6 +5,7 @@ loss, class weights, sampler, mixing, in-memory batches) from a :class:`RunConfi
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..torch.mixing import create_mixing
 from ..torch.models import create_model, final_linear
 from ..torch.samplers import sample_weights
 from ..torch.weights import class_weights
-from .config import RunConfig
+from .config import MIN_VAL_FOR_SELECTION, RunConfig
 from .data import SplitData, TrainSet
 from .metrics import classification_metrics
 
@@ -61,6 +62,37 @@ def _autocast(device: torch.device) -> Any:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
+
+
+def selection_rule(monitor: str, val_y: np.ndarray, n_classes: int) -> tuple[str, str]:
+    """The rule that picks the tested checkpoint, and why: ``auto`` selects on validation
+    loss unless validation is too small to select on, then trains a fixed budget."""
+    if monitor != "auto":
+        return monitor, "set by the run's monitor"
+    counts = np.bincount(val_y, minlength=n_classes) if len(val_y) else np.zeros(n_classes)
+    if len(val_y) < MIN_VAL_FOR_SELECTION or (counts == 0).any():
+        return "none", (
+            f"validation has {len(val_y)} image(s) and {int((counts == 0).sum())} class(es) "
+            f"without any (under {MIN_VAL_FOR_SELECTION}, or a class missing, selection on "
+            "it is noise): a fixed budget, the last epoch is tested"
+        )
+    return "val_loss", "auto: validation loss (steadier than validation macro-F1)"
+
+
+def _batch_stream(
+    n: int, bs: int, gen: torch.Generator, sample_w: torch.Tensor | None
+) -> Iterator[torch.Tensor]:
+    """Batches of indices, pass after pass (each pass a new seeded order)."""
+    while True:
+        if sample_w is not None:
+            order = torch.multinomial(sample_w, n, replacement=True, generator=gen)
+        else:
+            order = torch.randperm(n, generator=gen)
+        for s in range(0, n, bs):
+            idx = order[s : s + bs]
+            if len(idx) < 2 and n >= 2:
+                continue  # BatchNorm needs two samples; a last batch of one is dropped
+            yield idx
 
 
 def _train_member(
@@ -109,26 +141,24 @@ def _train_member(
     batches = MemoryBatches(x_train, device, cfg.augment, torch.Generator().manual_seed(seed + 1))
     val_batches, val_y = val
     n = len(y_train)
+    rule, _why = selection_rule(cfg.monitor, val_y, n_classes)
     history: list[dict[str, Any]] = []
     best: tuple[float, int, dict[str, Any]] | None = None
     bad = 0
+    steps = 0
+    stream = _batch_stream(n, cfg.batch_size, gen, sample_w)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         if cfg.drw_epoch is not None and epoch == cfg.drw_epoch and set_weight is not None:
             set_weight(class_weights(original_counts, "effective", cfg.beta))
         model.train()
-        if sample_w is not None:
-            order = torch.multinomial(sample_w, n, replacement=True, generator=gen)
-        else:
-            order = torch.randperm(n, generator=gen)
         total, seen = 0.0, 0
-        n_batches = -(-n // cfg.batch_size)
-        for b, s in enumerate(range(0, n, cfg.batch_size), 1):
+        full = -(-n // cfg.batch_size) - (1 if n % cfg.batch_size == 1 and n >= 2 else 0)
+        n_batches = -(-cfg.max_steps // cfg.epochs) if cfg.max_steps else full
+        for b in range(1, n_batches + 1):
             if progress is not None:
                 progress("train", b, n_batches)
-            idx = order[s : s + cfg.batch_size]
-            if len(idx) < 2 and n >= 2:
-                continue  # BatchNorm needs two samples; a last batch of one is dropped
+            idx = next(stream)
             x = batches.get(idx, train=True)
             target: torch.Tensor = y_train[idx].to(device)
             if mixer is not None:
@@ -139,6 +169,7 @@ def _train_member(
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
+            steps += 1
             total += float(batch_loss.detach()) * len(idx)
             seen += len(idx)
         sched.step()
@@ -163,13 +194,17 @@ def _train_member(
             "val_balanced_accuracy": vm["balanced_accuracy"],
             "val_accuracy": vm["accuracy"],
             "lr": opt.param_groups[0]["lr"],
+            "steps": steps,
             "seconds": round(time.perf_counter() - t0, 3),
         }
         if tag:
             row["member"] = tag
         history.append(row)
-        score = -vl if cfg.monitor == "val_loss" else row[cfg.monitor]
-        score = float("-inf") if score != score else score  # NaN never wins
+        if rule == "none":  # a fixed budget: the latest epoch is the one tested
+            score = float(epoch)
+        else:
+            score = -vl if rule == "val_loss" else row[rule]
+            score = float("-inf") if score != score else score  # NaN never wins
         # Deferred re-weighting is the model after its re-weighted phase: epochs before
         # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
         # stopping could end as the plain-CE model, before re-weighting ever ran).
@@ -184,7 +219,7 @@ def _train_member(
             f"{tag}epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} "
             f"val macro-F1 {vm['macro_f1']:.3f}{' *' if improved else ''}"
         )
-        if bad >= cfg.patience:
+        if bad >= cfg.patience and rule != "none":
             break
     assert best is not None
     return best[2], history, best[1]
@@ -282,4 +317,18 @@ def train_torch(
     }
     if peak is not None:
         result["gpu_peak_memory_mib"] = round(peak, 1)
+    rule, why = selection_rule(cfg.monitor, sets["val"][1], n_classes)
+    by_member: dict[str, list[dict[str, Any]]] = {}
+    for row in history:
+        by_member.setdefault(str(row.get("member", "")), []).append(row)
+    at_best = [
+        rows[e - 1]["steps"] for rows, (_, e) in zip(by_member.values(), members, strict=True)
+    ]
+    result["selection"] = {
+        "rule": rule,
+        "reason": why,
+        "steps": int(sum(at_best)),  # optimiser steps of the tested model(s)
+        "steps_total": int(sum(rows[-1]["steps"] for rows in by_member.values())),
+        "max_steps": cfg.max_steps,
+    }
     return result
