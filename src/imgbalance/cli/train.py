@@ -194,3 +194,74 @@ def report_cmd(
     paths = write_report(runs_dir)
     for p in paths.values():
         out_console.print(str(p), highlight=False)
+
+
+@app.command()
+@errors_to_exit
+def compare(
+    data: Annotated[Path, typer.Argument(help="The image folder: one sub-folder per class.")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for splits, runs and report (default: ./<DATA name>-compare)."),
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            help="Time the whole comparison may take, like 20m or 1h30m: fewer "
+            "repeats or techniques are chosen up front to fit, and said."
+        ),
+    ] = None,
+    techniques: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated techniques to compare with the baseline "
+            "(default: chosen from the data)."
+        ),
+    ] = None,
+    model: Annotated[str, typer.Option(help="small-cnn, linear, or a torchvision name.")] = (
+        "small-cnn"
+    ),
+    repeats: Annotated[int, typer.Option(help="Repeated splits (before the budget).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the first split (split R: seed + R).")] = 0,
+    keep_small_classes: Annotated[
+        bool,
+        typer.Option("--keep-small-classes", help="Keep classes of fewer than 10 images."),
+    ] = False,
+    jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
+    backend: Annotated[
+        str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
+    ] = "local",
+    address: AddressOpt = None,
+) -> None:
+    """Which balancing helps on DATA: repeated splits, every technique, one verdict."""
+    from ..experiments.compare import compare as run_compare
+    from ..experiments.compare import parse_budget
+
+    out = out if out is not None else Path.cwd() / f"{data.resolve().name}-compare"
+    check_output_dir(out, [data], overwrite=True, replaces=())
+    verdict = run_compare(
+        data,
+        out,
+        budget_s=parse_budget(budget),
+        techniques=[t.strip() for t in techniques.split(",") if t.strip()] if techniques else None,
+        model=model,
+        repeats=repeats,
+        seed=seed,
+        keep_small_classes=keep_small_classes,
+        jobs=max(1, jobs),
+        backend=check_backend(backend),
+        address=address,
+        log=lambda m: err_console.print(m, highlight=False, markup=False),
+    )
+    out_console.print("\n[bold]Verdict[/]")
+    for line in verdict["verdict"]:
+        out_console.print(line, highlight=False, markup=False)
+    for w in verdict["warnings"]:
+        out_console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+    for note in verdict["plan"]["notes"]:
+        out_console.print(f"note: {note}", highlight=False, markup=False)
+    out_console.print(
+        f"report: {out / 'report.html'} ({verdict['minutes']} min)", highlight=False, markup=False
+    )
+    if verdict["status"]["failed"]:
+        raise typer.Exit(EXIT_ERROR)

@@ -101,11 +101,13 @@ def _from_csv(path: Path) -> SplitData:
     with (path / "splits.csv").open(encoding="utf-8", newline="") as fh:
         listed = list(csv.DictReader(fh))
     catalog = scan(root)
-    if catalog.classes != classes:
+    left_out = set(summary.get("excluded_classes") or [])  # a split may leave classes out
+    if [c for c in catalog.classes if c not in left_out] != classes:
         raise DatasetError(
             f'The classes in "{root}" ({catalog.classes}) are not those of the split '
             f"({classes}); re-run `imgbalance split`."
         )
+    idx = {c: i for i, c in enumerate(classes)}
     by_path = {r.path: r for r in catalog.usable()}
     rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
     hashes: dict[str, str] = {}
@@ -116,10 +118,14 @@ def _from_csv(path: Path) -> SplitData:
         if rec is None or (row.get("sha256") and rec.sha256 != row["sha256"]):
             changed.append(row["path"])
             continue
-        rows[row["split"]].append((str(root / rec.path), rec.label))
+        if rec.class_name not in idx:
+            changed.append(row["path"])
+            continue
+        label = idx[rec.class_name]
+        rows[row["split"]].append((str(root / rec.path), label))
         hashes[str(root / rec.path)] = rec.sha256 or rec.path
         if row["split"] == "train":
-            train.append(rec)
+            train.append(rec if rec.label == label else _relabel(rec, label))
     if changed:
         raise DatasetError(
             f"{len(changed)} file(s) of the split changed or disappeared since it was made "

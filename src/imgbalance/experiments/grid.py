@@ -32,7 +32,6 @@ fingerprint, is skipped; a run that raises gets ``error.json`` and the grid goes
 
 from __future__ import annotations
 
-import csv
 import json
 import multiprocessing
 import os
@@ -48,8 +47,9 @@ from typing import Any
 import yaml
 
 from .._fs import atomic_write_text
-from ..errors import ConfigError, DatasetError, ImgBalanceError
+from ..errors import ImgBalanceError
 from .config import RunConfig
+from .repeats import SPLITS_DIR, check_data, make_splits, split_spec
 
 __all__ = [
     "GridRun",
@@ -64,16 +64,6 @@ __all__ = [
 _GRID_KEYS = {
     "name", "data", "seeds", "models", "defaults", "arms", "groups", "out", "resources", "splits",
 }  # fmt: skip
-#: the keys of ``splits``, their types and defaults
-_SPLIT_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
-    "repeats": (int, 5),
-    "val": ((int, float), 0.15),
-    "test": ((int, float), 0.15),
-    "seed": (int, 0),
-    "group_by": (str, None),
-    "near_duplicates": (bool, True),
-}
-SPLITS_DIR = "_splits"
 _ARM_ONLY = ("model", "seed", "data")
 
 
@@ -126,40 +116,6 @@ def load_grid(
     if grid.get("splits") is not None:
         grid["splits"] = split_spec(grid["splits"], path)
     return grid
-
-
-def split_spec(spec: Any, where: str | os.PathLike[str] = "the grid") -> dict[str, Any]:
-    """The grid's ``splits``, checked and with its defaults (an int is ``repeats``)."""
-    if isinstance(spec, int) and not isinstance(spec, bool):
-        spec = {"repeats": spec}
-    if not isinstance(spec, dict):
-        raise ConfigError(
-            f'"{where}": splits must be a number of repeats or a mapping with '
-            f"{', '.join(_SPLIT_KEYS)}; got {spec!r}."
-        )
-    unknown = sorted(set(spec) - set(_SPLIT_KEYS))
-    if unknown:
-        raise ConfigError(
-            f'"{where}": splits: unknown key(s) {unknown}; use {", ".join(_SPLIT_KEYS)}.'
-        )
-    out: dict[str, Any] = {}
-    for key, (kind, default) in _SPLIT_KEYS.items():
-        value = spec.get(key, default)
-        bad_bool = isinstance(value, bool) and kind is not bool
-        if value is not None and (bad_bool or not isinstance(value, kind)):
-            raise ConfigError(
-                f'"{where}": splits: {key} must be {_kind_name(kind)}; got {value!r}.'
-            )
-        out[key] = value
-    if out["repeats"] < 1:
-        raise ConfigError(f'"{where}": splits: repeats must be >= 1; got {out["repeats"]}.')
-    return out
-
-
-def _kind_name(kind: type | tuple[type, ...]) -> str:
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(dict.fromkeys(names[k] for k in kinds))
 
 
 def plan_grid(grid: dict[str, Any], splits_dir: Path | None = None) -> list[GridRun]:
@@ -305,14 +261,18 @@ def run_grid(
 
     counter = iter(range(1, len(todo) + 1))
 
+    started = time.perf_counter()
+
     def done(res: dict[str, Any], k: int | None = None) -> None:
         k = k if k is not None else next(counter)
         status[res["status"]] += 1
+        left = (time.perf_counter() - started) / k * (len(todo) - k)
+        eta = f" (about {_duration(left)} left)" if k < len(todo) else ""
         if res["status"] == "completed":
             m = res["summary"]["final_metrics"]
-            log(f"[{k}/{len(todo)}] {res['run']}: test macro-F1 {m['macro_f1']:.3f}")
+            log(f"[{k}/{len(todo)}] {res['run']}: test macro-F1 {m['macro_f1']:.3f}{eta}")
         else:
-            log(f"[{k}/{len(todo)}] {res['run']}: FAILED {res['error']}")
+            log(f"[{k}/{len(todo)}] {res['run']}: FAILED {res['error']}{eta}")
 
     if backend == "ray":
         _run_on_ray(todo, out, cache, track, grid.get("resources") or {}, address, done)
@@ -331,69 +291,12 @@ def run_grid(
     return status
 
 
-def make_splits(
-    data: str | os.PathLike[str],
-    spec: dict[str, Any],
-    where: Path,
-    log: Callable[[str], None] = lambda _m: None,
-) -> list[Path]:
-    """Write the grid's repeated splits of the image folder ``data`` into
-    ``where/split<R>`` (split R with seed ``spec["seed"] + R``); a folder that already
-    holds the same split (same images, seed and fractions) is kept, so a grid resumes."""
-    from ..dataset.scanner import scan
-    from ..dataset.splits import split, write_split
-
-    data = Path(data)
-    if (data / "splits.csv").is_file() or (data / "train").is_dir():
-        raise ConfigError(
-            f'"{data}" is already a split, but the grid asks for repeated splits ("splits:"). '
-            "Point data at the image folder itself (class folders), or drop splits."
-        )
-    catalog = scan(data)
-    folders = []
-    extra: dict[str, Any] = {}
-    if spec.get("near_duplicates") is False:
-        extra["near_duplicates"] = False
-    for rep in range(spec["repeats"]):
-        folder = where / f"split{rep}"
-        folders.append(folder)
-        result = split(
-            catalog,
-            val=float(spec["val"]),
-            test=float(spec["test"]),
-            random_state=int(spec["seed"]) + rep,
-            group_by=spec.get("group_by"),
-            **extra,
-        )
-        wanted = "".join(f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in result.rows)
-        if _same_split(folder, wanted):
-            continue
-        write_split(result, folder, overwrite=True)
-        log(f"split {rep + 1}/{spec['repeats']}: {folder}")
-    return folders
-
-
-def _same_split(folder: Path, wanted: str) -> bool:
-    try:
-        with (folder / "splits.csv").open(encoding="utf-8", newline="") as fh:
-            have = "".join(
-                f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in csv.DictReader(fh)
-            )
-    except (OSError, ValueError, KeyError, csv.Error):
-        return False
-    return have == wanted
-
-
-def check_data(folders: set[str] | list[str]) -> None:
-    """Read every split the grid trains on once, before any run: a missing or broken split
-    is one clear error, not one failed run folder per run."""
-    from .data import load_split
-
-    for folder in sorted(folders):
-        try:
-            load_split(folder)
-        except DatasetError as exc:
-            raise DatasetError(f"The grid cannot train on its data: {exc}") from exc
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _exit_with(parent: int) -> None:

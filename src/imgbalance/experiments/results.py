@@ -287,8 +287,8 @@ def small_class_warnings(
             out.append(
                 f'Class "{c}" has {n} test image(s) (fewer than {minimum}): one image moves '
                 f"its recall by {1 / max(lo, 1):.2f}, so a change in it, and in macro "
-                "metrics, can be one or two images. Collect more test images of it or use "
-                "repeated splits, and read its numbers as anecdotes."
+                "metrics, can be one or two images. Collect more images of it; until then "
+                "read its numbers as anecdotes."
             )
     val = [r["min_val_class"] for r in done if _present(r.get("min_val_class"))]
     if val and min(val) < minimum:

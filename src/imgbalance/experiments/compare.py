@@ -1,0 +1,329 @@
+"""``imgbalance compare DATA``: which balancing helps a classifier on this data, as a
+measurement.
+
+One command: scan the image folder, choose a protocol from its statistics, train
+every technique on the same sequence of repeated splits with one selection rule and
+one budget in optimiser steps, report, and say the verdict in words with its
+uncertainty (see :mod:`imgbalance.experiments.stats`).
+
+Decisions it takes, each written into ``compare.json`` and said on the console:
+
+- **Classes too small to evaluate are left out.** A class with fewer than
+  ``MIN_CLASS_IMAGES`` images cannot have even a handful of test images in any
+  split; its recall would move in steps of a third. Such a class is left out of the
+  comparison (``keep_small_classes=True`` keeps it, and the verdict warns).
+- **The techniques** come from the data: the imbalance ratio, the smallest class, the
+  size of the set (see :func:`default_techniques`); ``techniques`` overrides.
+- **The budget** (``budget_s``): the baseline's first run is timed, and the number of
+  repeated splits (5 down to 3) and then of techniques (in order of priority) is
+  chosen up front so the whole grid fits; what was cut is said.
+- **One fair budget**: every arm of a CNN trains the same number of optimiser steps
+  (the baseline's epochs x batches), whatever oversampling does to the training set.
+
+A second run with the same ``out`` resumes: the plan is read back from
+``compare.json`` and finished runs are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._fs import atomic_write_text
+from ..errors import ConfigError, DatasetError
+from .grid import plan_grid, run_grid, run_one
+from .repeats import SPLITS_DIR, make_splits
+from .results import MIN_EVAL_IMAGES
+
+__all__ = ["ComparePlan", "compare", "default_techniques", "parse_budget"]
+
+#: a class with fewer images than this is left out of a comparison by default
+MIN_CLASS_IMAGES = MIN_EVAL_IMAGES
+#: every technique compare knows, by priority (the first ones survive a tight budget)
+TECHNIQUES: dict[str, dict[str, Any]] = {
+    "weighted-ce": {"loss": "weighted-ce", "class_weights": "inverse"},
+    "balanced-softmax": {"loss": "balanced-softmax"},
+    "random-over": {"technique": "random-over"},
+    "smote": {"technique": "smote", "technique_params": {"small_class_fallback": "augment"}},
+    "weighted-sampler": {"sampler": "class-balanced"},
+    "focal": {"loss": "focal", "class_weights": "inverse"},
+    "augment": {"technique": "augment"},
+    "random-under": {"technique": "random-under"},
+    "stem": {"technique": "stem", "technique_params": {"small_class_fallback": "augment"}},
+}
+_LINEAR_OK = {"weighted-ce", "random-over", "smote", "random-under", "augment", "stem"}
+PLAN_FILE = "compare.json"
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """Seconds from ``"20m"``, ``"1h30m"``, ``"90s"`` or a number of seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    number = r"(\d+(?:\.\d+)?)"
+    parts = re.fullmatch(rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise ConfigError(f'--budget "{text}" is not a duration; write it like 20m, 1h30m or 90s.')
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    return 3600 * h + 60 * m + s
+
+
+def default_techniques(counts: dict[str, int], model: str) -> tuple[list[str], list[str]]:
+    """The techniques worth comparing on data with these class counts, by priority, and
+    the reasons for what was left out."""
+    sizes = sorted(counts.values())
+    ratio = sizes[-1] / max(sizes[0], 1)
+    notes = []
+    names = list(TECHNIQUES)
+    if sizes[0] < 30:
+        names.remove("random-under")
+        notes.append(
+            f"random-under left out: the smallest class has {sizes[0]} images, undersampling "
+            "to it would throw most of the data away"
+        )
+    if ratio < 1.5:
+        notes.append(
+            f"the classes are nearly balanced (imbalance ratio {ratio:.1f}): balancing is "
+            "unlikely to matter, and the comparison is short"
+        )
+        names = names[:3]
+    if model == "linear":
+        dropped = [n for n in names if n not in _LINEAR_OK]
+        names = [n for n in names if n in _LINEAR_OK]
+        if dropped:
+            notes.append(f"{', '.join(dropped)} need a CNN (model linear has no such loss)")
+    return names, notes
+
+
+@dataclass
+class ComparePlan:
+    """What a comparison runs, and why (``compare.json``)."""
+
+    data: str
+    model: str
+    image_size: int
+    techniques: list[str]
+    repeats: int
+    val: float
+    test: float
+    seed: int
+    defaults: dict[str, Any]
+    excluded_classes: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    budget_s: float | None = None
+    estimate_s: float | None = None
+
+    def grid(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {"repeats": self.repeats, "val": self.val, "test": self.test,
+                                "seed": self.seed}  # fmt: skip
+        if self.excluded_classes:
+            spec["exclude_classes"] = sorted(self.excluded_classes)
+        arms = {"baseline": {}, **{t: dict(TECHNIQUES[t]) for t in self.techniques}}
+        return {
+            "name": f"compare {Path(self.data).name}",
+            "data": self.data,
+            "dataset": self.data,
+            "splits": spec,
+            "seeds": [0],
+            "models": [self.model],
+            "defaults": self.defaults,
+            "arms": arms,
+        }
+
+
+def _counts(data: Path) -> dict[str, int]:
+    from ..dataset.scanner import scan
+
+    catalog = scan(data)
+    counts = {c: 0 for c in catalog.classes}
+    for r in catalog.usable():
+        counts[r.class_name] += 1
+    if len(counts) < 2:
+        raise DatasetError(f'"{data}" has {len(counts)} class folder(s); a comparison needs two.')
+    return counts
+
+
+def _first_plan(
+    data: Path,
+    model: str,
+    techniques: list[str] | None,
+    keep_small_classes: bool,
+    budget_s: float | None,
+    repeats: int,
+    seed: int,
+) -> ComparePlan:
+    counts = _counts(data)
+    notes = []
+    small = {c: n for c, n in counts.items() if n < MIN_CLASS_IMAGES}
+    if small and not keep_small_classes:
+        notes.append(
+            "left out, too small to evaluate (fewer than "
+            f"{MIN_CLASS_IMAGES} images; keep_small_classes / --keep-small-classes keeps "
+            f"them with a warning): " + ", ".join(f"{c} ({n})" for c, n in small.items())
+        )
+        counts = {c: n for c, n in counts.items() if c not in small}
+        if len(counts) < 2:
+            raise DatasetError(
+                f'"{data}": only {len(counts)} class has {MIN_CLASS_IMAGES} or more images; '
+                "nothing can be compared. Collect more images, or pass --keep-small-classes."
+            )
+    if techniques:
+        unknown = [t for t in techniques if t not in TECHNIQUES]
+        if unknown:
+            raise ConfigError(
+                f"Unknown technique(s) {unknown} for compare; choose from "
+                f"{', '.join(TECHNIQUES)} (or write a grid for `imgbalance experiment`)."
+            )
+        names = list(techniques)
+    else:
+        names, why = default_techniques(counts, model)
+        notes += why
+    size = 64 if model in ("small-cnn", "linear") else 224
+    defaults: dict[str, Any] = {"image_size": size, "epochs": 20, "batch_size": 32}
+    if model == "linear":
+        defaults = {"image_size": size, "features": "thumbnail"}
+    # val and test: at least 10 images of the smallest class in each where the data allows
+    smallest = min(counts.values())
+    frac = min(0.25, max(0.15, MIN_EVAL_IMAGES / smallest)) if smallest else 0.15
+    return ComparePlan(
+        data=str(data),
+        model=model,
+        image_size=size,
+        techniques=names,
+        repeats=repeats,
+        val=round(frac, 3),
+        test=round(frac, 3),
+        seed=seed,
+        defaults=defaults,
+        excluded_classes=small if not keep_small_classes else {},
+        notes=notes,
+        budget_s=budget_s,
+    )
+
+
+def _fit_budget(plan: ComparePlan, run_s: float, jobs: int, log: Callable[[str], None]) -> None:
+    """Cut repeats (down to 3), then techniques, so the grid fits ``plan.budget_s``."""
+    if plan.budget_s is None:
+        plan.estimate_s = run_s * plan.repeats * (len(plan.techniques) + 1) / max(jobs, 1)
+        return
+    # 20% for rendering offline techniques and the report; parallel runs share the cores
+    # (each gets fewer threads), so jobs count at three quarters each beyond the first
+    per_run = 1.2 * run_s / (1 + 0.75 * (max(jobs, 1) - 1))
+    room = max(plan.budget_s - run_s, 0.0)
+    fits = int(room // per_run) + 1  # runs that fit, the timed one included
+    want_t, want_r = len(plan.techniques), plan.repeats
+    reps = want_r
+    while reps > 3 and reps * (want_t + 1) > fits:
+        reps -= 1
+    techs = max(1, min(want_t, fits // reps - 1))
+    if reps * (techs + 1) > fits:
+        plan.notes.append(
+            f"the budget fits about {fits} runs of {run_s:.0f} s; even 3 splits x "
+            "(baseline + 1 technique) do not: running that anyway"
+        )
+    if reps < want_r:
+        plan.notes.append(f"budget: {reps} repeated splits instead of {want_r}")
+    if techs < want_t:
+        plan.notes.append(
+            f"budget: the first {techs} technique(s) by priority; left out: "
+            + ", ".join(plan.techniques[techs:])
+        )
+    plan.repeats, plan.techniques = reps, plan.techniques[:techs]
+    plan.estimate_s = per_run * reps * (techs + 1)
+    log(f"one run takes {run_s:.0f} s: planning {reps} splits x {techs + 1} arms")
+
+
+def compare(
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    budget_s: float | None = None,
+    techniques: list[str] | None = None,
+    model: str = "small-cnn",
+    repeats: int = 5,
+    seed: int = 0,
+    keep_small_classes: bool = False,
+    jobs: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """Compare balancing techniques on the image folder ``data``; returns the verdict
+    (``verdict.json``'s content) with the plan under ``"plan"``.
+
+    Examples
+    --------
+    >>> v = imgbalance.compare("data", "cmp", budget_s=1200)   # doctest: +SKIP
+    >>> print("\\n".join(v["verdict"]))                        # doctest: +SKIP
+    """
+    from .report import write_report
+
+    data, out = Path(data).expanduser().resolve(), Path(out)
+    if not data.is_dir():
+        raise DatasetError(f'"{data}" is not a folder of class folders.')
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    plan = _read_plan(out, data)
+    if plan is None:
+        plan = _first_plan(data, model, techniques, keep_small_classes, budget_s, repeats, seed)
+        for note in plan.notes:
+            log(f"note: {note}")
+        grid = plan.grid()
+        make_splits(data, grid["splits"], out / SPLITS_DIR, log)
+        first = plan_grid(grid, out / SPLITS_DIR)[0]  # the baseline on split 0: timed
+        if plan.model != "linear":
+            first.settings["max_steps"] = _steps_of(out, first, grid)
+        t1 = time.perf_counter()
+        res = run_one(first, str(out), str(out / "_balanced"), None)
+        if res["status"] != "completed":
+            raise DatasetError(f"The first run of the comparison failed: {res['error']}")
+        _fit_budget(plan, time.perf_counter() - t1, jobs, log)
+        if plan.model != "linear":
+            plan.defaults["max_steps"] = first.settings["max_steps"]
+        atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
+    else:
+        log(f"resuming the comparison planned in {out / PLAN_FILE}")
+    grid = plan.grid()
+    log(
+        f"{plan.repeats} repeated splits (val {plan.val:.0%}, test {plan.test:.0%}) x "
+        f"{len(plan.techniques) + 1} arms ({', '.join(['baseline', *plan.techniques])}), "
+        f"model {plan.model}"
+        + (f", about {plan.estimate_s / 60:.0f} min" if plan.estimate_s else "")
+    )
+    status = run_grid(grid, out, jobs=jobs, log=log, backend=backend, address=address)
+    write_report(out)
+    verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+    verdict["plan"] = asdict(plan)
+    verdict["status"] = status
+    verdict["minutes"] = round((time.perf_counter() - t0) / 60, 1)
+    return verdict
+
+
+def _steps_of(out: Path, first: Any, grid: dict[str, Any]) -> int:
+    """The baseline's budget in optimiser steps: epochs x batches of split 0's training
+    split (every arm then trains exactly that many)."""
+    from .data import load_split
+
+    split = load_split(first.settings["data"])
+    bs = int(grid["defaults"].get("batch_size", 32))
+    return int(grid["defaults"].get("epochs", 20)) * math.ceil(len(split.rows["train"]) / bs)
+
+
+def _read_plan(out: Path, data: Path) -> ComparePlan | None:
+    try:
+        raw = json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))
+        plan = ComparePlan(**raw)
+    except (OSError, ValueError, TypeError):
+        return None
+    if Path(plan.data) != data:
+        raise ConfigError(
+            f'"{out}" holds a comparison of "{plan.data}", not of "{data}". Choose another '
+            "--out, or delete that folder."
+        )
+    return plan
