@@ -1,0 +1,147 @@
+"""``imgbalance compare``: the plan it takes from the data and the budget, the verdict it
+prints, every number of it reproducible from the run folders, and resuming."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from imgbalance.cli import app
+from imgbalance.errors import ConfigError, DatasetError
+from imgbalance.experiments.compare import (
+    ComparePlan,
+    _fit_budget,
+    compare,
+    default_techniques,
+    parse_budget,
+)
+
+pytest.importorskip("torch", reason="the report's comparison trains through the torch extra")
+
+
+def _tree(root: Path, counts: dict[str, int]) -> Path:
+    from imgtools import colour_image
+
+    rng = np.random.default_rng(5)
+    colours = [(40, 40, 200), (40, 200, 40), (200, 40, 40), (128, 128, 128)]
+    for (name, n), colour in zip(counts.items(), colours, strict=False):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            colour_image(rng, colour).save(root / name / f"{name}_{i}.png")
+    return root
+
+
+def test_parse_budget() -> None:
+    assert parse_budget("20m") == 1200
+    assert parse_budget("1h30m") == 5400
+    assert parse_budget("90s") == parse_budget("90") == 90
+    assert parse_budget(None) is None
+    for bad in ("soon", "", "20 minutes"):
+        with pytest.raises(ConfigError, match="not a duration; write it like 20m"):
+            parse_budget(bad)
+
+
+def test_default_techniques_follow_the_data() -> None:
+    names, notes = default_techniques({"a": 500, "b": 20}, "small-cnn")
+    assert names[0] == "weighted-ce" and "smote" in names and "random-under" not in names
+    assert any("random-under left out" in n for n in notes)
+    names, _ = default_techniques({"a": 500, "b": 100}, "small-cnn")
+    assert "random-under" in names
+    names, notes = default_techniques({"a": 100, "b": 90}, "small-cnn")
+    assert len(names) == 3 and any("nearly balanced" in n for n in notes)
+    names, notes = default_techniques({"a": 500, "b": 100}, "linear")
+    assert "focal" not in names and "balanced-softmax" not in names
+
+
+def _plan(techniques: int = 8, repeats: int = 5, budget: float | None = 600) -> ComparePlan:
+    return ComparePlan(data="d", model="small-cnn", image_size=64,
+                       techniques=[f"t{i}" for i in range(techniques)], repeats=repeats,
+                       val=0.15, test=0.15, seed=0, defaults={}, budget_s=budget)  # fmt: skip
+
+
+def test_the_budget_cuts_repeats_first_then_techniques() -> None:
+    plan = _plan()
+    _fit_budget(plan, run_s=10.0, jobs=1, log=lambda _m: None)  # 600 s: 50 runs of 12 s
+    assert (plan.repeats, len(plan.techniques)) == (5, 8)  # 45 runs fit
+    plan = _plan()
+    _fit_budget(plan, run_s=20.0, jobs=1, log=lambda _m: None)  # 25 runs fit
+    assert plan.repeats == 3 and len(plan.techniques) == 7  # 3 x 8 = 24
+    assert plan.techniques == [f"t{i}" for i in range(7)]  # the first by priority survive
+    assert any("3 repeated splits instead of 5" in n for n in plan.notes)
+    assert any("left out: t7" in n for n in plan.notes)
+    assert plan.estimate_s is not None and plan.estimate_s <= 600
+    plan = _plan()
+    _fit_budget(plan, run_s=20.0, jobs=2, log=lambda _m: None)  # two jobs fit more
+    assert plan.repeats * (len(plan.techniques) + 1) > 24
+    plan = _plan(budget=None)
+    _fit_budget(plan, run_s=20.0, jobs=1, log=lambda _m: None)
+    assert (plan.repeats, len(plan.techniques)) == (5, 8)
+
+
+def test_compare_end_to_end_reproducible_and_resumable(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "images", {"blue": 40, "green": 16, "red": 12, "tiny": 4})
+    out = tmp_path / "cmp"
+    lines: list[str] = []
+    verdict = compare(data, out, model="linear", repeats=3,
+                      techniques=["weighted-ce", "random-over"], log=lines.append)  # fmt: skip
+    plan = json.loads((out / "compare.json").read_text())
+    assert plan["excluded_classes"] == {"tiny": 4}  # too small to evaluate: left out, said
+    assert any("left out, too small to evaluate" in m and "tiny (4)" in m for m in lines)
+    assert verdict["status"]["failed"] == 0 and verdict["status"]["completed"] == 9
+    assert verdict["verdict"][0].startswith("linear, over 3 repeated splits:")
+    summary = json.loads((out / "_splits" / "split0" / "split_summary.json").read_text())
+    assert summary["classes"] == ["blue", "green", "red"]
+    # every number of the verdict comes from the run folders: recompute one by hand
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    f1 = {(r["arm"], r["split"]): float(r["macro_f1"]) for r in rows}
+    splits = sorted({r["split"] for r in rows})
+    by_hand = np.mean([f1[("random-over", s)] - f1[("baseline", s)] for s in splits])
+    over = next(t for t in verdict["techniques"] if t["arm"] == "random-over")
+    assert over["macro_f1_delta"] == pytest.approx(by_hand)
+    assert over["macro_f1_units"] == 3
+    for r in rows:  # and each run's macro-F1 from its predictions
+        from sklearn.metrics import f1_score
+
+        preds = list(csv.DictReader((out / r["run"] / "predictions.csv").open()))
+        present = sorted({p["label"] for p in preds})
+        got = f1_score([p["label"] for p in preds], [p["pred"] for p in preds],
+                       labels=present, average="macro", zero_division=0.0)  # fmt: skip
+        assert got == pytest.approx(float(r["macro_f1"]))
+    # a second call resumes: the plan is read back, nothing is trained again
+    mtimes = {p: p.stat().st_mtime_ns for p in out.glob("*/experiment_summary.json")}
+    again = compare(data, out, model="linear", log=lines.append)
+    assert again["status"]["skipped"] == 9 and again["plan"] == verdict["plan"]
+    assert {p: p.stat().st_mtime_ns for p in out.glob("*/experiment_summary.json")} == mtimes
+    assert any("resuming the comparison" in m for m in lines)
+    with pytest.raises(ConfigError, match="holds a comparison of"):
+        compare(_tree(tmp_path / "other", {"a": 10, "b": 10}), out, model="linear")
+
+
+def test_compare_refuses_data_it_cannot_evaluate(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "images", {"blue": 30, "green": 5, "red": 3})
+    with pytest.raises(DatasetError, match="only 1 class has 10 or more images"):
+        compare(data, tmp_path / "cmp", model="linear")
+    with pytest.raises(ConfigError, match=r"Unknown technique.*'magic'"):
+        compare(_tree(tmp_path / "ok", {"a": 12, "b": 12}), tmp_path / "c2",
+                model="linear", techniques=["magic"])  # fmt: skip
+
+
+def test_compare_command(tmp_path: Path) -> None:
+    data = _tree(tmp_path / "images", {"blue": 30, "green": 14})
+    out = tmp_path / "cmp"
+    res = CliRunner().invoke(
+        app, ["compare", str(data), "--out", str(out), "--model", "linear", "--repeats", "3",
+              "--techniques", "weighted-ce", "--budget", "10m"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "Verdict" in res.output and "over 3 repeated splits" in res.output
+    assert (out / "report.html").is_file() and (out / "verdict.json").is_file()
+    res = CliRunner().invoke(app, ["compare", str(data), "--out", str(data / "x")])
+    assert res.exit_code == 1 and "inside" in res.output  # never into the input
+    res = CliRunner().invoke(app, ["compare", str(data), "--budget", "soon"])
+    assert res.exit_code == 1 and "not a duration" in res.output
