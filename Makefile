@@ -30,9 +30,9 @@ $(VENV)/.torch: $(VENV)/.installed
 
 torch: $(VENV)/.torch
 
-# The optional trackers and Ray backend, so that their tests run too.
+# The optional trackers, the Ray backend and the statistics extra, so that their tests run too.
 $(VENV)/.trackers: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb,ray]'
+	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb,ray,stats]'
 	touch $@
 
 # pytest exits 5 when it collects no tests; make treats that as a failure.

@@ -122,7 +122,7 @@ def main() -> None:
         a = tables[name].get(arm)
         if a is None or f"{key}_delta" not in a:
             return None
-        return 100 * a[f"{key}_delta"], _stars(a.get(f"{key}_p"))
+        return 100 * a[f"{key}_delta"], _stars(a.get(f"{key}_p_holm"))
 
     def wins(name: str, arm: str, key: str = "macro_f1") -> str:
         return str(tables[name][arm].get(f"{key}_wins", ""))
@@ -130,10 +130,11 @@ def main() -> None:
     lines = [
         f"# Change in test macro-F1 against the baseline ({args.model}), in points",
         "",
-        "Mean over seeds of the paired difference to the baseline of the same seed;",
-        "`*` p < 0.05, `**` p < 0.01 (paired t-test over seeds, no correction for",
-        "the many comparisons); in brackets, the seeds on which the technique beat",
-        "the baseline. Written by `summarize.py` from each study's `results.csv`.",
+        "Mean paired difference to the baseline (runs paired by split and seed, seeds",
+        "averaged within a split); `*` p < 0.05, `**` p < 0.01 after Holm's correction",
+        "over the techniques of the study (see `imgbalance report`); in brackets, the",
+        "units (splits, or seeds of one split) on which the technique beat the baseline.",
+        "Written by `summarize.py` from each study's `results.csv`.",
         "",
         "| technique | " + " | ".join(names) + " | expected |",
         "|---|" + "---:|" * len(names) + "---|",
@@ -259,6 +260,29 @@ def main() -> None:
                 d = delta(name, arm, key)
                 cells.append("n/a" if d is None else f"{d[0]:+.1f}{d[1]}")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    # Across studies: the Friedman test over the techniques every study ran, and the
+    # critical-difference diagram (Nemenyi) beside the summary
+    scores = {
+        name: {arm: a["macro_f1"] for arm, a in tables[name].items() if not a.get("posthoc")}
+        for name in names
+    }
+    try:
+        from imgbalance.experiments.across import plot_critical_difference
+
+        cd = plot_critical_difference(scores, args.out.with_name(args.out.name + "_cd.png"))
+        ranked = sorted(cd["mean_ranks"].items(), key=lambda kv: kv[1])
+        lines += [
+            "",
+            "## Ranks across studies",
+            "",
+            f"Friedman test over the {len(cd['techniques'])} techniques every study ran "
+            f"({len(cd['studies'])} studies): chi2 = {cd['statistic']:.2f}, p = {cd['p']:.3g}. "
+            "Mean rank of test macro-F1 (1 = best): "
+            + ", ".join(f"{t} {r:.1f}" for t, r in ranked)
+            + f". Diagram (Nemenyi post-hoc): `{args.out.name}_cd.png`.",
+        ]
+    except Exception as exc:  # fewer than 2 studies or 3 shared techniques, or no extra
+        lines += ["", f"(No ranking across studies: {exc})"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     md = args.out.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -278,7 +302,9 @@ def main() -> None:
                 ax.text(j, i, f"{d[0]:+.1f}{d[1]}", ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(names)), [n.replace(" (", "\n(") for n in names], fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set_title(f"Test macro-F1 minus baseline, points\n({args.model}; * p<0.05, ** p<0.01)")
+    ax.set_title(
+        f"Test macro-F1 minus baseline, points\n({args.model}; Holm-corrected * p<0.05, ** p<0.01)"
+    )
     fig.colorbar(im, ax=ax, shrink=0.6)
     fig.tight_layout()
     fig.savefig(args.out.with_suffix(".png"), dpi=120)
