@@ -78,6 +78,10 @@ def test_the_budget_cuts_repeats_first_then_techniques() -> None:
     plan = _plan()
     _fit_budget(plan, run_s=20.0, jobs=2, log=lambda _m: None)  # two jobs fit more
     assert plan.repeats * (len(plan.techniques) + 1) > 24
+    plan = _plan(techniques=2)
+    plan.auto_repeats = True  # no --repeats: a roomy budget buys more splits, up to 10
+    _fit_budget(plan, run_s=5.0, jobs=1, log=lambda _m: None)
+    assert plan.repeats == 10 and any("10 repeated splits (it has room" in n for n in plan.notes)
     plan = _plan(budget=None)
     _fit_budget(plan, run_s=20.0, jobs=1, log=lambda _m: None)
     assert (plan.repeats, len(plan.techniques)) == (5, 8)

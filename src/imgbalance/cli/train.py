@@ -221,7 +221,10 @@ def compare(
     model: Annotated[str, typer.Option(help="small-cnn, linear, or a torchvision name.")] = (
         "small-cnn"
     ),
-    repeats: Annotated[int, typer.Option(help="Repeated splits (before the budget).")] = 5,
+    repeats: Annotated[
+        int | None,
+        typer.Option(help="Repeated splits (default 5, up to 10 when --budget has room)."),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the first split (split R: seed + R).")] = 0,
     keep_small_classes: Annotated[
         bool,

@@ -60,6 +60,7 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
 }
 _LINEAR_OK = {"weighted-ce", "random-over", "smote", "random-under", "augment", "stem"}
 PLAN_FILE = "compare.json"
+DEFAULT_REPEATS, MAX_REPEATS = 5, 10
 
 
 def parse_budget(text: str | float | None) -> float | None:
@@ -118,6 +119,8 @@ class ComparePlan:
     notes: list[str] = field(default_factory=list)
     budget_s: float | None = None
     estimate_s: float | None = None
+    #: repeats not given: 5, or up to MAX_REPEATS when the budget has room
+    auto_repeats: bool = False
 
     def grid(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"repeats": self.repeats, "val": self.val, "test": self.test,
@@ -218,6 +221,13 @@ def _fit_budget(plan: ComparePlan, run_s: float, jobs: int, log: Callable[[str],
     room = max(plan.budget_s - run_s, 0.0)
     fits = int(room // per_run) + 1  # runs that fit, the timed one included
     want_t, want_r = len(plan.techniques), plan.repeats
+    if plan.auto_repeats:  # a roomy budget buys more splits: more power, up to 10
+        more = min(MAX_REPEATS, fits // (want_t + 1))
+        if more > want_r:
+            plan.notes.append(
+                f"budget: {more} repeated splits (it has room for more than {want_r})"
+            )
+            want_r = plan.repeats = more
     reps = want_r
     while reps > 3 and reps * (want_t + 1) > fits:
         reps -= 1
@@ -246,7 +256,7 @@ def compare(
     budget_s: float | None = None,
     techniques: list[str] | None = None,
     model: str = "small-cnn",
-    repeats: int = 5,
+    repeats: int | None = None,
     seed: int = 0,
     keep_small_classes: bool = False,
     jobs: int = 1,
@@ -271,7 +281,11 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     plan = _read_plan(out, data)
     if plan is None:
-        plan = _first_plan(data, model, techniques, keep_small_classes, budget_s, repeats, seed)
+        plan = _first_plan(
+            data, model, techniques, keep_small_classes, budget_s, repeats or DEFAULT_REPEATS,
+            seed,
+        )  # fmt: skip
+        plan.auto_repeats = repeats is None
         for note in plan.notes:
             log(f"note: {note}")
         grid = plan.grid()
