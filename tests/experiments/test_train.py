@@ -228,7 +228,7 @@ def test_a_run_never_writes_into_its_input(split_tree: Path) -> None:
 
 def test_the_selection_rule_is_validation_loss_unless_validation_is_too_small() -> None:
     rule, why = torch_loop.selection_rule("auto", np.repeat([0, 1, 2], 7), 3)
-    assert rule == "val_loss" and "validation loss" in why
+    assert rule == "val_balanced_loss" and "class-balanced validation loss" in why
     rule, why = torch_loop.selection_rule("auto", np.array([0] * 4 + [1] * 3 + [2]), 3)
     assert rule == "none" and "8 image(s)" in why and "fixed budget" in why
     rule, _ = torch_loop.selection_rule("auto", np.repeat([0, 1], 15), 3)  # class 2 missing
@@ -247,6 +247,15 @@ def test_a_fixed_budget_runs_every_epoch_and_tests_the_last(
     assert s["selection"]["steps"] == s["selection"]["steps_total"] == int(history[-1]["steps"])
     # 35 training images, batches of 8: 5 steps an epoch (the last batch has 3)
     assert [int(h["steps"]) for h in history] == [5, 10, 15, 20]
+
+
+def test_balanced_nll_by_hand() -> None:
+    y = np.array([0, 0, 0, 1])
+    p = np.array([[0.9, 0.1], [0.9, 0.1], [0.9, 0.1], [0.5, 0.5]])
+    # class 0: -log 0.9 for each of its three; class 1: -log 0.5; each class counts once
+    expected = (-np.log(0.9) - np.log(0.5)) / 2
+    assert torch_loop.balanced_nll(y, p) == pytest.approx(expected)
+    assert torch_loop.balanced_nll(y, p) > float(np.mean(-np.log([0.9, 0.9, 0.9, 0.5])))
 
 
 def test_validation_loss_picks_the_epoch_of_the_lowest_validation_loss(

@@ -16,10 +16,13 @@ from ..torch.weights import CLASS_WEIGHTS
 __all__ = ["AUGMENT", "LINEAR_LOSSES", "MIN_VAL_FOR_SELECTION", "MONITORS", "RunConfig"]
 
 AUGMENT = ("none", "light")
-#: how the checkpoint that is tested is chosen: ``auto`` is ``val_loss`` unless the
+#: how the checkpoint that is tested is chosen: ``auto`` is ``val_balanced_loss`` (the
+#: validation NLL averaged per class) unless the
 #: validation split is too small to select on (see :data:`MIN_VAL_FOR_SELECTION`), then
 #: ``none`` (a fixed budget: every epoch runs and the last one is tested)
-MONITORS = ("auto", "val_loss", "val_macro_f1", "val_balanced_accuracy", "none")
+MONITORS = (
+    "auto", "val_balanced_loss", "val_loss", "val_macro_f1", "val_balanced_accuracy", "none",
+)  # fmt: skip
 #: fewer validation images than this (or a class missing from it): ``auto`` selects nothing
 MIN_VAL_FOR_SELECTION = 20
 #: the losses the ``linear`` model (logistic regression) can express, as sample weights

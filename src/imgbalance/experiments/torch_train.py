@@ -76,7 +76,19 @@ def selection_rule(monitor: str, val_y: np.ndarray, n_classes: int) -> tuple[str
             f"without any (under {MIN_VAL_FOR_SELECTION}, or a class missing, selection on "
             "it is noise): a fixed budget, the last epoch is tested"
         )
-    return "val_loss", "auto: validation loss (steadier than validation macro-F1)"
+    return "val_balanced_loss", (
+        "auto: class-balanced validation loss (smooth, unlike macro-F1 on a small split; "
+        "per class, unlike plain loss, which favours models fitted to the training prior)"
+    )
+
+
+def balanced_nll(y: np.ndarray, proba: np.ndarray) -> float:
+    """Mean over the classes present in ``y`` of the mean negative log-likelihood of that
+    class's images: the validation loss every class counts in equally, as in macro-F1."""
+    if len(y) == 0:
+        return float("nan")
+    nll = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))
+    return float(np.mean([nll[y == c].mean() for c in np.unique(y)]))
 
 
 def _batch_stream(
@@ -190,6 +202,7 @@ def _train_member(
             "epoch": epoch,
             "train_loss": total / max(seen, 1),
             "val_loss": vl,
+            "val_balanced_loss": balanced_nll(val_y, val_p),
             "val_macro_f1": vm["macro_f1"],
             "val_balanced_accuracy": vm["balanced_accuracy"],
             "val_accuracy": vm["accuracy"],
@@ -203,7 +216,8 @@ def _train_member(
         if rule == "none":  # a fixed budget: the latest epoch is the one tested
             score = float(epoch)
         else:
-            score = -vl if rule == "val_loss" else row[rule]
+            loss_rule = rule in ("val_loss", "val_balanced_loss")
+            score = -row[rule] if loss_rule else row[rule]
             score = float("-inf") if score != score else score  # NaN never wins
         # Deferred re-weighting is the model after its re-weighted phase: epochs before
         # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
