@@ -21,6 +21,7 @@ from imgbalance.experiments.stats import (
     holm,
     paired_units,
     sign_test,
+    t_interval,
 )
 
 
@@ -54,6 +55,19 @@ def test_corrected_resampled_t_test_by_hand() -> None:
     assert corrected_ttest(d, 0.25) > corrected_ttest(d, None)
     assert math.isnan(corrected_ttest([0.1], None))
     assert math.isnan(corrected_ttest([0.1, 0.1, 0.1], None))  # no spread: see sign_test
+
+
+def test_the_interval_agrees_with_the_test() -> None:
+    d = [0.02, 0.04, 0.06]
+    half = sps.t.ppf(0.975, df=2) * math.sqrt((1 / 3 + 0.25) * 0.0004)
+    assert t_interval(d, 0.25) == pytest.approx((0.04 - half, 0.04 + half))
+    # an interval that just excludes 0 is a test with p just under 0.05, and back
+    for ratio in (None, 0.25, 0.5):
+        lo, _ = t_interval(d, ratio)
+        assert (lo > 0) == (corrected_ttest(d, ratio) < 0.05)
+    assert t_interval([0.1], None) == (0.1, 0.1)
+    assert t_interval([0.1, 0.1], 0.5) == pytest.approx((0.1, 0.1))
+    assert all(math.isnan(v) for v in t_interval([], None))
 
 
 def test_bootstrap_interval_by_hand() -> None:
@@ -118,6 +132,9 @@ def test_losses_are_stated_and_holm_applies_over_the_family() -> None:
     assert [by[a].p_holm for a in ("good", "bad", "meh")] == pytest.approx(expected)
     assert by["bad"].delta == pytest.approx(-0.184)
     assert by["bad"].ci_high < 0 and by["good"].ci_low > 0 and by["meh"].ci_low < 0
+    assert by["good"].boot_low <= by["good"].delta <= by["good"].boot_high
+    # the corrected interval is wider than the bootstrap one: splits share training images
+    assert by["good"].ci_high - by["good"].ci_low > by["good"].boot_high - by["good"].boot_low
     assert by["bad"].wins == "0/5"
 
 

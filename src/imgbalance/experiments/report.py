@@ -3,7 +3,7 @@ and ``verdict.json``.
 
 A row per run in ``results.csv``. Per technique (arm x model): the mean and standard
 deviation over its runs and, against the baseline arm of the same model, the mean
-paired difference with its 95% bootstrap interval, a p-value, and Holm's correction
+paired difference with its 95% interval, a p-value, and Holm's correction
 over the techniques compared (see :mod:`imgbalance.experiments.stats`). The verdict
 states in words which techniques are better, which worse and which cannot be told
 apart from the baseline, with the protocol the numbers rest on and a warning for
@@ -124,7 +124,9 @@ def _protocol_text(proto: dict[str, Any], aggs: list[dict[str, Any]]) -> str:
         f"{', '.join(proto['selection']) or 'not recorded'}{steps}. Test-split metrics, "
         "mean ± std over runs. Δ is the mean paired difference to the baseline of the same "
         "model (runs paired by split and seed, seeds averaged within a split) with its 95% "
-        f"bootstrap interval; p from {', '.join(tests) or 'no test'}; Holm's correction over "
+        "interval (a t-interval on the variance the test uses; the percentile bootstrap "
+        f"interval is in verdict.json); p from {', '.join(tests) or 'no test'}; Holm's "
+        "correction over "
         "the techniques of each model, per metric; ↑ / ↓ mark a difference that is "
         "significant after it (alpha = 0.05). 'baseline + post-hoc LA' and 'baseline + "
         "thresholds' are the baseline's models with post-hoc logit adjustment (read on "

@@ -70,7 +70,7 @@ def report_plots(
             ax.grid(axis="x", alpha=0.3)
         axes[0].invert_yaxis()
         fig.suptitle(
-            "mean paired change with its 95% bootstrap interval; green / red: better / worse "
+            "mean paired change with its 95% interval; green / red: better / worse "
             "after Holm's correction",
             fontsize=9,
         )

@@ -205,7 +205,8 @@ def aggregate(
 ) -> list[dict[str, Any]]:
     """Per technique (arm x model): mean and std over its runs, and for the compared
     metrics the paired difference to the model's baseline (``{metric}_delta``, its
-    bootstrap interval ``_ci_low`` / ``_ci_high``, ``_p``, Holm's ``_p_holm``,
+    95% interval ``_ci_low`` / ``_ci_high`` (and the bootstrap one, ``_boot_low`` /
+    ``_boot_high``), ``_p``, Holm's ``_p_holm``,
     ``_status``, ``_units``, ``_unit``, ``_wins``, ``_test``).
 
     Techniques come in the grid's order (``run_order``: run ids), baselines first.
@@ -247,6 +248,7 @@ def aggregate(
             agg[f"{metric}_delta"], agg[f"{metric}_wins"] = c.delta, c.wins
             agg[f"{metric}_p"], agg[f"{metric}_p_holm"] = c.p, c.p_holm
             agg[f"{metric}_ci_low"], agg[f"{metric}_ci_high"] = c.ci_low, c.ci_high
+            agg[f"{metric}_boot_low"], agg[f"{metric}_boot_high"] = c.boot_low, c.boot_high
             agg[f"{metric}_status"], agg[f"{metric}_units"] = c.status, c.units
             agg[f"{metric}_unit"], agg[f"{metric}_test"] = c.unit, c.test
         out.append(agg)
