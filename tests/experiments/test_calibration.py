@@ -263,3 +263,11 @@ def test_small_cnn_run_metrics_recompute_from_predictions(split_tree: Path, tmp_
     _check_recomputed(tmp_path / "run", summary, expected)
     # train 24/8/3 oversampled to 24/24/24: factors 24/35 / (1/3), 8/35 / (1/3), 3/35 / (1/3)
     assert summary["prior_correction_weights"] == pytest.approx([72 / 35, 24 / 35, 9 / 35])
+
+
+def test_a_validation_split_classified_all_right_fixes_no_temperature() -> None:
+    from imgbalance.experiments.calibration import fit_temperature
+
+    proba = np.array([[0.6, 0.4], [0.3, 0.7], [0.55, 0.45]])
+    assert fit_temperature([0, 1, 0], proba) == 1.0  # not the search's lower bound
+    assert fit_temperature([0, 1, 1], proba) != 1.0  # one wrong: a minimum exists

@@ -130,8 +130,9 @@ def fit_temperature(
         ``T`` found by a bounded scalar search over ``log T``
         (``scipy.optimize.minimize_scalar``) of the NLL as scikit-learn's ``log_loss``
         computes it (true-class probabilities clipped to ``[eps, 1 - eps]``). It is
-        never worse than no scaling: when the optimum does not lower the NLL, or the
-        split is empty, ``1.0``.
+        never worse than no scaling: when the optimum does not lower the NLL, the split
+        is empty, or every image of it is classified right (the NLL then has no
+        minimum: it falls as T -> 0), ``1.0``.
     """
     from scipy.optimize import minimize_scalar
 
@@ -147,6 +148,10 @@ def fit_temperature(
         return 1.0
     logp = _log_proba(proba)
     rows = np.arange(len(y))
+    if (logp.argmax(axis=1) == y).all():
+        # every validation image right: the NLL falls as T -> 0 without limit, so any
+        # fitted T would only be the search's lower bound (and test probabilities 0 / 1)
+        return 1.0
 
     top = logp.max(axis=1, keepdims=True)
     logp = logp - np.where(np.isfinite(top), top, 0.0)  # the largest is 0 (shift-invariant)
