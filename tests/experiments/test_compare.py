@@ -65,25 +65,28 @@ def _plan(techniques: int = 8, repeats: int = 5, budget: float | None = 600) -> 
 
 
 def test_the_budget_cuts_repeats_first_then_techniques() -> None:
+    def fit(plan: ComparePlan, per_run: float, done: int = 1, spent: float = 0.0) -> None:
+        _fit_budget(plan, per_run, done, spent, lambda _m: None)
+
     plan = _plan()
-    _fit_budget(plan, run_s=10.0, jobs=1, log=lambda _m: None)  # 600 s: 50 runs of 12 s
-    assert (plan.repeats, len(plan.techniques)) == (5, 8)  # 45 runs fit
+    fit(plan, per_run=10.0)  # 600 s at 11.5 s a run (rendering included): 53 runs fit
+    assert (plan.repeats, len(plan.techniques)) == (5, 8)  # 45 runs
     plan = _plan()
-    _fit_budget(plan, run_s=20.0, jobs=1, log=lambda _m: None)  # 25 runs fit
-    assert plan.repeats == 3 and len(plan.techniques) == 7  # 3 x 8 = 24
-    assert plan.techniques == [f"t{i}" for i in range(7)]  # the first by priority survive
+    fit(plan, per_run=20.0)  # 27 runs fit
+    assert plan.repeats == 3 and len(plan.techniques) == 8  # 3 x 9 = 27
     assert any("3 repeated splits instead of 5" in n for n in plan.notes)
-    assert any("left out: t7" in n for n in plan.notes)
-    assert plan.estimate_s is not None and plan.estimate_s <= 600
     plan = _plan()
-    _fit_budget(plan, run_s=20.0, jobs=2, log=lambda _m: None)  # two jobs fit more
-    assert plan.repeats * (len(plan.techniques) + 1) > 24
+    fit(plan, per_run=20.0, spent=120.0)  # two minutes already gone: 21 runs fit
+    assert plan.repeats == 3 and len(plan.techniques) == 6  # 3 x 7 = 21
+    assert plan.techniques == [f"t{i}" for i in range(6)]  # the first by priority survive
+    assert any("left out: t6, t7" in n for n in plan.notes)
+    assert plan.estimate_s is not None and plan.estimate_s <= 600
     plan = _plan(techniques=2)
     plan.auto_repeats = True  # no --repeats: a roomy budget buys more splits, up to 10
-    _fit_budget(plan, run_s=5.0, jobs=1, log=lambda _m: None)
+    fit(plan, per_run=5.0)
     assert plan.repeats == 10 and any("10 repeated splits (it has room" in n for n in plan.notes)
     plan = _plan(budget=None)
-    _fit_budget(plan, run_s=20.0, jobs=1, log=lambda _m: None)
+    fit(plan, per_run=20.0)
     assert (plan.repeats, len(plan.techniques)) == (5, 8)
 
 

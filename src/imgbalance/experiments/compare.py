@@ -14,7 +14,8 @@ Decisions it takes, each written into ``compare.json`` and said on the console:
   comparison (``keep_small_classes=True`` keeps it, and the verdict warns).
 - **The techniques** come from the data: the imbalance ratio, the smallest class, the
   size of the set (see :func:`default_techniques`); ``techniques`` overrides.
-- **The budget** (``budget_s``): the baseline's first run is timed, and the number of
+- **The budget** (``budget_s``): the baseline's first runs are timed (as many at once
+  as ``jobs``, so the time is the real throughput here), and the number of
   repeated splits (5 down to 3) and then of techniques (in order of priority) is
   chosen up front so the whole grid fits; what was cut is said.
 - **One fair budget**: every arm of a CNN trains the same number of optimiser steps
@@ -38,7 +39,7 @@ from typing import Any
 
 from .._fs import atomic_write_text
 from ..errors import ConfigError, DatasetError
-from .grid import plan_grid, run_grid, run_one
+from .grid import run_grid
 from .repeats import SPLITS_DIR, make_splits
 from .results import MIN_EVAL_IMAGES
 
@@ -210,16 +211,19 @@ def _first_plan(
     )
 
 
-def _fit_budget(plan: ComparePlan, run_s: float, jobs: int, log: Callable[[str], None]) -> None:
-    """Cut repeats (down to 3), then techniques, so the grid fits ``plan.budget_s``."""
+def _fit_budget(
+    plan: ComparePlan, per_run: float, done: int, spent: float, log: Callable[[str], None]
+) -> None:
+    """Cut repeats (down to 3), then techniques, so the grid fits ``plan.budget_s``.
+
+    ``per_run`` is the measured wall time per run at the comparison's parallelism (the
+    ``done`` timed runs), ``spent`` the time already used (scan, splits, those runs).
+    """
+    cost = 1.15 * per_run  # offline techniques also render their training set
     if plan.budget_s is None:
-        plan.estimate_s = run_s * plan.repeats * (len(plan.techniques) + 1) / max(jobs, 1)
+        plan.estimate_s = spent + cost * (plan.repeats * (len(plan.techniques) + 1) - done)
         return
-    # 20% for rendering offline techniques and the report; parallel runs share the cores
-    # (each gets fewer threads), so jobs count at three quarters each beyond the first
-    per_run = 1.2 * run_s / (1 + 0.75 * (max(jobs, 1) - 1))
-    room = max(plan.budget_s - run_s, 0.0)
-    fits = int(room // per_run) + 1  # runs that fit, the timed one included
+    fits = int(max(plan.budget_s - spent, 0.0) // cost) + done  # the timed runs included
     want_t, want_r = len(plan.techniques), plan.repeats
     if plan.auto_repeats:  # a roomy budget buys more splits: more power, up to 10
         more = min(MAX_REPEATS, fits // (want_t + 1))
@@ -234,7 +238,7 @@ def _fit_budget(plan: ComparePlan, run_s: float, jobs: int, log: Callable[[str],
     techs = max(1, min(want_t, fits // reps - 1))
     if reps * (techs + 1) > fits:
         plan.notes.append(
-            f"the budget fits about {fits} runs of {run_s:.0f} s; even 3 splits x "
+            f"the budget fits about {fits} runs of {per_run:.0f} s; even {reps} splits x "
             "(baseline + 1 technique) do not: running that anyway"
         )
     if reps < want_r:
@@ -245,8 +249,8 @@ def _fit_budget(plan: ComparePlan, run_s: float, jobs: int, log: Callable[[str],
             + ", ".join(plan.techniques[techs:])
         )
     plan.repeats, plan.techniques = reps, plan.techniques[:techs]
-    plan.estimate_s = per_run * reps * (techs + 1)
-    log(f"one run takes {run_s:.0f} s: planning {reps} splits x {techs + 1} arms")
+    plan.estimate_s = spent + cost * (reps * (techs + 1) - done)
+    log(f"a run takes {per_run:.0f} s here: planning {reps} splits x {techs + 1} arms")
 
 
 def compare(
@@ -290,16 +294,21 @@ def compare(
             log(f"note: {note}")
         grid = plan.grid()
         make_splits(data, grid["splits"], out / SPLITS_DIR, log)
-        first = plan_grid(grid, out / SPLITS_DIR)[0]  # the baseline on split 0: timed
-        if plan.model != "linear":
-            first.settings["max_steps"] = _steps_of(out, first, grid)
+        if plan.model != "linear":  # one budget in optimiser steps for every arm
+            plan.defaults["max_steps"] = _steps_of(out / SPLITS_DIR / "split0", grid)
+            grid = plan.grid()
+        # time the baseline on the first split(s), as many at once as the grid will run
+        timed = max(1, min(jobs, plan.repeats))
+        calib = {**grid, "arms": {"baseline": {}}, "splits": {**grid["splits"], "repeats": timed}}
         t1 = time.perf_counter()
-        res = run_one(first, str(out), str(out / "_balanced"), None)
-        if res["status"] != "completed":
-            raise DatasetError(f"The first run of the comparison failed: {res['error']}")
-        _fit_budget(plan, time.perf_counter() - t1, jobs, log)
-        if plan.model != "linear":
-            plan.defaults["max_steps"] = first.settings["max_steps"]
+        first = run_grid(calib, out, jobs=jobs, backend=backend, address=address)
+        if first["failed"]:
+            raise DatasetError(
+                f"The baseline's first run of the comparison failed: see {out}/"
+                f"baseline__{plan.model}__split0__seed0/error.json."
+            )
+        now = time.perf_counter()
+        _fit_budget(plan, (now - t1) / timed, timed, now - t0, log)
         atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
     else:
         log(f"resuming the comparison planned in {out / PLAN_FILE}")
@@ -319,12 +328,12 @@ def compare(
     return verdict
 
 
-def _steps_of(out: Path, first: Any, grid: dict[str, Any]) -> int:
+def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
     """The baseline's budget in optimiser steps: epochs x batches of split 0's training
     split (every arm then trains exactly that many)."""
     from .data import load_split
 
-    split = load_split(first.settings["data"])
+    split = load_split(split_dir)
     bs = int(grid["defaults"].get("batch_size", 32))
     return int(grid["defaults"].get("epochs", 20)) * math.ceil(len(split.rows["train"]) / bs)
 
