@@ -152,3 +152,42 @@ def test_compare_command(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "inside" in res.output  # never into the input
     res = CliRunner().invoke(app, ["compare", str(data), "--budget", "soon"])
     assert res.exit_code == 1 and "not a duration" in res.output
+
+
+def _verdict(data: Path, statuses: dict[str, tuple[str, float]]) -> dict[str, object]:
+    techniques = [
+        {"arm": arm, "model": "small-cnn", "macro_f1_status": status, "macro_f1_delta": d,
+         "macro_f1_ci_low": d - 0.02, "macro_f1_ci_high": d + 0.02, "posthoc": False}
+        for arm, (status, d) in statuses.items()
+    ]  # fmt: skip
+    plan = {"data": str(data), "val": 0.25, "test": 0.25, "seed": 0,
+            "excluded_classes": {"tiny": 4}}  # fmt: skip
+    return {"techniques": techniques, "plan": plan}
+
+
+def test_apply_writes_the_winners_split_and_balanced_training_set(tmp_path: Path) -> None:
+    from imgbalance.experiments.apply import apply_winner
+
+    data = _tree(tmp_path / "images", {"blue": 30, "green": 12, "tiny": 4})
+    verdict = _verdict(data, {"weighted-ce": ("better", 0.03), "random-over": ("better", 0.05),
+                              "smote": ("indistinguishable", 0.09)})  # fmt: skip
+    lines = apply_winner(verdict, tmp_path / "use")
+    assert "the winner is random-over (+5.0 points" in lines[0]  # the largest significant
+    assert any("between +3.0 and +7.0 points" in line for line in lines)
+    split_rows = list(csv.DictReader((tmp_path / "use" / "split" / "splits.csv").open()))
+    assert {r["class"] for r in split_rows} == {"blue", "green"}  # tiny stays left out
+    manifest = list(csv.DictReader((tmp_path / "use" / "train_balanced" / "manifest.csv").open()))
+    train = [r for r in split_rows if r["split"] == "train"]
+    counts = {c: sum(r["class"] == c for r in manifest) for c in ("blue", "green")}
+    assert counts["blue"] == counts["green"] == sum(r["class"] == "blue" for r in train)
+    assert not {r["path"] for r in split_rows if r["split"] == "test"} & {
+        p for r in manifest for p in json.loads(r["parents"] or "[]")
+    }  # no test image is a parent of a training image
+
+    lines = apply_winner(_verdict(data, {"focal": ("better", 0.04)}), tmp_path / "use2")
+    assert "works at training time" in lines[1] and "--loss focal" in lines[1]
+    assert "--set class_weights=inverse" in lines[1]
+    assert not (tmp_path / "use2" / "train_balanced").exists()
+
+    nothing = apply_winner(_verdict(data, {"smote": ("worse", -0.1)}), tmp_path / "use3")
+    assert "nothing was written" in nothing[0] and not (tmp_path / "use3").exists()

@@ -235,6 +235,10 @@ def compare(
         str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
     ] = "local",
     address: AddressOpt = None,
+    apply: Annotated[
+        Path | None,
+        typer.Option(help="Then write a split and the winner's balanced training set here."),
+    ] = None,
 ) -> None:
     """Which balancing helps on DATA: repeated splits, every technique, one verdict."""
     from ..experiments.compare import compare as run_compare
@@ -242,6 +246,8 @@ def compare(
 
     out = out if out is not None else Path.cwd() / f"{data.resolve().name}-compare"
     check_output_dir(out, [data], overwrite=True, replaces=())
+    if apply is not None:
+        check_output_dir(apply, [data], overwrite=False, replaces=())
     verdict = run_compare(
         data,
         out,
@@ -266,5 +272,10 @@ def compare(
     out_console.print(
         f"report: {out / 'report.html'} ({verdict['minutes']} min)", highlight=False, markup=False
     )
+    if apply is not None:
+        from ..experiments.apply import apply_winner
+
+        for line in apply_winner(verdict, apply):
+            out_console.print(line, highlight=False, markup=False)
     if verdict["status"]["failed"]:
         raise typer.Exit(EXIT_ERROR)

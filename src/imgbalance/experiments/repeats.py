@@ -16,7 +16,10 @@ from .._fs import atomic_write_text
 from ..dataset.catalog import Catalog
 from ..errors import ConfigError, DatasetError
 
-__all__ = ["SPLITS_DIR", "check_data", "make_splits", "split_spec"]
+__all__ = [
+    "SPLITS_DIR", "check_data", "make_splits", "split_spec", "without_classes",
+    "write_split_without",
+]  # fmt: skip
 
 #: the keys of ``splits``, their types and defaults
 _SPLIT_KEYS: dict[str, tuple[type | tuple[type, ...], Any]] = {
@@ -76,7 +79,7 @@ def make_splits(
     ``where/split<R>`` (split R with seed ``spec["seed"] + R``); a folder that already
     holds the same split (same images, seed and fractions) is kept, so a grid resumes."""
     from ..dataset.scanner import scan
-    from ..dataset.splits import split, write_split
+    from ..dataset.splits import split
 
     data = Path(data)
     if (data / "splits.csv").is_file() or (data / "train").is_dir():
@@ -84,7 +87,7 @@ def make_splits(
             f'"{data}" is already a split, but the grid asks for repeated splits ("splits:"). '
             "Point data at the image folder itself (class folders), or drop splits."
         )
-    catalog = _without(scan(data), spec.get("exclude_classes") or [])
+    catalog = without_classes(scan(data), spec.get("exclude_classes") or [])
     folders = []
     extra: dict[str, Any] = {}
     if spec.get("near_duplicates") is False:
@@ -103,18 +106,29 @@ def make_splits(
         wanted = "".join(f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in result.rows)
         if _same_split(folder, wanted):
             continue
-        summary = write_split(result, folder, overwrite=True)
-        if spec.get("exclude_classes"):  # recorded, so reading the split expects them gone
-            summary["excluded_classes"] = sorted(spec["exclude_classes"])
-            atomic_write_text(
-                folder / "split_summary.json",
-                json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
-            )
+        write_split_without(result, folder, spec.get("exclude_classes") or [])
         log(f"split {rep + 1}/{spec['repeats']}: {folder}")
     return folders
 
 
-def _without(catalog: Catalog, classes: list[str]) -> Catalog:
+def write_split_without(
+    result: Any, folder: Path, excluded: list[str], *, overwrite: bool = True
+) -> dict[str, Any]:
+    """``write_split`` of a split made without ``excluded`` classes, recording them in
+    ``split_summary.json`` so that reading the split expects them gone."""
+    from ..dataset.splits import write_split
+
+    summary: dict[str, Any] = write_split(result, folder, overwrite=overwrite)
+    if excluded:
+        summary["excluded_classes"] = sorted(excluded)
+        atomic_write_text(
+            folder / "split_summary.json",
+            json.dumps(summary, indent=2, ensure_ascii=False) + "\n",
+        )
+    return summary
+
+
+def without_classes(catalog: Catalog, classes: list[str]) -> Catalog:
     """``catalog`` without the images of ``classes`` (labels renumbered)."""
     if not classes:
         return catalog
