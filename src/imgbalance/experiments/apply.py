@@ -43,7 +43,7 @@ def apply_winner(
     from ..balancing import balance
     from ..dataset.scanner import scan
     from ..dataset.splits import split
-    from .compare import TECHNIQUES
+    from .compare import ALL_TECHNIQUES
     from .data import load_split
     from .repeats import without_classes, write_split_without
 
@@ -55,7 +55,7 @@ def apply_winner(
             "train on the data as it is."
         ]
     dest = Path(dest)
-    settings = TECHNIQUES[best["arm"]]
+    settings = ALL_TECHNIQUES[best["arm"]]
     excluded = sorted(plan["excluded_classes"])
     catalog = without_classes(scan(plan["data"]), excluded)
     result = split(catalog, val=plan["val"], test=plan["test"], random_state=plan["seed"])

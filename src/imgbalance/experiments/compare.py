@@ -43,7 +43,7 @@ from .grid import run_grid
 from .repeats import SPLITS_DIR, make_splits
 from .results import MIN_EVAL_IMAGES
 
-__all__ = ["ComparePlan", "compare", "default_techniques", "parse_budget"]
+__all__ = ["ALL_TECHNIQUES", "ComparePlan", "compare", "default_techniques", "parse_budget"]
 
 #: a class with fewer images than this is left out of a comparison by default
 MIN_CLASS_IMAGES = MIN_EVAL_IMAGES
@@ -59,7 +59,28 @@ TECHNIQUES: dict[str, dict[str, Any]] = {
     "random-under": {"technique": "random-under"},
     "stem": {"technique": "stem", "technique_params": {"small_class_fallback": "augment"}},
 }
-_LINEAR_OK = {"weighted-ce", "random-over", "smote", "random-under", "augment", "stem"}
+#: more techniques, compared when asked for (``techniques=["all"]`` or by name)
+EXTRA: dict[str, dict[str, Any]] = {
+    "adasyn": {"technique": "adasyn", "technique_params": {"small_class_fallback": "augment"}},
+    "smote-enn": {
+        "technique": "smote-enn",
+        "technique_params": {"small_class_fallback": "augment"},
+    },
+    "mixup": {"technique": "mixup"},
+    "drw": {"loss": "weighted-ce", "class_weights": "none", "drw_epoch": 10},
+    "mixup-cutmix": {"mixing": "mixup-cutmix"},
+    "easy-ensemble": {"ensemble": 3},
+    "random-over+focal": {"technique": "random-over", "loss": "focal", "class_weights": "inverse"},
+    "smote+focal": {
+        "technique": "smote",
+        "technique_params": {"small_class_fallback": "augment"},
+        "loss": "focal",
+        "class_weights": "inverse",
+    },
+}
+ALL_TECHNIQUES = {**TECHNIQUES, **EXTRA}
+_LINEAR_OK = {"weighted-ce", "random-over", "smote", "random-under", "augment", "stem",
+              "adasyn", "smote-enn", "mixup"}  # fmt: skip
 PLAN_FILE = "compare.json"
 DEFAULT_REPEATS, MAX_REPEATS = 5, 10
 
@@ -128,7 +149,7 @@ class ComparePlan:
                                 "seed": self.seed}  # fmt: skip
         if self.excluded_classes:
             spec["exclude_classes"] = sorted(self.excluded_classes)
-        arms = {"baseline": {}, **{t: dict(TECHNIQUES[t]) for t in self.techniques}}
+        arms = {"baseline": {}, **{t: dict(ALL_TECHNIQUES[t]) for t in self.techniques}}
         return {
             "name": f"compare {Path(self.data).name}",
             "data": self.data,
@@ -177,12 +198,15 @@ def _first_plan(
                 f'"{data}": only {len(counts)} class has {MIN_CLASS_IMAGES} or more images; '
                 "nothing can be compared. Collect more images, or pass --keep-small-classes."
             )
-    if techniques:
-        unknown = [t for t in techniques if t not in TECHNIQUES]
+    if techniques == ["all"]:
+        names = [t for t in ALL_TECHNIQUES if model != "linear" or t in _LINEAR_OK]
+    elif techniques:
+        unknown = [t for t in techniques if t not in ALL_TECHNIQUES]
         if unknown:
             raise ConfigError(
                 f"Unknown technique(s) {unknown} for compare; choose from "
-                f"{', '.join(TECHNIQUES)} (or write a grid for `imgbalance experiment`)."
+                f"{', '.join(ALL_TECHNIQUES)} or all (or write a grid for `imgbalance "
+                "experiment`)."
             )
         names = list(techniques)
     else:
