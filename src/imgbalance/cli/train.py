@@ -214,7 +214,7 @@ def compare(
     techniques: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated techniques to compare with the baseline "
+            help="Comma-separated techniques to compare with the baseline, or all "
             "(default: chosen from the data)."
         ),
     ] = None,
