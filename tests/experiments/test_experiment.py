@@ -54,7 +54,7 @@ def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: P
     assert {r.model for r in runs if r.arm == "cnn-focal"} == {"small-cnn"}
     out = tmp_path / "runs"
     status = run_grid(grid, out, balanced_cache=tmp_path / "bal")
-    assert status == {"completed": 12, "failed": 3, "skipped": 0}
+    assert status == {"completed": 12, "failed": 3, "skipped": 0, "not_started": 0}
     error = (out / "broken__linear__seed0" / "error.json").read_text()
     assert "k_neighbors + 1 = 6" in error
     finished = {p: p.stat().st_mtime_ns for p in out.glob("*/experiment_summary.json")}
@@ -63,7 +63,7 @@ def test_grid_resumes_records_failures_and_reports(tmp_path: Path, split_tree: P
     lost = out / "weighted__linear__seed1" / "experiment_summary.json"
     lost.unlink()
     again = run_grid(grid, out, balanced_cache=tmp_path / "bal")
-    assert again == {"completed": 12, "failed": 3, "skipped": 11}
+    assert again == {"completed": 12, "failed": 3, "skipped": 11, "not_started": 0}
     for p, mtime in finished.items():
         if p != lost:
             assert p.stat().st_mtime_ns == mtime  # not redone
@@ -319,3 +319,30 @@ def test_a_grid_checks_its_data_once_before_any_run(tmp_path: Path, image_tree: 
         path.write_text(yaml.safe_dump(spec))
         with pytest.raises(imgbalance.ImgBalanceError, match=match):
             load_grid(path)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_deadline_stops_starting_runs_and_leaves_whole_splits(
+    tmp_path: Path, image_tree: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgbalance.experiments import grid as grid_module
+
+    spec = {"data": str(image_tree), "splits": {"repeats": 3, "val": 0.25, "test": 0.25},
+            "models": ["linear"], "defaults": {"features": "thumbnail:4", "image_size": 16},
+            "arms": {"baseline": {}, "weighted": {"loss": "weighted-ce"}}}  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs"
+    grid = load_grid(path)
+    assert run_grid(grid, out, deadline=time.monotonic())["not_started"] == 6  # time is up
+    assert not list(out.glob("*/experiment_summary.json"))
+    checks = iter([False, False])  # time runs out after two runs have started
+    monkeypatch.setattr(grid_module, "_past", lambda _d: next(checks, True))
+    status = run_grid(grid, out, jobs=jobs, deadline=0.0)
+    assert status["completed"] == 2 and status["not_started"] == 4
+    # runs go split by split: the two that ran are both arms on split 0, a whole split
+    done = sorted(p.parent.name for p in out.glob("*/experiment_summary.json"))
+    assert done == ["baseline__linear__split0__seed0", "weighted__linear__split0__seed0"]
+    monkeypatch.undo()
+    again = run_grid(grid, out, jobs=jobs)  # a resume runs the rest
+    assert again["completed"] == 6 and again["skipped"] == 2 and again["not_started"] == 0

@@ -80,7 +80,7 @@ def test_grid_on_ray_matches_local_and_records_failures(
     assert len(plan_grid(grid)) == 8
     local = run_grid(grid, tmp_path / "local", jobs=2)
     on_ray = run_grid(grid, tmp_path / "ray", backend="ray")
-    assert local == on_ray == {"completed": 6, "failed": 2, "skipped": 0}
+    assert local == on_ray == {"completed": 6, "failed": 2, "skipped": 0, "not_started": 0}
     assert (
         "k_neighbors + 1"
         in (tmp_path / "ray" / "broken__small-cnn__seed0" / "error.json").read_text()

@@ -277,5 +277,13 @@ def compare(
 
         for line in apply_winner(verdict, apply):
             out_console.print(line, highlight=False, markup=False)
+    if verdict["status"].get("not_started"):
+        out_console.print(
+            f"note: the budget ran out with {verdict['status']['not_started']} run(s) not "
+            "started; the verdict covers the splits every arm finished. The same command "
+            "resumes the rest.",
+            highlight=False,
+            markup=False,
+        )
     if verdict["status"]["failed"]:
         raise typer.Exit(EXIT_ERROR)

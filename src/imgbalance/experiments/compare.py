@@ -21,8 +21,11 @@ Decisions it takes, each written into ``compare.json`` and said on the console:
 - **One fair budget**: every arm of a CNN trains the same number of optimiser steps
   (the baseline's epochs x batches), whatever oversampling does to the training set.
 
-A second run with the same ``out`` resumes: the plan is read back from
-``compare.json`` and finished runs are kept.
+Runs go split by split, and a run is not started once the budget is spent (a slower
+machine than the timing showed), so a comparison cut short still compares every arm on
+the same whole splits, and says how many runs it left. A second run with the same
+``out`` resumes: the plan is read back from ``compare.json`` and finished runs are kept
+(the budget then counts from the resume).
 """
 
 from __future__ import annotations
@@ -343,7 +346,12 @@ def compare(
         f"model {plan.model}"
         + (f", about {plan.estimate_s / 60:.0f} min" if plan.estimate_s else "")
     )
-    status = run_grid(grid, out, jobs=jobs, log=log, backend=backend, address=address)
+    deadline = None
+    if plan.budget_s is not None and backend == "local":  # a safety net under the plan
+        deadline = time.monotonic() + max(plan.budget_s - (time.perf_counter() - t0), 0.0)
+    status = run_grid(
+        grid, out, jobs=jobs, log=log, backend=backend, address=address, deadline=deadline
+    )
     write_report(out)
     verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
     verdict["plan"] = asdict(plan)

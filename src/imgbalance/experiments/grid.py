@@ -39,7 +39,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -229,8 +229,14 @@ def run_grid(
     tracker_uri: str | None = None,
     backend: str = "local",
     address: str | None = None,
+    deadline: float | None = None,
 ) -> dict[str, Any]:
     """Run every incomplete run of ``grid`` into ``out``; returns counts by status.
+
+    With repeated splits, runs go split by split (every arm on split 0, then split 1...).
+    ``deadline`` (a ``time.monotonic()`` value; local backend) stops starting runs once
+    it has passed, so a grid cut short still has every arm on the same complete splits;
+    the runs not started are counted as ``"not_started"``.
 
     ``backend="ray"`` makes each run a Ray task asking for the grid's
     ``resources`` (``cpus``, default 1; ``gpus``, a fraction allowed, default 0;
@@ -253,9 +259,12 @@ def run_grid(
         json.dumps(_folder_record(out / "grid.json", grid, runs), indent=2) + "\n",
     )
     todo = [r for r in runs if not is_complete(r, out / r.run_id)]
+    if grid.get("splits") is not None:  # split-major: a cut-short grid has whole splits
+        todo.sort(key=lambda r: r.split or 0)
     log(f"{len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do")
     cache = str(balanced_cache) if balanced_cache else str(out / "_balanced")
-    status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo)}
+    status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo),
+              "not_started": 0}  # fmt: skip
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
 
@@ -278,6 +287,9 @@ def run_grid(
         _run_on_ray(todo, out, cache, track, grid.get("resources") or {}, address, done)
     elif jobs <= 1:
         for k, run in enumerate(todo, 1):
+            if _past(deadline):
+                status["not_started"] = len(todo) - k + 1
+                break
             done(run_one(run, str(out), cache, None, *track), k)
     else:
         # spawn, not fork: a forked copy of a process that already ran torch can deadlock
@@ -285,10 +297,29 @@ def run_grid(
         with ProcessPoolExecutor(
             max_workers=jobs, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),)
         ) as pool:
-            futures = [pool.submit(run_one, run, str(out), cache, threads, *track) for run in todo]
-            for k, fut in enumerate(as_completed(futures), 1):
-                done(fut.result(), k)
+            queue = iter(todo)
+            running: set[Future[dict[str, Any]]] = set()
+            for _ in range(jobs):  # at most `jobs` in flight
+                first = None if _past(deadline) else next(queue, None)
+                if first is not None:
+                    running.add(pool.submit(run_one, first, str(out), cache, threads, *track))
+            k = 0
+            while running:
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    k += 1
+                    done(fut.result(), k)
+                    nxt = None if _past(deadline) else next(queue, None)
+                    if nxt is not None:
+                        running.add(pool.submit(run_one, nxt, str(out), cache, threads, *track))
+            status["not_started"] = sum(1 for _ in queue)
+    if status["not_started"]:
+        log(f"time is up: {status['not_started']} run(s) not started (they run on a resume)")
     return status
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline
 
 
 def _duration(seconds: float) -> str:
