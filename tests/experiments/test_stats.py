@@ -87,7 +87,7 @@ def test_bootstrap_interval_by_hand() -> None:
 def _run(arm: str, split: str, seed: int, f1: float, **kw: Any) -> dict[str, Any]:
     return {"run": f"{arm}__m__{split}s{seed}", "arm": arm, "model": "m", "split": split,
             "seed": seed, "status": "completed", "macro_f1": f1, "test_n": 30,
-            "train_size_before": 120, **kw}  # fmt: skip
+            "train_size_before": 120, "resplit": True, **kw}  # fmt: skip
 
 
 def test_seeds_are_averaged_within_a_split_and_splits_are_the_units() -> None:
@@ -143,3 +143,19 @@ def test_lower_is_better_metrics_count_wins_the_other_way() -> None:
     tech = [_run("t", sp, 0, 0.5, ece=0.10 + 0.012 * i) for i, sp in enumerate("ABCDE")]
     [c] = compare_to_baseline(base + tech, "ece")
     assert c.delta < 0 and c.wins == "5/5" and c.status == BETTER
+
+
+def test_the_overlap_correction_is_for_re_splits_of_one_dataset_only() -> None:
+    """New training draws scored on one fixed test set (the long-tailed studies) are not
+    random re-splits: their units take the plain paired t-test."""
+    diffs = [0.05, 0.06, 0.04, 0.07, 0.05]
+    base = [_run("baseline", sp, 0, 0.6, resplit=False) for sp in "ABCDE"]
+    tech = [_run("t", sp, 0, 0.6 + d, resplit=False) for sp, d in zip("ABCDE", diffs, strict=True)]
+    [c] = compare_to_baseline(base + tech, "macro_f1")
+    assert c.unit == "split" and c.test == "paired t-test"
+    assert c.p == pytest.approx(float(sps.ttest_1samp(diffs, 0).pvalue))
+    for r in base + tech:
+        r["resplit"] = "True"  # as results.csv gives it back
+    [c] = compare_to_baseline(base + tech, "macro_f1")
+    assert c.test == "corrected resampled t-test"
+    assert c.p == pytest.approx(corrected_ttest(diffs, 30 / 120))

@@ -104,23 +104,42 @@ def make_splits(
             **extra,
         )
         wanted = "".join(f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in result.rows)
-        if _same_split(folder, wanted):
+        repeat = {"index": rep, "of": spec["repeats"], "seed": int(spec["seed"]) + rep}
+        if _same_split(folder, wanted) and _has_repeat(folder):
             continue
-        write_split_without(result, folder, spec.get("exclude_classes") or [])
+        write_split_without(result, folder, spec.get("exclude_classes") or [], repeat=repeat)
         log(f"split {rep + 1}/{spec['repeats']}: {folder}")
     return folders
 
 
+def _has_repeat(folder: Path) -> bool:
+    try:
+        summary = json.loads((folder / "split_summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and isinstance(summary.get("repeat"), dict)
+
+
 def write_split_without(
-    result: Any, folder: Path, excluded: list[str], *, overwrite: bool = True
+    result: Any,
+    folder: Path,
+    excluded: list[str],
+    *,
+    overwrite: bool = True,
+    repeat: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """``write_split`` of a split made without ``excluded`` classes, recording them in
-    ``split_summary.json`` so that reading the split expects them gone."""
+    ``split_summary.json`` so that reading the split expects them gone, and, for one of
+    a grid's repeated splits, ``repeat`` (its index, the number of repeats and its
+    seed: the report then knows the splits are random re-splits of one dataset)."""
     from ..dataset.splits import write_split
 
     summary: dict[str, Any] = write_split(result, folder, overwrite=overwrite)
-    if excluded:
-        summary["excluded_classes"] = sorted(excluded)
+    if excluded or repeat:
+        if excluded:
+            summary["excluded_classes"] = sorted(excluded)
+        if repeat:
+            summary["repeat"] = repeat
         atomic_write_text(
             folder / "split_summary.json",
             json.dumps(summary, indent=2, ensure_ascii=False) + "\n",

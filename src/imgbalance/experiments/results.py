@@ -127,6 +127,8 @@ def _completed_row(folder: Path, arm: str, model: str, s: dict[str, Any]) -> dic
     }
     present = [c for c in minority if test_support[c] > 0]
     posthoc = s.get("posthoc") or {}
+    split_file = Path(str(cfg.get("data", ""))) / "split_summary.json"
+    split_info = _read_json(split_file) if split_file.is_file() else {}
     selection = s.get("selection") or {}
     return {
         "run": folder.name,
@@ -134,6 +136,8 @@ def _completed_row(folder: Path, arm: str, model: str, s: dict[str, Any]) -> dic
         "model": cfg.get("model") or model,
         "seed": cfg.get("seed"),
         "split": str(cfg.get("data", "")),
+        # one of a grid's random re-splits of one dataset (their training sets overlap)
+        "resplit": isinstance(split_info, dict) and isinstance(split_info.get("repeat"), dict),
         "status": "completed",
         "technique": cfg.get("technique"),
         "loss": cfg.get("loss"),

@@ -18,11 +18,13 @@ For each technique, against the baseline of the same model:
   the units, seeded), kept beside it as a check. It is not the headline: with 3-10
   units a percentile bootstrap covers less than it claims, and resampling splits
   cannot see that their training sets overlap;
-- ``p``: two-sided. Over repeated random splits, the corrected resampled t-test of
-  Nadeau & Bengio (2003), whose variance term ``(1/J + n_test/n_train)`` accounts for
-  the overlap of training sets between splits; over seeds of one split, the paired
-  t-test. When every unit shows the same difference (zero variance: a t-test is
-  undefined), the exact two-sided sign test, ``2 * 0.5**J``;
+- ``p``: two-sided. Over a grid's repeated random splits of one dataset (rows marked
+  ``resplit``), the corrected resampled t-test of Nadeau & Bengio (2003), whose
+  variance term ``(1/J + n_test/n_train)`` accounts for the overlap of training sets
+  between splits; over other units (seeds of one split, or splits drawn some other
+  way, such as new training draws against one fixed test set), the paired t-test.
+  When every unit shows the same difference (zero variance: a t-test is undefined),
+  the exact two-sided sign test, ``2 * 0.5**J``;
 - ``p_holm``: Holm's step-down correction over the techniques compared with one
   baseline on one metric (the family of one study and model).
 
@@ -174,6 +176,11 @@ def bootstrap_ci(
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
+def _truthy(x: Any) -> bool:
+    """True, or a CSV's "True"."""
+    return x is True or (isinstance(x, str) and x.strip().lower() == "true")
+
+
 def _present(x: Any) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
@@ -252,7 +259,9 @@ def _compare(
     boot = bootstrap_ci(diffs, seed=seed)
     zero_var = len(d) >= 2 and bool(np.ptp(d) <= 1e-12)
     ratio = None
-    if unit == "split":
+    # the correction is for random re-splits of one dataset (overlapping training sets);
+    # splits drawn otherwise (a fixed test set, new training draws) take the plain test
+    if unit == "split" and all(_truthy(r.get("resplit")) for r in runs):
         ratios = [
             float(r["test_n"]) / float(r["train_size_before"])
             for r in runs
