@@ -346,3 +346,55 @@ def test_a_deadline_stops_starting_runs_and_leaves_whole_splits(
     monkeypatch.undo()
     again = run_grid(grid, out, jobs=jobs)  # a resume runs the rest
     assert again["completed"] == 6 and again["skipped"] == 2 and again["not_started"] == 0
+
+
+BOMB = """
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+name: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+data: .
+arms: {baseline: {}}
+"""
+
+
+def test_an_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(BOMB)
+    assert path.stat().st_size < 600
+    t0 = time.perf_counter()
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"expands to [\d,]+ YAML nodes.*alias"):
+        load_grid(path)
+    assert time.perf_counter() - t0 < 5  # refused from the node graph, not by expanding it
+    # a few honest aliases are fine
+    path.write_text("defaults: &d {epochs: 2}\ndata: .\narms: {a: *d, b: *d}\n")
+    assert load_grid(path)["arms"]["a"] == {"epochs": 2}
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("name", ["a"], "name must be a string"),
+        ("seeds", "three", "seeds must be a list of integers"),
+        ("seeds", [0, True], "seeds must be a list of integers"),
+        ("seeds", 0, "seeds must be a list of integers, or a number of seeds >= 1"),
+        ("models", "small-cnn", "models must be a list of model names"),
+        ("defaults", [1, 2], "defaults must be a mapping"),
+        ("arms", {"a": [1]}, r"arms must be a mapping of names to settings \(arm 'a'"),
+        ("groups", {"g": "a"}, "groups must be a mapping of group names to lists"),
+        ("resources", 4, "resources must be a mapping"),
+    ],
+)
+def test_every_grid_field_is_type_checked(
+    tmp_path: Path, field: str, value: object, match: str
+) -> None:
+    spec = {"data": ".", "arms": {"baseline": {}}, field: value}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(imgbalance.ImgBalanceError, match=match):
+        load_grid(path)

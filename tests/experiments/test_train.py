@@ -287,3 +287,10 @@ def test_a_step_budget_gives_every_arm_the_same_optimiser_steps(
     assert unbudgeted["selection"]["steps_total"] > 12
     with pytest.raises(ImgBalanceError, match="max_steps must be an integer >= 1"):
         _cfg(split_tree, max_steps=0)
+
+
+@pytest.mark.parametrize(("key", "value"), [("lr", "abc"), ("weight_decay", -1.0),
+                                            ("tau", True), ("beta", None)])  # fmt: skip
+def test_numeric_settings_are_checked_up_front(split_tree: Path, key: str, value: object) -> None:
+    with pytest.raises(ImgBalanceError, match=f"{key} must be a number >= 0, got"):
+        _cfg(split_tree, **{key: value})

@@ -146,6 +146,13 @@ class RunConfig:
                 raise models.MODELS.unknown(
                     self.model, extra=["linear", "<any torchvision classifier>"]
                 )
+        for key in ("lr", "weight_decay", "step_gamma", "beta", "focal_gamma", "tau",
+                    "mixing_alpha"):  # fmt: skip
+            v = getattr(self, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v < 0:
+                raise ConfigError(
+                    f"{key} must be a number >= 0, got {v!r}. Write it like --set {key}=0.001."
+                )
         for key in ("epochs", "batch_size", "ensemble", "patience", "step_size", "max_steps"):
             v = getattr(self, key)
             if key == "max_steps" and v is None:

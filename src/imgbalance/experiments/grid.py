@@ -47,6 +47,7 @@ from typing import Any
 import yaml
 
 from .._fs import atomic_write_text
+from .._yaml import safe_load
 from ..errors import ImgBalanceError
 from .config import RunConfig
 from .repeats import SPLITS_DIR, check_data, make_splits, split_spec
@@ -89,7 +90,7 @@ def load_grid(
     """
     path = Path(path)
     try:
-        grid = yaml.safe_load(path.read_text(encoding="utf-8"))
+        grid = safe_load(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ImgBalanceError(
             f'Cannot read the grid "{path}": {exc}. A grid is a UTF-8 YAML file with "data" '
@@ -104,6 +105,7 @@ def load_grid(
         )
     if not grid.get("arms") or not isinstance(grid["arms"], dict):
         raise ImgBalanceError(f'"{path}" needs "arms": a mapping of name to settings.')
+    _check_types(grid, path)
     if data is not None:
         grid["data"] = str(Path(data).expanduser().resolve())
     if not grid.get("data"):
@@ -116,6 +118,45 @@ def load_grid(
     if grid.get("splits") is not None:
         grid["splits"] = split_spec(grid["splits"], path)
     return grid
+
+
+def _check_types(grid: dict[str, Any], path: Path) -> None:
+    """Every field of a grid has the type it must have (a clear error, not a crash later)."""
+
+    def bad(key: str, want: str) -> ImgBalanceError:
+        got = grid[key]
+        shown = repr(got) if len(repr(got)) < 80 else f"a {type(got).__name__}"
+        return ImgBalanceError(f'"{path}": {key} must be {want}; got {shown}.')
+
+    def is_int(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key in ("name", "data", "out"):
+        if grid.get(key) is not None and not isinstance(grid[key], str):
+            raise bad(key, "a string")
+    seeds = grid.get("seeds")
+    if seeds is not None and not (
+        (is_int(seeds) and seeds >= 1)
+        or (isinstance(seeds, list) and seeds and all(is_int(x) for x in seeds))
+    ):
+        raise bad("seeds", "a list of integers, or a number of seeds >= 1")
+    models = grid.get("models")
+    if models is not None and not (
+        isinstance(models, list) and models and all(isinstance(m, str) for m in models)
+    ):
+        raise bad("models", "a list of model names")
+    for key in ("defaults", "resources"):
+        if grid.get(key) is not None and not isinstance(grid[key], dict):
+            raise bad(key, "a mapping")
+    for arm, settings in grid["arms"].items():
+        if not isinstance(arm, str) or not (settings is None or isinstance(settings, dict)):
+            raise bad("arms", f"a mapping of names to settings (arm {arm!r} is not)")
+    groups = grid.get("groups")
+    if groups is not None and not (
+        isinstance(groups, dict)
+        and all(isinstance(v, list) and all(isinstance(a, str) for a in v) for v in groups.values())
+    ):
+        raise bad("groups", "a mapping of group names to lists of arm names")
 
 
 def plan_grid(grid: dict[str, Any], splits_dir: Path | None = None) -> list[GridRun]:

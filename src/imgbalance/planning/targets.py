@@ -34,11 +34,13 @@ def parse_target(text: Target) -> Target:
     if t.endswith((".yaml", ".yml")):
         import yaml
 
+        from .._yaml import safe_load
+
         p = Path(t)
         if not p.is_file():
             raise ImgBalanceError(f'Target file "{p}" does not exist.')
         try:
-            data: Any = yaml.safe_load(p.read_text(encoding="utf-8"))
+            data: Any = safe_load(p.read_text(encoding="utf-8"), str(p))
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise ImgBalanceError(
                 f'Target file "{p}" is not a readable YAML mapping of class names to counts '
