@@ -170,6 +170,10 @@ def test_write_split_materialize(tmp_path: Path, messy: Path) -> None:
         assert sorted(p.name for p in (out / s).iterdir()) == result.catalog.classes
     saved = json.loads((out / "split_summary.json").read_text(encoding="utf-8"))
     assert saved["counts"] == summary["counts"] == result.counts()
+    assert saved["near_duplicates"]["enabled"] is True  # on by default; messy has none
+    assert saved["near_duplicates"]["pairs"] == 0
+    pairs = (out / "near_duplicates.csv").read_text(encoding="utf-8")
+    assert pairs == "a,b,similarity,same_class\n"
     assert summary["materialized"]["linked"] == len(rows)
     assert not list(out.glob(".imgbalance-staging-*"))
 

@@ -131,11 +131,19 @@ def split_cmd(
     overwrite: Annotated[
         bool, typer.Option(help="Replace earlier split outputs in --out.")
     ] = False,
+    near_duplicates: Annotated[
+        bool,
+        typer.Option(
+            help="Keep near duplicates (resized, re-encoded or slightly cropped "
+            "copies, confirmed pixel by pixel) in one split too; decodes a "
+            "thumbnail of every image."
+        ),
+    ] = True,
     verify: VerifyOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     workers: WorkersOpt = None,
 ) -> None:
-    """Stratified train/val/test split; groups and exact duplicates never cross splits."""
+    """Stratified train/val/test split; groups, exact and near duplicates never cross splits."""
     from ..dataset.splits import SPLIT_OUTPUTS, read_groups_csv, split, write_split
     from ..reports.analysis import print_split
 
@@ -145,14 +153,29 @@ def split_cmd(
     mapping = read_groups_csv(groups) if groups is not None else None
     catalog = scan_with_progress(data, verify=verify, workers=workers, max_pixels=max_pixels)
     result = split(
-        catalog, val=val, test=test, random_state=seed, group_by=group_by, groups=mapping
+        catalog,
+        val=val,
+        test=test,
+        random_state=seed,
+        group_by=group_by,
+        groups=mapping,
+        near_duplicates=near_duplicates,
+        workers=workers,
     )
     mode = None if materialize is Materialize.none else materialize.value
     summary = write_split(result, out, materialize=mode, overwrite=overwrite)
     print_split(result, summary, out_console)
+    near = summary["near_duplicates"]
+    if near["enabled"]:
+        out_console.print(
+            f"{near['pairs']} near-duplicate pair(s) kept in one split "
+            f"({near['groups_merged']} group(s) joined; similarity >= {near['threshold']})"
+        )
     for w in result.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", highlight=False)
-    what = "splits.csv, split_summary.json" + (", train/, val/, test/" if mode else "")
+    what = "splits.csv, split_summary.json, near_duplicates.csv" + (
+        ", train/, val/, test/" if mode else ""
+    )
     err_console.print(f"wrote {what} in {out}", highlight=False)
 
 

@@ -1,10 +1,12 @@
 """Stratified, group-aware train / val / test splits.
 
-Files are first joined into *units* that must stay together: the same group
-(``group_by`` regex or ``groups`` mapping) or byte-identical content. Units
-are then assigned, in a seeded order, to the split whose per-class quota they
-fill best. With one file per unit this meets every class's quota exactly, so
-each class is split to within one image of the requested fractions.
+Files are first joined into *units* that must stay together (:mod:`.groups`):
+the same group (``group_by`` regex or ``groups`` mapping), byte-identical
+content, or near-duplicate pixels (:mod:`.near_duplicates`: resized,
+re-encoded or slightly cropped copies). Units are then assigned, in a seeded
+order, to the split whose per-class quota they fill best. With one file per
+unit this meets every class's quota exactly, so each class is split to within
+one image of the requested fractions.
 """
 
 from __future__ import annotations
@@ -35,7 +37,17 @@ from .._fs import (
 )
 from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
 from ..errors import ConfigError, DatasetError, OutputError
-from .catalog import Catalog, ImageRecord
+from .catalog import Catalog
+from .groups import (
+    NEAR_DUPLICATES_CSV,
+    NearDuplicateReport,
+    Units,
+    group_of,
+    merge_near_duplicates,
+    read_groups_csv,
+    write_near_duplicates_csv,
+)
+from .images import DEFAULT_MAX_PIXELS
 from .scanner import scan
 
 __all__ = ["SPLITS", "SplitResult", "read_groups_csv", "split", "write_split"]
@@ -53,6 +65,7 @@ class SplitResult:
     seed: int | None
     warnings: list[str] = field(default_factory=list)
     excluded: list[str] = field(default_factory=list)
+    near_duplicates: NearDuplicateReport = field(default_factory=NearDuplicateReport)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """``{split: {class: n}}`` with every class and split present."""
@@ -71,27 +84,10 @@ class SplitResult:
             "counts": counts,
             "totals": {s: sum(c.values()) for s, c in counts.items()},
             "groups": len({row["group"] for row in self.rows}),
+            "near_duplicates": self.near_duplicates.summary,
             "warnings": self.warnings,
             "excluded_unreadable": self.excluded,
         }
-
-
-def read_groups_csv(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Read a ``path,group`` CSV (with a header row) into a mapping.
-
-    Paths are relative to the dataset root, with ``/`` separators.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(f'Groups file "{p}" does not exist.')
-    with p.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"path", "group"} <= set(reader.fieldnames):
-            raise DatasetError(
-                f'Groups file "{p}" needs a header row with the columns '
-                f'"path" and "group"; found {reader.fieldnames}.'
-            )
-        return {row["path"].replace("\\", "/"): row["group"] for row in reader}
 
 
 def _targets(n: int, fractions: dict[str, float]) -> dict[str, int]:
@@ -110,45 +106,6 @@ def _targets(n: int, fractions: dict[str, float]) -> dict[str, int]:
     return out
 
 
-class _Units:
-    """Union-find over record indices."""
-
-    def __init__(self, n: int) -> None:
-        self.parent = list(range(n))
-
-    def find(self, i: int) -> int:
-        while self.parent[i] != i:
-            self.parent[i] = self.parent[self.parent[i]]
-            i = self.parent[i]
-        return i
-
-    def union(self, i: int, j: int) -> None:
-        a, b = self.find(i), self.find(j)
-        if a != b:
-            self.parent[max(a, b)] = min(a, b)
-
-
-def _group_of(
-    rec: ImageRecord, pattern: re.Pattern[str] | None, groups: Mapping[str, str] | None
-) -> str | None:
-    if groups is not None:
-        if rec.path not in groups:
-            raise DatasetError(
-                f'Groups file has no row for "{rec.path}". Every image needs '
-                "a group: add the row, or give the file a group of its own."
-            )
-        return groups[rec.path]
-    if pattern is not None:
-        m = pattern.search(rec.path)
-        if m is None:
-            raise DatasetError(
-                f'--group-by pattern "{pattern.pattern}" does not match '
-                f'"{rec.path}". Every path must match; adjust the pattern.'
-            )
-        return m.group(1) if pattern.groups else m.group(0)
-    return None
-
-
 def split(
     data: Catalog | str | os.PathLike[str],
     *,
@@ -157,6 +114,8 @@ def split(
     random_state: RandomState = 42,
     group_by: str | None = None,
     groups: Mapping[str, str] | None = None,
+    near_duplicates: bool = True,
+    workers: int | None = None,
     seed: int | None = None,
 ) -> SplitResult:
     """Assign every readable image to train, val or test.
@@ -175,6 +134,14 @@ def split(
         (or whole match) names the group (patient, leaf, slide...).
     groups
         Mapping from relative path to group name (e.g. from :func:`read_groups_csv`).
+    near_duplicates
+        Also keep near duplicates together: resized, re-encoded or slightly
+        cropped copies, found from a perceptual key and confirmed by aligned
+        pixels (:mod:`imgbalance.dataset.near_duplicates`; every image is
+        decoded once, as a small thumbnail). ``False`` joins only groups and
+        byte-identical files.
+    workers
+        Processes that decode the thumbnails; default: the CPU count (at most 8).
 
     Examples
     --------
@@ -207,25 +174,19 @@ def split(
             f"({len(excluded)} unreadable file(s)). Run `imgbalance analyze "
             f'"{catalog.root}"` to see what is wrong with each.'
         )
-    names = [_group_of(r, pattern, groups) for r in recs]
+    names = [group_of(r, pattern, groups) for r in recs]
 
-    units = _Units(len(recs))
-    first: dict[tuple[str, str], int] = {}
-    for i, (r, g) in enumerate(zip(recs, names, strict=True)):
-        for key in (("g", g) if g is not None else None, ("h", r.sha256 or f"#{i}")):
-            if key is None:
-                continue
-            if key in first:
-                units.union(first[key], i)
-            else:
-                first[key] = i
-    members: dict[int, list[int]] = defaultdict(list)
-    for i in range(len(recs)):
-        members[units.find(i)].append(i)
+    units = Units.of(recs, names)
+    near = NearDuplicateReport()
+    if near_duplicates:
+        max_pixels = int(catalog.settings.get("max_pixels", DEFAULT_MAX_PIXELS))
+        near = merge_near_duplicates(
+            recs, catalog.root, units, max_pixels=max_pixels, workers=workers
+        )
 
     k = len(catalog.classes)
     idx = catalog.class_to_idx
-    unit_list = [members[u] for u in sorted(members)]
+    unit_list = units.members()
     unit_counts = np.zeros((len(unit_list), k), dtype=np.int64)
     for u, mem in enumerate(unit_list):
         for i in mem:
@@ -269,8 +230,9 @@ def split(
         fractions=fractions,
         seed=seed_of(random_state),
         excluded=excluded,
+        near_duplicates=near,
     )
-    result.warnings = _warnings(result, targets, filled)
+    result.warnings = _warnings(result, targets, filled) + near.warnings
     return result
 
 
@@ -302,7 +264,7 @@ def _warnings(result: SplitResult, targets: np.ndarray, filled: np.ndarray) -> l
 
 #: the tree files a materializing split will write, listed before it moves any in
 SPLIT_LEDGER = ".imgbalance-split-outputs.txt"
-SPLIT_OUTPUTS = ("splits.csv", "split_summary.json", SPLIT_LEDGER, *SPLITS)
+SPLIT_OUTPUTS = ("splits.csv", "split_summary.json", NEAR_DUPLICATES_CSV, SPLIT_LEDGER, *SPLITS)
 
 
 def write_split(
@@ -312,7 +274,9 @@ def write_split(
     materialize: str | None = None,
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Write ``splits.csv``, ``split_summary.json`` and optionally ImageFolder trees.
+    """Write ``splits.csv``, ``split_summary.json``, ``near_duplicates.csv`` (the pairs
+    :func:`split` kept together: ``a, b, similarity, same_class``; only a header when
+    it looked for none) and optionally ImageFolder trees.
 
     Parameters
     ----------
@@ -390,6 +354,7 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
         )
         writer.writeheader()
         writer.writerows(result.rows)
+    write_near_duplicates_csv(out / NEAR_DUPLICATES_CSV, result.near_duplicates.rows)
     atomic_write_text(
         out / "split_summary.json", json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
     )
