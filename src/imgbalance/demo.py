@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from ._fs import atomic_path
+from ._text import shown
 from .errors import OutputError
 
 if TYPE_CHECKING:
@@ -160,7 +161,7 @@ def run_demo(
         )
     print_balance(balanced, out_console)
     for note in balanced.plan.notes:
-        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]Note:[/] {shown(note)}", highlight=False)
     report = None
     if experiment:
         import importlib.util
@@ -184,7 +185,7 @@ def run_demo(
             status = run_grid(
                 demo_grid(out / "split"),
                 out / "runs",
-                log=lambda m: err_console.print(m, highlight=False),
+                log=lambda m: err_console.print(shown(m), highlight=False),
             )
             paths = write_report(out / "runs")
             report = paths["html"]
@@ -204,7 +205,7 @@ def run_demo(
         out / "balanced" / "preview.png",
         *([report] if report else []),
     ]:
-        out_console.print(f"  {p}", highlight=False)
+        out_console.print(f"  {shown(p)}", highlight=False)
 
 
 def print_comparison(aggs: list[dict[str, Any]], console: Any) -> None:
@@ -217,8 +218,8 @@ def print_comparison(aggs: list[dict[str, Any]], console: Any) -> None:
     for a in aggs:
         delta = a.get("macro_f1_delta")
         table.add_row(
-            a["arm"],
-            a["model"],
+            shown(a["arm"]),
+            shown(a["model"]),
             f"{a['macro_f1']:.3f} ± {a['macro_f1_std']:.3f}",
             "" if delta is None else f"{delta:+.3f}",
             f"{a['minority_recall']:.3f}",

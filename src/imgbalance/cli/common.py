@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .._text import shown
 from .._version import __version__
 from ..dataset.catalog import Catalog
 from ..dataset.scanner import scan
@@ -57,7 +58,9 @@ def errors_to_exit(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ImgBalanceError as exc:
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+            err_console.print(
+                f"[bold red]Error:[/] {shown(exc, keep_newlines=True)}", highlight=False
+            )
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper  # type: ignore[return-value]

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from .._fs import check_output_dir
+from .._text import shown
 from ..dataset.images import DEFAULT_MAX_PIXELS
 from ..errors import EXIT_ERROR, ImgBalanceError
 from .common import (
@@ -76,11 +77,12 @@ def analyze(
         print_analysis(catalog, out_console)
     if out is not None:
         written = write_analysis(catalog, out)
-        err_console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+        err_console.print("wrote " + shown(", ".join(str(p) for p in written)), highlight=False)
     empty = [c for c, n in catalog.counts().items() if n == 0]
     if empty:
         err_console.print(
-            f"[yellow]Warning:[/] empty class folder(s): {', '.join(empty)}", highlight=False
+            f"[yellow]Warning:[/] empty class folder(s): {shown(', '.join(empty))}",
+            highlight=False,
         )
     if not catalog.usable():
         raise ImgBalanceError(
@@ -91,7 +93,7 @@ def analyze(
         bad = [p for p in catalog.problems if p.severity in ("error", "warning")]
         if bad:
             err_console.print(
-                f"[bold red]Error:[/] --strict: {len(bad)} problem(s), first: {bad[0]}",
+                f"[bold red]Error:[/] --strict: {len(bad)} problem(s), first: {shown(bad[0])}",
                 highlight=False,
             )
             raise typer.Exit(EXIT_ERROR)
@@ -172,11 +174,11 @@ def split_cmd(
             f"({near['groups_merged']} group(s) joined; similarity >= {near['threshold']})"
         )
     for w in result.warnings:
-        err_console.print(f"[yellow]Warning:[/] {w}", highlight=False)
+        err_console.print(f"[yellow]Warning:[/] {shown(w)}", highlight=False)
     what = "splits.csv, split_summary.json, near_duplicates.csv" + (
         ", train/, val/, test/" if mode else ""
     )
-    err_console.print(f"wrote {what} in {out}", highlight=False)
+    err_console.print(f"wrote {what} in {shown(out)}", highlight=False)
 
 
 class OutFormat(str, Enum):
@@ -321,12 +323,12 @@ def balance_cmd(
         )
     print_balance(result, out_console)
     for note in result.plan.notes:
-        err_console.print(f"[yellow]Note:[/] {note}", highlight=False)
+        err_console.print(f"[yellow]Note:[/] {shown(note)}", highlight=False)
     if dry_run:
         err_console.print("dry run: nothing was written", highlight=False)
     else:
         err_console.print(
-            f"wrote {out}/<class>/..., manifest.csv, summary.json, "
+            f"wrote {shown(out)}/<class>/..., manifest.csv, summary.json, "
             "balance_summary.txt, preview.png, class_distribution.png",
             highlight=False,
         )

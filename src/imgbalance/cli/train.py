@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .._fs import check_output_dir
+from .._text import shown
 from ..errors import EXIT_ERROR, ImgBalanceError
 from .common import (
     AddressOpt,
@@ -110,7 +111,7 @@ def train(
         summary = run_training(
             cfg,
             out,
-            log=lambda m: err_console.print(m, highlight=False),
+            log=lambda m: err_console.print(shown(m), highlight=False),
             tracker=check_tracker(tracker),
             tracker_uri=tracker_uri,
             progress=update,
@@ -122,7 +123,7 @@ def train(
         highlight=False,
     )
     err_console.print(
-        f"wrote {out}/experiment_summary.json and the run's other files", highlight=False
+        f"wrote {shown(out)}/experiment_summary.json and the run's other files", highlight=False
     )
 
 
@@ -163,7 +164,7 @@ def experiment(
         grid,
         out,
         jobs=max(1, jobs),
-        log=lambda m: err_console.print(m, highlight=False),
+        log=lambda m: err_console.print(shown(m), highlight=False),
         tracker=check_tracker(tracker),
         tracker_uri=tracker_uri,
         backend=check_backend(backend),
@@ -176,7 +177,7 @@ def experiment(
     )
     if report:
         paths = write_report(out)
-        out_console.print(f"report: {paths['html']}", highlight=False)
+        out_console.print(f"report: {shown(paths['html'])}", highlight=False)
     if status["failed"]:
         raise typer.Exit(EXIT_ERROR)
 
@@ -193,7 +194,7 @@ def report_cmd(
         raise ImgBalanceError(f'"{runs_dir}" is not a folder of runs.')
     paths = write_report(runs_dir)
     for p in paths.values():
-        out_console.print(str(p), highlight=False)
+        out_console.print(shown(p), highlight=False)
 
 
 @app.command()
@@ -260,23 +261,23 @@ def compare(
         jobs=max(1, jobs),
         backend=check_backend(backend),
         address=address,
-        log=lambda m: err_console.print(m, highlight=False, markup=False),
+        log=lambda m: err_console.print(shown(m), highlight=False),
     )
     out_console.print("\n[bold]Verdict[/]")
     for line in verdict["verdict"]:
-        out_console.print(line, highlight=False, markup=False)
+        out_console.print(shown(line), highlight=False)
     for w in verdict["warnings"]:
-        out_console.print(f"warning: {w}", style="yellow", highlight=False, markup=False)
+        out_console.print(f"warning: {shown(w)}", style="yellow", highlight=False)
     for note in verdict["plan"]["notes"]:
-        out_console.print(f"note: {note}", highlight=False, markup=False)
+        out_console.print(f"note: {shown(note)}", highlight=False)
     out_console.print(
-        f"report: {out / 'report.html'} ({verdict['minutes']} min)", highlight=False, markup=False
+        f"report: {shown(out / 'report.html')} ({verdict['minutes']} min)", highlight=False
     )
     if apply is not None:
         from ..experiments.apply import apply_winner
 
         for line in apply_winner(verdict, apply):
-            out_console.print(line, highlight=False, markup=False)
+            out_console.print(shown(line), highlight=False)
     if verdict["status"].get("not_started"):
         out_console.print(
             f"note: the budget ran out with {verdict['status']['not_started']} run(s) not "

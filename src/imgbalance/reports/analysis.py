@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .._fs import atomic_write_text, output_faults
+from .._text import shown
 from ..dataset.catalog import ratios
 
 if TYPE_CHECKING:
@@ -43,7 +44,9 @@ def _problem_table(problems: list[Problem], per_code: int) -> Table:
     for (_, code), group in sorted(by_code.items()):
         style = _SEVERITY_STYLE[group[0].severity]
         for p in group[:per_code]:
-            table.add_row(p.severity, p.path, code, f"{p.message}. Fix: {p.fix}.", style=style)
+            table.add_row(
+                p.severity, shown(p.path), code, shown(f"{p.message}. Fix: {p.fix}."), style=style
+            )
         if len(group) > per_code:
             table.add_row(
                 "",
@@ -60,7 +63,7 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
     data = catalog.to_dict()
     minority = set(data["minority_classes"])
     table = Table(
-        title=f"{catalog.root}  ({data['total_images']} readable images, "
+        title=f"{shown(catalog.root)}  ({data['total_images']} readable images, "
         f"{len(catalog.classes)} classes)",
         title_justify="left",
     )
@@ -84,7 +87,7 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
         )
         table.add_row(
             str(row["label"]),
-            row["class"],
+            shown(row["class"]),
             str(row["count"]),
             f"{row['share']:.1%}",
             _size(row["min_size"]),
@@ -102,11 +105,13 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
         lo, hi = min(nz, key=lambda c: nz[c]), max(nz, key=lambda c: nz[c])
         console.print(
             f"balance_ratio   = min/max = {nz[lo]}/{nz[hi]} = [bold]{br:.4f}[/]  "
-            f"(1 = balanced; smallest class {lo!r}, largest {hi!r})"
+            f"(1 = balanced; smallest class {shown(repr(lo))}, largest {shown(repr(hi))})"
         )
         console.print(f"imbalance_ratio = max/min = {nz[hi]}/{nz[lo]} = [bold]{ir:.2f}[/]")
     if minority:
-        console.print(f"minority classes (< 50% of the largest): {', '.join(sorted(minority))}")
+        console.print(
+            "minority classes (< 50% of the largest): " + shown(", ".join(sorted(minority)))
+        )
     problems = catalog.problems
     if problems:
         console.print(
@@ -120,10 +125,10 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
             reasons[s.reason] = reasons.get(s.reason, 0) + 1
         console.print(
             f"\nskipped {len(catalog.skipped)} file(s) that are not dataset images: "
-            + ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items()))
+            + shown(", ".join(f"{r} ({n})" for r, n in sorted(reasons.items())))
         )
         for s in catalog.skipped[:10]:
-            console.print(f"  [dim]{s.path}: {s.reason}[/]")
+            console.print(f"  [dim]{shown(s.path)}: {shown(s.reason)}[/]")
     if catalog.near_duplicates:
         cross = sum(not p["same_class"] for p in catalog.near_duplicates)
         console.print(
@@ -162,7 +167,9 @@ def print_split(result: SplitResult, summary: dict[str, Any], console: Console) 
     for c in result.catalog.classes:
         missing = any(counts[s][c] == 0 for s in counts if result.fractions[s] > 0)
         table.add_row(
-            c, *(str(counts[s][c]) for s in counts), style="dark_orange" if missing else None
+            shown(c),
+            *(str(counts[s][c]) for s in counts),
+            style="dark_orange" if missing else None,
         )
     table.add_row("[bold]total[/]", *(f"[bold]{sum(counts[s].values())}[/]" for s in counts))
     console.print(table)
@@ -176,7 +183,7 @@ def print_balance(result: BalanceResult, console: Console) -> None:
     p = result.plan
     before, after, synth = p.counts_before(), p.counts_after(), p.synthetic_by_op()
     table = Table(
-        title=f"{p.config.get('method')} (target {p.config.get('target')}, seed "
+        title=f"{shown(p.config.get('method'))} (target {shown(p.config.get('target'))}, seed "
         f"{p.config.get('seed')})",
         title_justify="left",
     )
@@ -188,7 +195,7 @@ def print_balance(result: BalanceResult, console: Console) -> None:
     for c in p.classes:
         made = ", ".join(f"{k} {v}" for k, v in synth.get(c, {}).items())
         table.add_row(
-            c,
+            shown(c),
             str(before[c]),
             str(after[c]),
             made or "-",

@@ -1,0 +1,25 @@
+"""User-supplied text (file, class and arm names, messages that quote them) made safe
+to print on a terminal through rich."""
+
+from __future__ import annotations
+
+import re
+
+from rich.markup import escape
+
+__all__ = ["shown"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_KEEP_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` with control characters written out (``\\x1b`` for ESC: a name cannot
+    move the cursor, recolour or retitle the terminal) and rich markup escaped (a file
+    named ``[red]x.jpg`` or ``[/]a.jpg`` prints as it is named, never as markup).
+
+    >>> print(shown("a\\x1b[31mb [bold]c"))
+    a\\x1b[31mb \\[bold]c
+    """
+    pattern = _CONTROL_KEEP_NEWLINES if keep_newlines else _CONTROL
+    return escape(pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
