@@ -4,7 +4,8 @@ every file probed, problems named), and a catalog becomes train / val / test
 
 Modules: :mod:`.images` (decoding rules), :mod:`.probe` (one file's facts),
 :mod:`.scanner` (the folder walk), :mod:`.catalog` (the result types),
-:mod:`.splits` (stratified, grouped, duplicate-aware splits).
+:mod:`.splits` (stratified, grouped, duplicate-aware splits), :mod:`.groups` (the units that
+stay together), :mod:`.near_duplicates` (resized, re-encoded or cropped copies).
 """
 
 from .catalog import Catalog, ImageRecord, Problem, Skipped

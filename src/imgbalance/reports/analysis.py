@@ -174,7 +174,8 @@ def print_split(result: SplitResult, summary: dict[str, Any], console: Console) 
     table.add_row("[bold]total[/]", *(f"[bold]{sum(counts[s].values())}[/]" for s in counts))
     console.print(table)
     console.print(
-        f"{summary['groups']} group(s) kept whole (groups and exact duplicates never cross splits)"
+        f"{summary['groups']} group(s) kept whole (groups, exact and near duplicates never "
+        "cross splits)"
     )
 
 
