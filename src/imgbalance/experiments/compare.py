@@ -335,7 +335,7 @@ def compare(
                 f"baseline__{plan.model}__split0__seed0/error.json."
             )
         now = time.perf_counter()
-        _fit_budget(plan, (now - t1) / timed, timed, now - t0, log)
+        _fit_budget(plan, _per_run(out, plan, timed, now - t1), timed, now - t0, log)
         atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
     else:
         log(f"resuming the comparison planned in {out / PLAN_FILE}")
@@ -358,6 +358,21 @@ def compare(
     verdict["status"] = status
     verdict["minutes"] = round((time.perf_counter() - t0) / 60, 1)
     return verdict
+
+
+def _per_run(out: Path, plan: ComparePlan, timed: int, wall: float) -> float:
+    """Seconds per run at the grid's parallelism: the timed runs' own time (they ran side
+    by side, so it includes their contention) over how many ran at once. The wall time of
+    that first batch also holds the worker processes' start (imports), paid once per
+    grid, and would double the estimate on small data."""
+    own = []
+    for rep in range(timed):
+        summary = out / f"baseline__{plan.model}__split{rep}__seed0" / "experiment_summary.json"
+        try:
+            own.append(float(json.loads(summary.read_text(encoding="utf-8"))["total_time_s"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return wall / timed
+    return min(wall, max(own)) / timed
 
 
 def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
