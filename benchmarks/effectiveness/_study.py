@@ -16,15 +16,33 @@ from imgbalance.experiments.report import write_report
 REPORT_FILES = ("results.csv", "report.md", "report.html")
 
 
-def copy_report(runs: Path, out: Path, info: dict[str, Any]) -> None:
-    """Write the report of ``runs``, copy it and its plots to ``out``, and write
-    ``out/study.json`` (``info`` and the date). Checkpoints and rendered sets stay behind."""
+def copy_report(
+    runs: Path,
+    out: Path,
+    info: dict[str, Any],
+    extra: tuple[str, ...] = (),
+    paths: dict[str, str] | None = None,
+) -> None:
+    """Write the report of ``runs``, copy it, its plots and ``extra`` files to ``out``, and
+    write ``out/study.json`` (``info`` and the date). Checkpoints and rendered sets stay
+    behind. In the text files copied, each absolute path prefix of ``paths`` (and the runs
+    folder) is written as its short name, so a study's files name no machine's folders."""
     write_report(runs)
     out.mkdir(parents=True, exist_ok=True)
-    for f in [*REPORT_FILES, *(p.name for p in runs.glob("*.png"))]:
-        shutil.copy2(runs / f, out / f)
+    short = {str(runs.resolve()): "RUNS", str(runs): "RUNS", **(paths or {})}
+
+    def relative(text: str) -> str:
+        for prefix in sorted(short, key=len, reverse=True):  # the longest first
+            text = text.replace(prefix, short[prefix])
+        return text
+
+    for f in [*REPORT_FILES, *extra, *(p.name for p in runs.glob("*.png"))]:
+        if f.endswith((".csv", ".md", ".html", ".json")):
+            (out / f).write_text(relative((runs / f).read_text(encoding="utf-8")), "utf-8")
+        else:
+            shutil.copy2(runs / f, out / f)
     info = {**info, "date": time.strftime("%Y-%m-%d")}
-    (out / "study.json").write_text(json.dumps(info, indent=2) + "\n")
+    (out / "study.json").write_text(relative(json.dumps(info, indent=2)) + "\n")
 
 
 def run(main: Callable[[], None]) -> None:

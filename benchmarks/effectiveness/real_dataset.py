@@ -17,7 +17,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import shutil
 import time
 from pathlib import Path
 
@@ -61,9 +60,9 @@ def main() -> None:
             "jobs": args.jobs,
             "minutes": round(minutes, 1),
         },
+        extra=("verdict.json", "compare.json"),
+        paths={str(args.dataset.resolve().parent): "DATASETS"},
     )
-    for name in ("verdict.json", "compare.json"):
-        shutil.copy2(runs / name, args.out / name)
     print("\n".join(verdict["verdict"]))
     print(f"done in {minutes:.1f} min; report in {args.out}")
 
