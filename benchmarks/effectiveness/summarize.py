@@ -81,6 +81,8 @@ def study_name(study: Path, rows: list[dict[str, Any]]) -> str:
     seeds = {r["seed"] for r in rows if r["status"] == "completed"}
     if "imbalance_ratio" in s:  # a long_tailed.py study
         return f"{s['dataset']} IR {s['imbalance_ratio']:g} ({len(seeds)} seeds)"
+    if s.get("protocol") == "imgbalance compare":
+        return f"{s['dataset']} ({s['plan']['repeats']} splits)"
     return f"{s.get('dataset', study.name)} ({len(seeds)} seeds)"
 
 
@@ -115,12 +117,13 @@ def main() -> None:
     names = [study_name(s, rows) for s, rows in zip(args.studies, study_rows, strict=True)]
     arms: list[str] = list(yaml.safe_load(args.order.read_text())["arms"])
     tables: dict[str, dict[str, dict[str, Any]]] = {}  # study -> arm -> aggregate
-    by_seed: dict[str, dict[str, dict[int, dict[str, Any]]]] = {}  # study -> arm -> seed -> run
+    # study -> arm -> (split, seed) -> run
+    by_seed: dict[str, dict[str, dict[tuple[str, int], dict[str, Any]]]] = {}
     for rows, name in zip(study_rows, names, strict=True):
         by_seed[name] = {}
         for r in rows:
             if r["status"] == "completed" and r["model"] == args.model:
-                by_seed[name].setdefault(r["arm"], {})[r["seed"]] = r
+                by_seed[name].setdefault(r["arm"], {})[(str(r.get("split") or ""), r["seed"])] = r
         aggs = [a for a in aggregate(rows) if a["model"] == args.model]
         tables[name] = {a["arm"]: a for a in aggs}
         arms += [a["arm"] for a in aggs if a["arm"] not in arms]
@@ -142,7 +145,11 @@ def main() -> None:
         "averaged within a split); `*` p < 0.05, `**` p < 0.01 after Holm's correction",
         "over the techniques of the study (see `imgbalance report`); in brackets, the",
         "units (splits, or seeds of one split) on which the technique beat the baseline.",
-        "Written by `summarize.py` from each study's `results.csv`.",
+        "Written by `summarize.py` from each study's `results.csv`. Studies named with",
+        "splits follow `imgbalance compare` (repeated splits, one step budget and the",
+        "class-balanced validation loss for every arm); those named with seeds were",
+        "trained under the earlier protocol (epochs, selection on validation macro-F1)",
+        "and only re-analysed with these statistics.",
         "",
         "| technique | " + " | ".join(names) + " | expected |",
         "|---|" + "---:|" * len(names) + "---|",
@@ -181,7 +188,8 @@ def main() -> None:
         "## Synthetic images against plain duplication",
         "",
         "Each technique that makes new images, against `random-over` (which duplicates",
-        "originals) on the same seed: the change in test macro-F1, in points.",
+        "originals) on the same split and seed: the change in test macro-F1, in points",
+        "(paired t-test over those pairs, not corrected for the six comparisons).",
         "",
         "| technique | " + " | ".join(names) + " |",
         "|---|" + "---:|" * len(names),
