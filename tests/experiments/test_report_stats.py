@@ -187,3 +187,19 @@ def test_the_baselines_post_hoc_variants_are_techniques_read_on_their_metric() -
     # the family of macro-F1 has two techniques now: Holm doubles the smaller p
     smote = by["smote"]
     assert smote["macro_f1_p_holm"] == pytest.approx(min(1.0, 2 * smote["macro_f1_p"]))
+
+
+def test_only_whole_splits_keeps_the_splits_every_technique_finished() -> None:
+    from imgbalance.experiments.results import only_whole_splits
+
+    def run(arm: str, split: str, f1: float) -> dict[str, Any]:
+        return _row(arm, "m", 0, f1, split=split, run=f"{arm}__m__{split}")
+
+    rows = [run("baseline", sp, 0.6) for sp in "ABC"] + [run("t", sp, 0.7) for sp in "AB"]
+    rows.append({"run": "t__m__C", "arm": "t", "model": "m", "seed": None, "status": "failed",
+                 "error": "cut"})  # fmt: skip
+    kept = only_whole_splits(rows)
+    assert {r["split"] for r in kept if r["status"] == "completed"} == {"A", "B"}
+    assert any(r["status"] == "failed" for r in kept)  # still listed
+    agg = {a["arm"]: a for a in aggregate(kept)}
+    assert agg["baseline"]["runs"] == 2 and agg["t"]["macro_f1_units"] == 2

@@ -29,6 +29,7 @@ from .results import (
     METRICS,
     aggregate,
     collect_runs,
+    only_whole_splits,
     protocol,
     small_class_warnings,
 )
@@ -210,12 +211,18 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def write_report(runs_dir: str | os.PathLike[str], title: str | None = None) -> dict[str, Path]:
+def write_report(
+    runs_dir: str | os.PathLike[str], title: str | None = None, *, whole_splits: bool = False
+) -> dict[str, Path]:
     """Collect the runs in ``runs_dir`` and write results.csv, report.md, report.html and
-    verdict.json."""
+    verdict.json. ``whole_splits`` leaves out of the statistics the splits on which not
+    every technique finished (a comparison its budget cut short), so every technique is
+    compared on the same splits; results.csv still lists every run."""
     runs_dir = Path(runs_dir)
     rows, classes = collect_runs(runs_dir)
     _write_results_csv(rows, runs_dir / "results.csv")
+    if whole_splits:
+        rows = only_whole_splits(rows)
     grid_file = runs_dir / "grid.json"
     try:
         grid = json.loads(grid_file.read_text(encoding="utf-8")) if grid_file.is_file() else {}

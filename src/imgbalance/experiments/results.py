@@ -31,6 +31,7 @@ __all__ = [
     "POSTHOC_ARMS",
     "aggregate",
     "collect_runs",
+    "only_whole_splits",
     "posthoc_rows",
     "protocol",
     "small_class_warnings",
@@ -257,6 +258,18 @@ def aggregate(
             agg[f"{metric}_unit"], agg[f"{metric}_test"] = c.unit, c.test
         out.append(agg)
     return out
+
+
+def only_whole_splits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The completed rows of the splits on which every technique (arm x model) of the rows
+    completed a run; failed rows are kept, to be listed."""
+    done = [r for r in rows if r["status"] == "completed"]
+    techniques = {(r["arm"], r["model"]) for r in done}
+    by_split: dict[str, set[tuple[str, str]]] = defaultdict(set)
+    for r in done:
+        by_split[str(r.get("split", ""))].add((r["arm"], r["model"]))
+    whole = {sp for sp, have in by_split.items() if have == techniques}
+    return [r for r in rows if r["status"] != "completed" or str(r.get("split", "")) in whole]
 
 
 def protocol(rows: list[dict[str, Any]]) -> dict[str, Any]:
