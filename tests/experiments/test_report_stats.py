@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -203,3 +204,25 @@ def test_only_whole_splits_keeps_the_splits_every_technique_finished() -> None:
     assert any(r["status"] == "failed" for r in kept)  # still listed
     agg = {a["arm"]: a for a in aggregate(kept)}
     assert agg["baseline"]["runs"] == 2 and agg["t"]["macro_f1_units"] == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        ("[1, 2]", "is not an imgbalance run summary"),
+        ('{"status": "completed"}', "is not an imgbalance run summary"),
+        ("{not json", "cannot be read as JSON"),
+    ],
+)
+def test_report_over_a_broken_summary_is_a_clear_error(
+    tmp_path: Path, content: str, match: str
+) -> None:
+    from imgbalance.errors import ImgBalanceError
+    from imgbalance.experiments.report import write_report
+
+    run = tmp_path / "baseline__m__seed0"
+    run.mkdir()
+    (run / "experiment_summary.json").write_text(content)
+    (tmp_path / "grid.json").write_text("[corrupt")  # a broken grid.json is only ignored
+    with pytest.raises(ImgBalanceError, match=match):
+        write_report(tmp_path)
