@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -246,3 +248,57 @@ def test_default_scan_never_decodes_pixels(messy: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(ImageFile.ImageFile, "load", refuse)
     cat = imgbalance.scan(messy, workers=1)
     assert by_path(cat)["cats/rotated.jpg"].height == 40
+
+
+def test_links_out_of_the_tree_are_not_followed_unless_asked(tmp_path: Path) -> None:
+    """A class folder linked to /etc must not scan (and hash) the machine's files."""
+    elsewhere = tmp_path / "elsewhere"
+    save(rgb(7), elsewhere / "secret" / "s.png")
+    save(rgb(8), elsewhere / "loose.png")
+    root = tmp_path / "data"
+    save(rgb(1), root / "cats" / "a.png")
+    save(rgb(2), root / "cats" / "b.png")
+    save(rgb(3), root / "dogs" / "d.png")
+    os.symlink(elsewhere / "secret", root / "linked-class")  # a class folder out of the tree
+    os.symlink(elsewhere / "secret", root / "cats" / "sub")  # a sub-folder out of the tree
+    os.symlink(elsewhere / "loose.png", root / "dogs" / "out.png")  # a file out of the tree
+    os.symlink(root / "cats" / "a.png", root / "dogs" / "in.png")  # a link inside: followed
+    cat = imgbalance.scan(root, workers=1)
+    assert cat.classes == ["cats", "dogs"]
+    assert sorted(r.path for r in cat.records) == ["cats/a.png", "cats/b.png", "dogs/d.png",
+                                                   "dogs/in.png"]  # fmt: skip
+    reasons = {s.path: s.reason for s in cat.skipped}
+    for path in ("linked-class", "cats/sub", "dogs/out.png"):
+        assert "outside the dataset: not followed" in reasons[path]
+        assert "--follow-links" in reasons[path]
+    assert str(elsewhere / "secret") in reasons["linked-class"]  # the target is named
+    analysis = json.dumps(cat.to_dict())
+    secret = hashlib.sha256((elsewhere / "secret" / "s.png").read_bytes()).hexdigest()
+    assert secret not in analysis  # nothing from outside was read
+    followed = imgbalance.scan(root, workers=1, follow_links=True)
+    assert followed.classes == ["cats", "dogs", "linked-class"]
+    assert {"cats/sub/s.png", "dogs/out.png", "linked-class/s.png"} <= {
+        r.path for r in followed.records
+    }
+    # a split remembers how its images were found, and reading it finds them again
+    from imgbalance.experiments.data import load_split
+
+    imgbalance.write_split(imgbalance.split(followed, near_duplicates=False), tmp_path / "sp")
+    summary = json.loads((tmp_path / "sp" / "split_summary.json").read_text())
+    assert summary["follow_links"] is True
+    assert sum(len(v) for v in load_split(tmp_path / "sp").rows.values()) == len(followed.records)
+
+
+def test_follow_links_on_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from imgbalance.cli import app
+
+    save(rgb(7), tmp_path / "elsewhere" / "x.png")
+    root = tmp_path / "data"
+    save(rgb(1), root / "cats" / "a.png")
+    os.symlink(tmp_path / "elsewhere", root / "dogs")
+    res = CliRunner().invoke(app, ["analyze", str(root), "--json"])
+    assert res.exit_code == 0 and '"dogs"' not in json.dumps(json.loads(res.stdout)["classes"])
+    res = CliRunner().invoke(app, ["analyze", str(root), "--json", "--follow-links"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["classes"] == ["cats", "dogs"]

@@ -22,6 +22,7 @@ from ..errors import EXIT_ERROR, ImgBalanceError
 __all__ = [
     "AddressOpt",
     "DataArg",
+    "FollowLinksOpt",
     "MaxPixelsOpt",
     "VerifyOpt",
     "WorkersOpt",
@@ -128,7 +129,13 @@ AddressOpt = Annotated[
 
 
 def scan_with_progress(
-    data: Path, *, verify: bool, workers: int | None, max_pixels: int, near_duplicates: bool = False
+    data: Path,
+    *,
+    verify: bool,
+    workers: int | None,
+    max_pixels: int,
+    near_duplicates: bool = False,
+    follow_links: bool = False,
 ) -> Catalog:
     with progress_bars() as update:
         return scan(
@@ -137,8 +144,19 @@ def scan_with_progress(
             workers=workers,
             max_pixels=max_pixels,
             near_duplicates=near_duplicates,
+            follow_links=follow_links,
             progress=lambda done, total: update(f"scanning {data}", done, total),
         )
+
+
+FollowLinksOpt = Annotated[
+    bool,
+    typer.Option(
+        "--follow-links",
+        help="Follow symbolic links that lead out of DATA (by default they are listed as "
+        "skipped, not followed).",
+    ),
+]
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:

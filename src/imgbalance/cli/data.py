@@ -11,11 +11,13 @@ import typer
 
 from .._fs import check_output_dir
 from .._text import shown
+from ..dataset.catalog import Catalog
 from ..dataset.images import DEFAULT_MAX_PIXELS
 from ..errors import EXIT_ERROR, ImgBalanceError
 from .common import (
     AddressOpt,
     DataArg,
+    FollowLinksOpt,
     MaxPixelsOpt,
     VerifyOpt,
     WorkersOpt,
@@ -57,6 +59,7 @@ def analyze(
     overwrite: Annotated[
         bool, typer.Option(help="Replace earlier analysis files in --out.")
     ] = False,
+    follow_links: FollowLinksOpt = False,
 ) -> None:
     """Count images per class, report both ratios and every problem in the files."""
     if out is not None:
@@ -67,7 +70,12 @@ def analyze(
             replaces=("analysis.json", "class_distribution.png", "samples.png"),
         )
     catalog = scan_with_progress(
-        data, verify=verify, workers=workers, max_pixels=max_pixels, near_duplicates=near_duplicates
+        data,
+        verify=verify,
+        workers=workers,
+        max_pixels=max_pixels,
+        near_duplicates=near_duplicates,
+        follow_links=follow_links,
     )
     from ..reports.analysis import analysis_json, print_analysis, write_analysis
 
@@ -144,6 +152,7 @@ def split_cmd(
     verify: VerifyOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     workers: WorkersOpt = None,
+    follow_links: FollowLinksOpt = False,
 ) -> None:
     """Stratified train/val/test split; groups, exact and near duplicates never cross splits."""
     from ..dataset.splits import SPLIT_OUTPUTS, read_groups_csv, split, write_split
@@ -153,7 +162,9 @@ def split_cmd(
         raise ImgBalanceError("Give --group-by or --groups, not both.")
     check_output_dir(out, [data], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
     mapping = read_groups_csv(groups) if groups is not None else None
-    catalog = scan_with_progress(data, verify=verify, workers=workers, max_pixels=max_pixels)
+    catalog = scan_with_progress(
+        data, verify=verify, workers=workers, max_pixels=max_pixels, follow_links=follow_links
+    )
     result = split(
         catalog,
         val=val,
@@ -284,6 +295,7 @@ def balance_cmd(
         bool, typer.Option(help="Replace imgbalance's earlier outputs in OUT.")
     ] = False,
     workers: WorkersOpt = None,
+    follow_links: FollowLinksOpt = False,
 ) -> None:
     """Balance the classes of SRC into OUT: plan on features, render at full resolution."""
     from ..balancing import balance
@@ -299,9 +311,14 @@ def balance_cmd(
             params[key] = value
     if out is None and not dry_run:
         raise ImgBalanceError("Give an output folder (OUT), or --dry-run to only see the plan.")
+    source: Path | Catalog = src
+    if follow_links:  # the library's scan does not follow links out of SRC by default
+        source = scan_with_progress(
+            src, verify=False, workers=workers, max_pixels=DEFAULT_MAX_PIXELS, follow_links=True
+        )
     with progress_bars() as update:
         result = balance(
-            src,
+            source,
             out,
             method=method,
             target=target,

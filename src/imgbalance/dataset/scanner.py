@@ -31,10 +31,32 @@ _PARALLEL_MIN_FILES = 256  # below this, starting processes costs more than it s
 _BATCH = 256  # files per task sent to a worker process
 
 
-def _walk_class(root: str, class_name: str) -> Iterator[tuple[str, bool]]:
-    """Yield ``(path relative to root, hidden)`` below a class folder, sorted.
+def _outside(path: str, tree: str) -> str | None:
+    """The target of the link ``path`` when it resolves outside ``tree`` (a resolved
+    folder), else None (not a link, or a link that stays inside)."""
+    if not os.path.islink(path):
+        return None
+    target = os.path.realpath(path)
+    inside = target == tree or target.startswith(tree.rstrip(os.sep) + os.sep)
+    return None if inside else target
 
-    Symbolic links to folders are followed once; a link loop is not re-entered.
+
+def _link_reason(target: str) -> str:
+    return (
+        f"a symbolic link to {target}, outside the dataset: not followed "
+        "(--follow-links follows links out of the tree)"
+    )
+
+
+def _walk_class(
+    root: str, class_name: str, follow_links: bool, tree: str
+) -> Iterator[tuple[str, str | None]]:
+    """Yield ``(path relative to root, why it is skipped or None)`` below a class folder,
+    sorted.
+
+    Symbolic links to folders are followed once (a link loop is not re-entered) when
+    they stay inside ``tree`` (the resolved dataset root), or with ``follow_links``;
+    a link out of the tree, to a folder or a file, is skipped with its reason.
     """
     seen: set[tuple[int, int]] = set()
     prefix = len(root) + 1
@@ -45,15 +67,29 @@ def _walk_class(root: str, class_name: str) -> Iterator[tuple[str, bool]]:
             continue
         seen.add((st.st_dev, st.st_ino))
         rel_dir = dirpath[prefix:].replace(os.sep, "/")
-        hidden_dirs = sorted(d for d in dirnames if is_hidden(d))
-        dirnames[:] = sorted(d for d in dirnames if not is_hidden(d))
-        for d in hidden_dirs:
-            yield f"{rel_dir}/{d}", True
+        keep = []
+        for d in sorted(dirnames):
+            target = None if follow_links else _outside(os.path.join(dirpath, d), tree)
+            if is_hidden(d):
+                yield f"{rel_dir}/{d}", "hidden"
+            elif target is not None:
+                yield f"{rel_dir}/{d}", _link_reason(target)
+            else:
+                keep.append(d)
+        dirnames[:] = keep
         for name in sorted(filenames):
-            yield f"{rel_dir}/{name}", is_hidden(name)
+            target = None if follow_links else _outside(os.path.join(dirpath, name), tree)
+            if is_hidden(name):
+                yield f"{rel_dir}/{name}", "hidden"
+            elif target is not None:
+                yield f"{rel_dir}/{name}", _link_reason(target)
+            else:
+                yield f"{rel_dir}/{name}", None
 
 
-def _discover(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Skipped]]:
+def _discover(
+    root: Path, follow_links: bool = False
+) -> tuple[list[str], list[tuple[str, str]], list[Skipped]]:
     """Class names, ``(class, relative path)`` of every candidate file, and skipped entries."""
     if not root.exists():
         if root.is_symlink():
@@ -67,12 +103,16 @@ def _discover(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Skippe
             f'Dataset path "{root}" is a file. Pass the folder that holds one '
             f'sub-folder per class, e.g. "{root.parent}/<class>/*.jpg".'
         )
+    tree = os.path.realpath(root)
     skipped: list[Skipped] = []
     classes: list[str] = []
     top_files = 0
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        target = None if follow_links else _outside(entry.path, tree)
         if is_hidden(entry.name):
             skipped.append(Skipped(entry.name, "hidden"))
+        elif target is not None and os.path.isdir(entry.path):
+            skipped.append(Skipped(entry.name, "class folder: " + _link_reason(target)))
         elif entry.is_dir():
             classes.append(entry.name)
         else:
@@ -87,14 +127,20 @@ def _discover(root: Path) -> tuple[list[str], list[tuple[str, str]], list[Skippe
             if top_files
             else ""
         )
+        links = [s for s in skipped if "symbolic link" in s.reason]
+        if links:
+            hint += (
+                f" {len(links)} class folder(s) are links out of the dataset, not followed: "
+                "pass --follow-links to follow them."
+            )
         raise DatasetError(
             f'Dataset path "{root}" has no class folders; expected "{root}/<class>/<image>".{hint}'
         )
     files: list[tuple[str, str]] = []
     for c in classes:
-        for rel, hidden in _walk_class(str(root), c):
-            if hidden:
-                skipped.append(Skipped(rel, "hidden"))
+        for rel, why in _walk_class(str(root), c, follow_links, tree):
+            if why is not None:
+                skipped.append(Skipped(rel, why))
             else:
                 files.append((c, rel))
     return classes, files, skipped
@@ -109,6 +155,7 @@ def scan(
     near_duplicate_distance: int = 4,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
+    follow_links: bool = False,
 ) -> Catalog:
     """Scan ``root/<class>/...`` and validate every file.
 
@@ -128,6 +175,11 @@ def scan(
         Processes used for probing; default: the CPU count (at most 8).
     progress
         Called as ``progress(done, total)`` while files are probed.
+    follow_links
+        Follow symbolic links that lead out of ``root`` (as ``find -L`` does). By
+        default such a link, to a class folder, a sub-folder or a file, is not
+        followed and is listed among the skipped entries with its target: a dataset
+        cannot pull in (and hash) files from elsewhere on the machine unasked.
 
     Returns
     -------
@@ -146,7 +198,7 @@ def scan(
     root = Path(root)
     if max_pixels < 1:
         raise ConfigError(f"max_pixels must be positive, got {max_pixels}")
-    classes, files, skipped = _discover(root)
+    classes, files, skipped = _discover(root, follow_links)
     base = str(root)
     paths = [os.path.join(base, rel) for _, rel in files]
     probe = partial(
@@ -172,6 +224,7 @@ def scan(
         "max_pixels": max_pixels,
         "near_duplicates": near_duplicates,
         "near_duplicate_distance": near_duplicate_distance,
+        "follow_links": follow_links,
     }
     catalog = Catalog(
         root=root,

@@ -84,6 +84,8 @@ class SplitResult:
             "counts": counts,
             "totals": {s: sum(c.values()) for s, c in counts.items()},
             "groups": len({row["group"] for row in self.rows}),
+            # how the images were found: reading the split scans the same way
+            "follow_links": bool(self.catalog.settings.get("follow_links", False)),
             "near_duplicates": self.near_duplicates.summary,
             "warnings": self.warnings,
             "excluded_unreadable": self.excluded,

@@ -100,7 +100,7 @@ def _from_csv(path: Path) -> SplitData:
     classes = list(summary["classes"])
     with (path / "splits.csv").open(encoding="utf-8", newline="") as fh:
         listed = list(csv.DictReader(fh))
-    catalog = scan(root)
+    catalog = scan(root, follow_links=bool(summary.get("follow_links", False)))
     left_out = set(summary.get("excluded_classes") or [])  # a split may leave classes out
     if [c for c in catalog.classes if c not in left_out] != classes:
         raise DatasetError(
