@@ -44,6 +44,8 @@ def test_parse_budget() -> None:
     for bad in ("soon", "", "20 minutes"):
         with pytest.raises(ConfigError, match="not a duration; write it like 20m"):
             parse_budget(bad)
+    with pytest.raises(ConfigError, match="needs its unit; write 1h30m"):
+        parse_budget("1h30")
 
 
 def test_default_techniques_follow_the_data() -> None:
@@ -160,8 +162,9 @@ def _verdict(data: Path, statuses: dict[str, tuple[str, float]]) -> dict[str, ob
          "macro_f1_ci_low": d - 0.02, "macro_f1_ci_high": d + 0.02, "posthoc": False}
         for arm, (status, d) in statuses.items()
     ]  # fmt: skip
-    plan = {"data": str(data), "val": 0.25, "test": 0.25, "seed": 0,
-            "excluded_classes": {"tiny": 4}}  # fmt: skip
+    plan = {"data": str(data), "val": 0.25, "test": 0.25, "seed": 0, "model": "small-cnn",
+            "excluded_classes": {"tiny": 4},
+            "defaults": {"epochs": 20, "image_size": 64, "max_steps": 120}}  # fmt: skip
     return {"techniques": techniques, "plan": plan}
 
 
@@ -184,10 +187,24 @@ def test_apply_writes_the_winners_split_and_balanced_training_set(tmp_path: Path
         p for r in manifest for p in json.loads(r["parents"] or "[]")
     }  # no test image is a parent of a training image
 
-    lines = apply_winner(_verdict(data, {"focal": ("better", 0.04)}), tmp_path / "use2")
-    assert "works at training time" in lines[1] and "--loss focal" in lines[1]
-    assert "--set class_weights=inverse" in lines[1]
-    assert not (tmp_path / "use2" / "train_balanced").exists()
+    assert any("--technique random-over" in line and "--set max_steps=120" in line
+               for line in lines)  # fmt: skip
+    verdict = _verdict(data, {"smote+focal": ("better", 0.04)})
+    lines = apply_winner(verdict, tmp_path / "use2")
+    train = next(line for line in lines if "imgbalance train" in line)
+    # the whole technique and the comparison's protocol, not only its offline half
+    for flag in (
+        "--model small-cnn",
+        "--technique smote",
+        "--loss focal",
+        "--set class_weights=inverse",
+        "--set epochs=20",
+        "--set max_steps=120",
+    ):
+        assert flag in train, flag  # fmt: skip
+    lines = apply_winner(_verdict(data, {"focal": ("better", 0.04)}), tmp_path / "use3")
+    assert not (tmp_path / "use3" / "train_balanced").exists()
+    assert any("--loss focal" in line for line in lines)
 
-    nothing = apply_winner(_verdict(data, {"smote": ("worse", -0.1)}), tmp_path / "use3")
-    assert "nothing was written" in nothing[0] and not (tmp_path / "use3").exists()
+    nothing = apply_winner(_verdict(data, {"smote": ("worse", -0.1)}), tmp_path / "use4")
+    assert "nothing was written" in nothing[0] and not (tmp_path / "use4").exists()

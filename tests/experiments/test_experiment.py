@@ -398,3 +398,38 @@ def test_every_grid_field_is_type_checked(
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(imgbalance.ImgBalanceError, match=match):
         load_grid(path)
+
+
+def test_runs_on_a_rewritten_split_are_redone_and_paths_are_absolute(
+    tmp_path: Path, image_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split rewritten since its runs finished (the images changed) must not have its old
+    runs paired with new ones; a relative --out still records where the splits are."""
+    from imgtools import colour_image
+
+    spec = {"data": str(image_tree), "splits": {"repeats": 2, "val": 0.25, "test": 0.25},
+            "models": ["linear"], "defaults": {"features": "thumbnail:4", "image_size": 16},
+            "arms": {"baseline": {}, "weighted": {"loss": "weighted-ce"}}}  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    grid = load_grid(path)
+    monkeypatch.chdir(tmp_path)
+    assert run_grid(grid, "runs")["completed"] == 4  # a relative output folder
+    summary = json.loads((tmp_path / "runs" / "baseline__linear__split0__seed0" /
+                          "experiment_summary.json").read_text())  # fmt: skip
+    assert Path(summary["config"]["data"]).is_absolute() and summary["split_sha256"]
+    monkeypatch.chdir(image_tree.parent.parent)  # the report, read from elsewhere
+    rows = [r for r in imgbalance.experiments.results.collect_runs(tmp_path / "runs")[0]]
+    assert all(r["resplit"] for r in rows)  # the overlap correction still applies
+    monkeypatch.chdir(tmp_path)
+    colour_image(np.random.default_rng(9), (40, 40, 200)).save(image_tree / "blue" / "new.png")
+    again = run_grid(grid, "runs")  # both splits change: every run is redone
+    assert again["skipped"] == 0 and again["completed"] == 4
+
+
+def test_a_cnn_needs_two_images_a_batch(split_tree: Path) -> None:
+    from imgbalance.experiments.config import RunConfig
+
+    with pytest.raises(imgbalance.ImgBalanceError, match="batch_size must be at least 2"):
+        RunConfig.from_dict({"data": str(split_tree), "batch_size": 1})
+    RunConfig.from_dict({"data": str(split_tree), "batch_size": 1, "model": "linear"})

@@ -114,6 +114,7 @@ def test_a_deterministic_model_counts_once_not_once_per_seed() -> None:
     [c] = compare_to_baseline(base + tech, "macro_f1")
     assert c.units == 6 and c.zero_variance and c.test.startswith("sign test")
     assert c.p == pytest.approx(2 * 0.5**6) and c.status == BETTER  # 0.03125 < 0.05
+    assert math.isnan(c.ci_low) and math.isnan(c.ci_high)  # no spread: no interval shown
 
 
 def test_losses_are_stated_and_holm_applies_over_the_family() -> None:

@@ -63,6 +63,7 @@ def apply_winner(
     gain = f"+{100 * best['macro_f1_delta']:.1f} points of macro-F1"
     done = [f"--apply: the winner is {best['arm']} ({gain}); its split: {dest / 'split'}."]
     technique = settings.get("technique")
+    train_flags = _train_flags(settings, plan)
     if technique:
         balance(
             load_split(dest / "split").train_catalog(),
@@ -76,19 +77,33 @@ def apply_winner(
             f"--apply: its training split balanced with {technique}: "
             f"{dest / 'train_balanced'} (provenance in its manifest.csv)."
         )
-    else:
-        flags = " ".join(
-            f"--{k.replace('_', '-')} {v}" if k in ("loss", "sampler", "mixing")
-            else f"--set {k}={v}"
-            for k, v in settings.items()
-        )  # fmt: skip
-        done.append(
-            f"--apply: {best['arm']} works at training time, nothing to render: train with "
-            f"`imgbalance train {dest / 'split'} --out RUN {flags}`."
-        )
+    done.append(
+        f"--apply: to train {best['arm']} as the comparison did: `imgbalance train "
+        f"{dest / 'split'} --out RUN {train_flags}`"
+        + (" (it balances the training split itself, as above)." if technique else ".")
+    )
     if not math.isnan(float(best.get("macro_f1_ci_low", math.nan))):
         done.append(
             f"--apply: expect a gain between {100 * best['macro_f1_ci_low']:+.1f} and "
             f"{100 * best['macro_f1_ci_high']:+.1f} points (95% interval of the comparison)."
         )
     return done
+
+
+def _train_flags(settings: dict[str, Any], plan: dict[str, Any]) -> str:
+    """The ``imgbalance train`` options of a technique, with the comparison's model and
+    protocol (its epochs, image size and step budget), so a run repeats the comparison's."""
+    flags = [f"--model {plan.get('model', 'small-cnn')}"]
+    for key, value in settings.items():
+        if key == "technique":
+            flags.append(f"--technique {value}")
+        elif key == "technique_params":
+            flags += [f"--technique-param {k}={v}" for k, v in value.items()]
+        elif key in ("loss", "sampler", "mixing"):
+            flags.append(f"--{key} {value}")
+        else:
+            flags.append(f"--set {key}={value}")
+    for key in ("epochs", "image_size", "batch_size", "max_steps"):
+        if key in plan.get("defaults", {}):
+            flags.append(f"--set {key}={plan['defaults'][key]}")
+    return " ".join(flags)

@@ -85,7 +85,7 @@ ALL_TECHNIQUES = {**TECHNIQUES, **EXTRA}
 _LINEAR_OK = {"weighted-ce", "random-over", "smote", "random-under", "augment", "stem",
               "adasyn", "smote-enn", "mixup"}  # fmt: skip
 PLAN_FILE = "compare.json"
-DEFAULT_REPEATS, MAX_REPEATS = 5, 10
+MIN_REPEATS, DEFAULT_REPEATS, MAX_REPEATS = 3, 5, 10
 
 
 def parse_budget(text: str | float | None) -> float | None:
@@ -96,6 +96,11 @@ def parse_budget(text: str | float | None) -> float | None:
     parts = re.fullmatch(rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s?)?\s*", text)
     if not text.strip() or parts is None or not any(parts.groups()):
         raise ConfigError(f'--budget "{text}" is not a duration; write it like 20m, 1h30m or 90s.')
+    if (parts.group(1) or parts.group(2)) and parts.group(3) and not text.strip().endswith("s"):
+        raise ConfigError(
+            f'--budget "{text}": a number after hours or minutes needs its unit; write '
+            "1h30m, not 1h30."
+        )
     h, m, s = (float(g) if g else 0.0 for g in parts.groups())
     return 3600 * h + 60 * m + s
 
@@ -263,7 +268,7 @@ def _fit_budget(
             )
             want_r = plan.repeats = more
     reps = want_r
-    while reps > 3 and reps * (want_t + 1) > fits:
+    while reps > MIN_REPEATS and reps * (want_t + 1) > fits:
         reps -= 1
     techs = max(1, min(want_t, fits // reps - 1))
     if reps * (techs + 1) > fits:
@@ -308,7 +313,7 @@ def compare(
     """
     from .report import write_report
 
-    data, out = Path(data).expanduser().resolve(), Path(out)
+    data, out = Path(data).expanduser().resolve(), Path(out).expanduser().resolve()
     if not data.is_dir():
         raise DatasetError(f'"{data}" is not a folder of class folders.')
     t0 = time.perf_counter()
@@ -328,7 +333,8 @@ def compare(
             plan.defaults["max_steps"] = _steps_of(out / SPLITS_DIR / "split0", grid)
             grid = plan.grid()
         # time the baseline on the first split(s), as many at once as the grid will run
-        timed = max(1, min(jobs, plan.repeats))
+        # never more splits than the fewest the plan can keep (3): every timed run stays
+        timed = max(1, min(jobs, plan.repeats, MIN_REPEATS))
         calib = {**grid, "arms": {"baseline": {}}, "splits": {**grid["splits"], "repeats": timed}}
         t1 = time.perf_counter()
         first = run_grid(calib, out, jobs=jobs, backend=backend, address=address)
@@ -375,7 +381,7 @@ def _per_run(out: Path, plan: ComparePlan, timed: int, wall: float) -> float:
             own.append(float(json.loads(summary.read_text(encoding="utf-8"))["total_time_s"]))
         except (OSError, ValueError, KeyError, TypeError):
             return wall / timed
-    return min(wall, max(own)) / timed
+    return max(own) / timed  # also right when the timed runs were done by an earlier call
 
 
 def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
@@ -389,11 +395,16 @@ def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
 
 
 def _read_plan(out: Path, data: Path) -> ComparePlan | None:
+    if not (out / PLAN_FILE).is_file():
+        return None
     try:
         raw = json.loads((out / PLAN_FILE).read_text(encoding="utf-8"))
         plan = ComparePlan(**raw)
-    except (OSError, ValueError, TypeError):
-        return None
+    except (OSError, ValueError, TypeError) as exc:
+        raise ConfigError(
+            f'"{out / PLAN_FILE}" cannot be read back ({exc}): the comparison in "{out}" '
+            "cannot resume. Delete that folder to start again, or choose another --out."
+        ) from exc
     if Path(plan.data) != data:
         raise ConfigError(
             f'"{out}" holds a comparison of "{plan.data}", not of "{data}". Choose another '

@@ -166,6 +166,11 @@ class RunConfig:
                 f"model linear (logistic regression) supports losses ce and weighted-ce and no "
                 f"mixing; got loss {self.loss}, mixing {self.mixing}."
             )
+        if self.model != "linear" and self.batch_size < 2:
+            raise ConfigError(
+                f"batch_size must be at least 2 for a CNN (BatchNorm needs two images a "
+                f"batch), got {self.batch_size}."
+            )
         if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
             raise ImgBalanceError(
                 f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "

@@ -23,7 +23,7 @@ from ..dataset.catalog import Catalog, ImageRecord
 from ..dataset.scanner import scan
 from ..errors import DatasetError
 
-__all__ = ["SPLITS", "SplitData", "TrainSet", "load_split"]
+__all__ = ["SPLITS", "SplitData", "TrainSet", "load_split", "split_fingerprint"]
 
 SPLITS = ("train", "val", "test")
 
@@ -68,6 +68,15 @@ class SplitData:
         for r in sorted(self.train_records, key=lambda r: r.path):
             h.update(f"{r.path}\0{r.label}\0{r.sha256}\n".encode())
         return h.hexdigest()[:16]
+
+
+def split_fingerprint(path: str | os.PathLike[str]) -> str | None:
+    """sha256 of a split folder's ``splits.csv`` (None for a pre-split tree): a run records
+    it, and a grid redoes a run whose split has been rewritten since."""
+    try:
+        return hashlib.sha256((Path(path) / "splits.csv").read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 def load_split(path: str | os.PathLike[str]) -> SplitData:

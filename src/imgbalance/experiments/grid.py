@@ -50,6 +50,7 @@ from .._fs import atomic_write_text
 from .._yaml import safe_load
 from ..errors import ImgBalanceError
 from .config import RunConfig
+from .data import split_fingerprint
 from .repeats import SPLITS_DIR, check_data, make_splits, split_spec
 
 __all__ = [
@@ -210,6 +211,9 @@ def is_complete(run: GridRun, folder: Path) -> bool:
     return bool(
         done.get("status") == "completed"
         and done.get("fingerprint") == RunConfig.from_dict(run.settings).fingerprint()
+        # the same split, not only the same folder: a split rewritten since (the images
+        # changed) makes its runs stale, or old and new splits would be paired
+        and done.get("split_sha256") == split_fingerprint(run.settings["data"])
     )
 
 
@@ -289,7 +293,7 @@ def run_grid(
         from .._cluster import require_ray
 
         require_ray()
-    out = Path(out)
+    out = Path(out).expanduser().resolve()  # runs record their split by absolute path
     out.mkdir(parents=True, exist_ok=True)
     runs = plan_grid(grid, out / SPLITS_DIR)  # every setting checked before any split or run
     if grid.get("splits") is not None:

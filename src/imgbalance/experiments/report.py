@@ -50,10 +50,18 @@ def _primary(a: dict[str, Any]) -> str:
     return "balanced_accuracy" if a["arm"] == "baseline + post-hoc LA" else "macro_f1"
 
 
+def _ci(a: dict[str, Any], key: str, scale: float = 1.0, digits: int = 3) -> str:
+    """The interval of ``key``'s change, or why there is none."""
+    lo, hi = a.get(f"{key}_ci_low", math.nan), a.get(f"{key}_ci_high", math.nan)
+    if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return "no spread" if a.get(f"{key}_units", 0) > 1 else "one unit"
+    return f"{scale * lo:+.{digits}f}, {scale * hi:+.{digits}f}"
+
+
 def _change(a: dict[str, Any], key: str) -> str:
     d = 100 * a[f"{key}_delta"]
-    lo, hi = 100 * a[f"{key}_ci_low"], 100 * a[f"{key}_ci_high"]
-    return f"{d:+.1f} points of {LABELS[key]} [95% CI {lo:+.1f} to {hi:+.1f}]"
+    ci = _ci(a, key, 100, 1).replace(", ", " to ")
+    return f"{d:+.1f} points of {LABELS[key]} [95% CI {ci}]"
 
 
 def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str]:
@@ -98,11 +106,16 @@ def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str
             k = _primary(a)
             parts.append(
                 f"{a['arm']}: {100 * a[f'{k}_delta']:+.1f} points of {LABELS[k]} from a single "
-                "measurement (one split and a model that gives the same result for every "
-                "seed): no uncertainty can be given; use repeated splits."
+                "measurement (one pair of runs with the baseline, or seeds that all gave the "
+                "same result): no uncertainty can be given; use more splits or seeds."
             )
         lines.append(" ".join(parts))
-    if proto["splits"] == 1 and lines:
+    if not lines:
+        lines.append(
+            "Nothing to compare yet: no technique has a run paired with the baseline's (a "
+            "comparison stopped before its first whole split resumes with the same command)."
+        )
+    elif proto["splits"] == 1:
         lines.append(
             "All runs share one split: the intervals measure training randomness only, not "
             "which images landed in the test split. Repeated splits (`splits:` in the grid, "
@@ -145,10 +158,7 @@ def _cell(a: dict[str, Any], key: str) -> str:
         return "n/a"
     text = f"{mean:.3f} ± {a[f'{key}_std']:.3f}"
     if f"{key}_delta" in a:
-        text += (
-            f" (Δ {a[f'{key}_delta']:+.3f} [{a[f'{key}_ci_low']:+.3f}, "
-            f"{a[f'{key}_ci_high']:+.3f}]{_mark(a, key)})"
-        )
+        text += f" (Δ {a[f'{key}_delta']:+.3f} [{_ci(a, key)}]{_mark(a, key)})"
     return text
 
 
@@ -160,10 +170,7 @@ def _html_cell(a: dict[str, Any], key: str) -> str:
     if f"{key}_delta" in a:
         status = a.get(f"{key}_status", "")
         cls = {BETTER: " class='up'", WORSE: " class='down'"}.get(status, "")
-        text += (
-            f"<br><small{cls}>Δ {a[f'{key}_delta']:+.3f} [{a[f'{key}_ci_low']:+.3f}, "
-            f"{a[f'{key}_ci_high']:+.3f}]{_mark(a, key)}</small>"
-        )
+        text += f"<br><small{cls}>Δ {a[f'{key}_delta']:+.3f} [{_ci(a, key)}]{_mark(a, key)}</small>"
     return text
 
 

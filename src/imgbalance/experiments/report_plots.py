@@ -55,6 +55,8 @@ def report_plots(
                 if d is None or math.isnan(d):
                     continue
                 lo, hi = a[f"{key}_ci_low"], a[f"{key}_ci_high"]
+                if lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+                    lo = hi = d  # no spread (or one unit): a point without an interval
                 colour = _COLOURS.get(a.get(f"{key}_status", ""), "#4C72B0")
                 ax.errorbar(
                     100 * d,

@@ -225,7 +225,8 @@ def aggregate(
 
     def order_key(r: dict[str, Any]) -> tuple[int, int]:
         first = 0 if r["arm"] == "baseline" else 1 if r["arm"] in POSTHOC_ARMS else 2
-        return first, rank.get(str(r["run"]).split("+")[0], len(rank))
+        run = str(r["run"]).rsplit("+", 1)[0] if r.get("posthoc") else str(r["run"])
+        return first, rank.get(run, len(rank))
 
     order = list(dict.fromkeys((r["arm"], r["model"]) for r in sorted(done, key=order_key)))
     comparisons = {

@@ -25,7 +25,7 @@ from .._version import __version__
 from ..dataset.catalog import ratios
 from .calibration import posthoc_variants
 from .config import RunConfig
-from .data import SplitData, load_split
+from .data import SplitData, load_split, split_fingerprint
 from .environment import PeakRSS, environment
 from .linear import train_linear
 from .metrics import classification_metrics, confidence_table
@@ -159,6 +159,7 @@ def run_training(
             "run": out.name,
             "config": cfg.to_dict(),
             "fingerprint": cfg.fingerprint(),
+            "split_sha256": split_fingerprint(cfg.data),
             "classes": classes,
             "best_epoch": result.get("best_epoch"),
             "epochs_run": result.get("epochs_run"),

@@ -269,6 +269,8 @@ def _compare(
         ]
         ratio = float(np.mean(ratios)) if ratios else None
     lo, hi = t_interval(diffs, ratio)
+    if zero_var:  # no spread: no interval to give (the sign test says what can be said)
+        lo = hi = float("nan")
     if len(d) < 2:
         p, test = float("nan"), "none (one unit)"
     elif zero_var:
