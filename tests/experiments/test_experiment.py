@@ -433,3 +433,54 @@ def test_a_cnn_needs_two_images_a_batch(split_tree: Path) -> None:
     with pytest.raises(imgbalance.ImgBalanceError, match="batch_size must be at least 2"):
         RunConfig.from_dict({"data": str(split_tree), "batch_size": 1})
     RunConfig.from_dict({"data": str(split_tree), "batch_size": 1, "model": "linear"})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_ctrl_c_stops_a_grid_and_its_workers_at_once(tmp_path: Path, split_tree: Path) -> None:
+    """Ctrl-C (SIGINT to the foreground process group) in the middle of `experiment
+    --jobs 2`: it stops within seconds, with no traceback, no worker left and no run
+    started after it."""
+    grid = {
+        "name": "endless",
+        "data": str(split_tree),
+        "seeds": [0, 1, 2, 3],
+        "models": ["small-cnn"],
+        "defaults": {"epochs": 100_000, "patience": 100_000, "image_size": 16, "batch_size": 8},
+        "arms": {"baseline": {}},
+    }
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(grid))
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "imgbalance", "experiment", str(path), "--out", str(runs),
+           "--jobs", "2", "--no-report"]  # fmt: skip
+    driver = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        started: list[Path] = []
+        while time.monotonic() < deadline:
+            time.sleep(0.5)
+            workers = [k for k in _children(driver.pid)
+                       if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]  # fmt: skip
+            started = [d for d in runs.glob("baseline__*") if (d / "config.json").is_file()]
+            if len(workers) == 2 and len(started) == 2:
+                break
+        assert len(workers) == 2 and len(started) == 2, "the grid did not start its runs"
+        t0 = time.monotonic()
+        os.killpg(driver.pid, signal.SIGINT)
+        _, err = driver.communicate(timeout=60)
+        assert time.monotonic() - t0 < 15
+        assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+        deadline = time.monotonic() + 10
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(w) for w in workers)
+        assert len([d for d in runs.glob("baseline__*") if d.is_dir()]) == 2  # none after
+    finally:
+        driver.kill()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)

@@ -49,12 +49,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 
 import numpy as np
 from PIL import Image
 
+from .._procs import process_pool
 from .images import DEFAULT_MAX_PIXELS, load_image
 
 __all__ = ["THRESHOLD", "candidate_pairs", "find_near_duplicates", "pair_similarity", "thumbnails"]
@@ -108,7 +108,7 @@ def thumbnails(
     if workers <= 1 or len(paths) < _PARALLEL_MIN_FILES:
         results = [work(b) for b in batches]
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        with process_pool(workers) as pool:
             results = list(pool.map(work, batches))
     thumbs = np.zeros((len(paths), THUMB, THUMB), dtype=np.uint8)
     aspect = np.full(len(paths), np.nan)

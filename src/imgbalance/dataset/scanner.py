@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._fs import is_hidden
+from .._procs import process_pool
 from ..errors import ConfigError, DatasetError
 from .catalog import Catalog, ImageRecord, Problem, Skipped
 from .images import DEFAULT_MAX_PIXELS
@@ -280,7 +280,7 @@ def _run_probes(
             if progress:
                 progress(len(out), total)
         return out
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with process_pool(workers) as pool:
         for batch in pool.map(probe, batches):
             out.extend(batch)
             if progress:

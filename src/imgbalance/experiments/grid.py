@@ -33,13 +33,11 @@ fingerprint, is skipped; a run that raises gets ``error.json`` and the grid goes
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import threading
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +45,7 @@ from typing import Any
 import yaml
 
 from .._fs import atomic_write_text
+from .._procs import process_pool
 from .._yaml import safe_load
 from ..errors import ImgBalanceError
 from .config import RunConfig
@@ -338,10 +337,7 @@ def run_grid(
             done(run_one(run, str(out), cache, None, *track), k)
     else:
         # spawn, not fork: a forked copy of a process that already ran torch can deadlock
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs, mp_context=ctx, initializer=_exit_with, initargs=(os.getpid(),)
-        ) as pool:
+        with process_pool(jobs, spawn=True) as pool:
             queue = iter(todo)
             running: set[Future[dict[str, Any]]] = set()
             for _ in range(jobs):  # at most `jobs` in flight
@@ -373,19 +369,6 @@ def _duration(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
-
-
-def _exit_with(parent: int) -> None:
-    """Pool initializer: the worker ends when the grid's process does. A driver killed by
-    a signal it cannot handle (SIGKILL, SIGTERM) would otherwise leave its workers
-    finishing their runs alone, and a resumed grid could run the same run twice."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def _folder_record(grid_json: Path, grid: dict[str, Any], runs: list[GridRun]) -> dict[str, Any]:

@@ -18,7 +18,6 @@ import hashlib
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from .._fs import atomic_path
+from .._procs import process_pool
 from ..dataset.images import load_image
 from ..errors import ConfigError
 
@@ -228,7 +228,7 @@ def compute_features(
             if n_workers <= 1 or len(missing) < _PARALLEL_MIN:
                 results: Iterator[list[np.ndarray | str]] = map(fn, path_batches)
             else:
-                pool = stack.enter_context(ProcessPoolExecutor(max_workers=n_workers))
+                pool = stack.enter_context(process_pool(n_workers))
                 results = pool.map(fn, path_batches)
             for batch, values in zip(batches, results, strict=True):
                 for i, value in zip(batch, values, strict=True):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
 from .._fs import atomic_write_bytes
+from .._procs import process_pool
 from ..errors import ConfigError
 from .kernel import RenderJob, RenderOptions, render_recipe
 
@@ -70,7 +70,7 @@ def render_jobs(
                 on_done(res)
             yield from res
         return
-    with ProcessPoolExecutor(max_workers=n_workers) as pool:
+    with process_pool(n_workers) as pool:
         for res in pool.map(fn, chunks):
             if on_done:
                 on_done(res)

@@ -1,0 +1,74 @@
+"""Worker processes that end with the command that started them.
+
+A pool's workers are children of the command. If the command is killed by a signal
+it cannot handle (SIGKILL) or one Python does not turn into an exception (SIGTERM),
+``concurrent.futures`` never shuts the pool down and the workers go on working
+alone, minutes later still writing. Every pool of imgbalance starts its workers with
+:func:`exit_with_parent`: a thread in each worker that ends it as soon as its parent
+is gone (the kernel re-parents an orphan, so ``os.getppid()`` changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+__all__ = ["exit_with_parent", "process_pool"]
+
+_POLL_S = 0.5
+
+
+def exit_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker when process ``parent`` is no longer its parent.
+
+    The worker also ignores Ctrl-C (SIGINT, sent to the whole foreground process group):
+    the command handles it once and ends its workers itself, instead of every worker
+    printing its own traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+@contextlib.contextmanager
+def process_pool(max_workers: int, *, spawn: bool = False) -> Iterator[ProcessPoolExecutor]:
+    """A ``ProcessPoolExecutor`` whose workers end with this process (see the module).
+
+    Leaving the block normally waits for the work; leaving it by an exception (Ctrl-C's
+    ``KeyboardInterrupt`` included) cancels what has not started and terminates the
+    workers at once, so a stopped command does not wait for their tasks to finish.
+    ``spawn`` starts them fresh (for work that uses torch: a forked copy of a process
+    that already ran torch can deadlock); otherwise the platform's default.
+    """
+    kwargs: dict[str, Any] = {}
+    if spawn:
+        kwargs["mp_context"] = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(
+        max_workers=max_workers, initializer=exit_with_parent, initargs=(os.getpid(),), **kwargs
+    )
+    try:
+        yield pool
+    except BaseException:
+        procs = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.join(timeout=5)
+        raise
+    else:
+        pool.shutdown(wait=True)

@@ -1,0 +1,112 @@
+"""Every worker of ``balance`` ends with it, whatever stops it (SIGKILL, SIGTERM)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)"),
+]
+
+
+def _children(pid: int) -> list[int]:
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def _running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture(scope="module")
+def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough large images that rendering SMOTE takes a while (made once: read only)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path_factory.mktemp("procs") / "data"
+    for name, n in (("many", 400), ("few", 4)):
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            px = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
+            Image.fromarray(px).resize((600, 600)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+def test_balance_workers_end_with_it(tmp_path: Path, big_tree: Path, sig: int) -> None:
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "imgbalance", "balance", str(big_tree), str(out),
+           "--method", "smote", "--workers", "2", "--format", "png"]  # fmt: skip
+    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.2)
+            workers = [k for k in _children(driver.pid) if _running(k)]
+        assert workers, "balance started no worker processes"
+        time.sleep(0.5)
+        workers = [k for k in _children(driver.pid) if _running(k)] or workers
+        driver.send_signal(sig)
+        driver.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(w) for w in workers), "a worker outlived balance"
+    finally:
+        driver.kill()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)
+
+
+def test_ctrl_c_stops_balance_and_its_workers_with_one_line(tmp_path: Path, big_tree: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group: the command stops within
+    seconds, with no traceback (not one per worker), and leaves no worker behind."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "imgbalance", "balance", str(big_tree), str(out),
+           "--method", "smote", "--workers", "2", "--format", "png"]  # fmt: skip
+    driver = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not workers:
+            time.sleep(0.2)
+            workers = [k for k in _children(driver.pid) if _running(k)]
+        assert workers, "balance started no worker processes"
+        time.sleep(0.5)
+        workers = [k for k in _children(driver.pid) if _running(k)] or workers
+        t0 = time.monotonic()
+        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+        _, err = driver.communicate(timeout=30)
+        assert time.monotonic() - t0 < 10
+        assert b"Traceback" not in err, err.decode(errors="replace")[-2000:]
+        assert driver.returncode != 0
+        deadline = time.monotonic() + 10
+        while any(_running(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_running(w) for w in workers), "a worker outlived balance"
+    finally:
+        driver.kill()
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)
