@@ -135,12 +135,16 @@ def test_small_class_rules() -> None:
     X, y = features()
     y = y.copy()
     y[-7:] = 1  # "small" keeps one image
-    with pytest.raises(
-        imgbalance.ImgBalanceError,
-        match=r'Class "small" has 1 image\(s\); smote needs at least 2.*'
-        r"--small-class-fallback random-over",
-    ):
-        plan_arrays(X, y, CLASSES, "smote")
+    # the default adapts: a class of one cannot interpolate, so it gets augmented copies
+    # (copies without the torch extra), said in the plan's notes
+    plan = plan_arrays(X, y, CLASSES, "smote")
+    assert plan.counts_after()["small"] == 60
+    assert {r.op for r in plan.recipes if r.label == 2} <= {"augment", "copy"}
+    assert any('"small" has 1 image(s), too few to interpolate; used' in n for n in plan.notes)
+    with pytest.raises(imgbalance.ImgBalanceError) as err:  # every option it names can work
+        plan_arrays(X, y, CLASSES, "smote", small_class_fallback="error")
+    assert "--small-class-fallback random-over" in str(err.value)
+    assert "lower --k-neighbors" not in str(err.value)
     plan = plan_arrays(X, y, CLASSES, "smote", small_class_fallback="random-over")
     assert plan.counts_after()["small"] == 60
     assert {r.op for r in plan.recipes if r.label == 2} == {"copy"}

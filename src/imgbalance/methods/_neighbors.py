@@ -37,13 +37,15 @@ def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> 
     if n >= k + 1:
         return k
     options = (
-        "lower --k-neighbors, or use --small-class-fallback random-over (copies) or "
-        "augment (augmented copies), or --method random-over"
+        "use --small-class-fallback random-over (copies) or augment (augmented copies), "
+        "or --method random-over"
     )
+    if n >= 2:  # only then can fewer neighbours help
+        options = f"lower --k-neighbors to {n - 1} or less, or " + options
     if fallback in ("random-over", "augment"):
         return None
-    if fallback == "adapt" and n >= 2:
-        return n - 1
+    if fallback == "adapt":  # k adapts to the class; a class of one cannot interpolate
+        return n - 1 if n >= 2 else None
     need = "at least 2" if fallback == "adapt" else f"k_neighbors + 1 = {k + 1}"
     raise ImgBalanceError(
         f'Class "{class_name}" has {n} image(s); {method} needs {need}. Options: {options}.'

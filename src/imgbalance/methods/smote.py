@@ -52,9 +52,16 @@ class _SmoteFamily(Method):
             )
             if k is None:
                 fallback = self.params["small_class_fallback"]
+                if fallback == "adapt":  # one image: nothing to interpolate with
+                    fallback = "augment" if _has_torchvision() else "random-over"
                 state.notes.append(
                     f'{self.name}: class "{name}" has {len(rows)} image(s), '
-                    f"fewer than k_neighbors + 1; used {fallback} for it."
+                    f"too few to interpolate; used {fallback} for it"
+                    + (
+                        " (augmented copies of its image)."
+                        if fallback == "augment"
+                        else " (copies of its images)."
+                    )
                 )
                 if fallback == "augment":
                     add_augmented(
@@ -178,3 +185,10 @@ class ADASYN(_SmoteFamily):
             order = candidates[np.argsort(remainder[candidates], kind="stable")]
             alloc[order[:-diff]] -= 1
         return np.asarray(alloc, dtype=np.int64)
+
+
+def _has_torchvision() -> bool:
+    """Whether offline augmentation can run here (the torch extra is installed)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torchvision") is not None
