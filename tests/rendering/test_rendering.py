@@ -240,8 +240,11 @@ def test_balance_on_the_messy_tree(tmp_path: Path, messy: Path) -> None:
     )
     synth_dogs = [r for r in rows if r["class"] == "dögs with space" and r["origin"] == "synthetic"]
     assert synth_dogs and all((tmp_path / "out" / r["path"]).is_file() for r in synth_dogs)
-    with pytest.raises(imgbalance.ImgBalanceError, match=r'"one" has 1 image'):
-        imgbalance.balance(messy, tmp_path / "out2", method="smote")
+    # a class of one image gets augmented copies by default, and the plan says so
+    one = imgbalance.balance(messy, tmp_path / "out2", method="smote")
+    assert any('"one" has 1 image(s), too few to interpolate' in n for n in one.plan.notes)
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"has \d image\(s\); smote needs"):
+        imgbalance.balance(messy, tmp_path / "out3", method="smote", small_class_fallback="error")
 
 
 def test_dry_run_writes_nothing(tmp_path: Path) -> None:
