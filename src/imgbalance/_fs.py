@@ -334,6 +334,18 @@ def output_lock(out: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
+def nan_to_none(d: Any) -> Any:
+    """``d`` with every NaN float, in nested dicts and lists, replaced by None (JSON has
+    no NaN: ``json.dumps`` would write the invalid token ``NaN``)."""
+    if isinstance(d, float) and d != d:
+        return None
+    if isinstance(d, dict):
+        return {k: nan_to_none(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [nan_to_none(v) for v in d]
+    return d
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` (dicts with the same keys) as CSV, atomically; NaN becomes empty."""
 

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, nan_to_none
 from .report_plots import FIGURES, label_of, report_plots
 from .results import (
     LABELS,
@@ -208,16 +208,6 @@ def _dataset_name(grid: dict[str, Any]) -> str | None:
         return Path(str(data)).name
 
 
-def _json_safe(x: Any) -> Any:
-    if isinstance(x, float) and math.isnan(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_json_safe(v) for v in x]
-    return x
-
-
 def write_report(
     runs_dir: str | os.PathLike[str], title: str | None = None, *, whole_splits: bool = False
 ) -> dict[str, Path]:
@@ -277,7 +267,7 @@ def write_report(
     atomic_write_text(
         runs_dir / "verdict.json",
         json.dumps(
-            _json_safe({"title": title, "verdict": verdict, "warnings": warn,
+            nan_to_none({"title": title, "verdict": verdict, "warnings": warn,
                         "protocol": proto, "techniques": aggs}),
             indent=2,
             ensure_ascii=False,

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_write_text, check_output_dir, output_faults, write_csv
+from .._fs import atomic_write_text, check_output_dir, nan_to_none, output_faults, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
 from .calibration import posthoc_variants
@@ -54,16 +54,6 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
-
-
-def _nan_to_none(d: Any) -> Any:
-    if isinstance(d, float) and d != d:
-        return None
-    if isinstance(d, dict):
-        return {k: _nan_to_none(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [_nan_to_none(v) for v in d]
-    return d
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -182,7 +172,7 @@ def run_training(
             "train_size_after": len(train.labels),
             "device": result.get("device", "cpu"),
         }
-        clean: dict[str, Any] = _nan_to_none(summary)
+        clean: dict[str, Any] = nan_to_none(summary)
         _write_json(out / "experiment_summary.json", clean)
         if tracker != "none":
             from .trackers import log_run
