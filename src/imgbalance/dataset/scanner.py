@@ -48,6 +48,15 @@ def _link_reason(target: str) -> str:
     )
 
 
+def _skip_reason(folder: str, name: str, follow_links: bool, tree: str) -> str | None:
+    """Why the entry ``name`` of ``folder`` is skipped (hidden, or a link out of ``tree``
+    that is not to be followed), or None to use it."""
+    if is_hidden(name):
+        return "hidden"
+    target = None if follow_links else _outside(os.path.join(folder, name), tree)
+    return None if target is None else _link_reason(target)
+
+
 def _walk_class(
     root: str, class_name: str, follow_links: bool, tree: str
 ) -> Iterator[tuple[str, str | None]]:
@@ -69,22 +78,14 @@ def _walk_class(
         rel_dir = dirpath[prefix:].replace(os.sep, "/")
         keep = []
         for d in sorted(dirnames):
-            target = None if follow_links else _outside(os.path.join(dirpath, d), tree)
-            if is_hidden(d):
-                yield f"{rel_dir}/{d}", "hidden"
-            elif target is not None:
-                yield f"{rel_dir}/{d}", _link_reason(target)
-            else:
+            why = _skip_reason(dirpath, d, follow_links, tree)
+            if why is None:
                 keep.append(d)
+            else:
+                yield f"{rel_dir}/{d}", why
         dirnames[:] = keep
         for name in sorted(filenames):
-            target = None if follow_links else _outside(os.path.join(dirpath, name), tree)
-            if is_hidden(name):
-                yield f"{rel_dir}/{name}", "hidden"
-            elif target is not None:
-                yield f"{rel_dir}/{name}", _link_reason(target)
-            else:
-                yield f"{rel_dir}/{name}", None
+            yield f"{rel_dir}/{name}", _skip_reason(dirpath, name, follow_links, tree)
 
 
 def _discover(
