@@ -1,4 +1,4 @@
-"""``train``, ``experiment`` and ``report``: training and comparing techniques."""
+"""``train``, ``experiment``, ``compare`` and ``report``: training and comparing techniques."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ from .common import (
     progress_bars,
 )
 from .registries import LOSS_NAMES, registry_of
+
+#: the options every command that runs a grid shares
+JobsOpt = Annotated[int, typer.Option(help="Runs in parallel on this machine.")]
+RunBackendOpt = Annotated[
+    str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
+]
 
 
 def _names(family: str) -> str:
@@ -135,10 +141,8 @@ def experiment(
     data: Annotated[
         Path | None, typer.Option(help="The split folder to train on (replaces the grid's).")
     ] = None,
-    jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
-    backend: Annotated[
-        str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
-    ] = "local",
+    jobs: JobsOpt = 1,
+    backend: RunBackendOpt = "local",
     address: AddressOpt = None,
     tracker: Annotated[
         str, typer.Option(help="Also log runs to none, mlflow (OUT/mlflow.db) or wandb (offline).")
@@ -231,10 +235,8 @@ def compare(
         bool,
         typer.Option("--keep-small-classes", help="Keep classes of fewer than 10 images."),
     ] = False,
-    jobs: Annotated[int, typer.Option(help="Runs in parallel on this machine.")] = 1,
-    backend: Annotated[
-        str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
-    ] = "local",
+    jobs: JobsOpt = 1,
+    backend: RunBackendOpt = "local",
     address: AddressOpt = None,
     apply: Annotated[
         Path | None,
