@@ -79,11 +79,17 @@ def split_fingerprint(path: str | os.PathLike[str]) -> str | None:
         return None
 
 
-def load_split(path: str | os.PathLike[str]) -> SplitData:
-    """Read a split folder (``splits.csv``) or a pre-split tree (``train/ val/ test/``)."""
+def load_split(
+    path: str | os.PathLike[str], *, scans: dict[tuple[str, bool], Catalog] | None = None
+) -> SplitData:
+    """Read a split folder (``splits.csv``) or a pre-split tree (``train/ val/ test/``).
+
+    ``scans`` holds catalogs by (image root, follow_links) for several splits of one
+    dataset to share (a grid's repeated splits): each root is scanned once.
+    """
     path = Path(path)
     if (path / "splits.csv").is_file():
-        return _from_csv(path)
+        return _from_csv(path, scans if scans is not None else {})
     if (path / "train").is_dir():
         return _from_tree(path)
     raise DatasetError(
@@ -92,7 +98,7 @@ def load_split(path: str | os.PathLike[str]) -> SplitData:
     )
 
 
-def _from_csv(path: Path) -> SplitData:
+def _from_csv(path: Path, scans: dict[tuple[str, bool], Catalog]) -> SplitData:
     summary_file = path / "split_summary.json"
     if not summary_file.is_file():
         raise DatasetError(f'"{summary_file}" is missing; re-run `imgbalance split`.')
@@ -109,7 +115,10 @@ def _from_csv(path: Path) -> SplitData:
     classes = list(summary["classes"])
     with (path / "splits.csv").open(encoding="utf-8", newline="") as fh:
         listed = list(csv.DictReader(fh))
-    catalog = scan(root, follow_links=bool(summary.get("follow_links", False)))
+    key = (str(root), bool(summary.get("follow_links", False)))
+    if key not in scans:
+        scans[key] = scan(root, follow_links=key[1])
+    catalog = scans[key]
     left_out = set(summary.get("excluded_classes") or [])  # a split may leave classes out
     if [c for c in catalog.classes if c not in left_out] != classes:
         raise DatasetError(

@@ -180,8 +180,9 @@ def check_data(folders: set[str] | list[str]) -> None:
     is one clear error, not one failed run folder per run."""
     from .data import load_split
 
+    scans: dict[tuple[str, bool], Catalog] = {}  # repeated splits of one dataset: one scan
     for folder in sorted(folders):
         try:
-            load_split(folder)
+            load_split(folder, scans=scans)
         except DatasetError as exc:
             raise DatasetError(f"The grid cannot train on its data: {exc}") from exc
