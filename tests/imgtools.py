@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -94,3 +96,32 @@ def colour_image(
 
 
 COLOURS = {"blue": (40, 40, 200), "green": (40, 200, 40), "red": (200, 40, 40)}
+
+
+# -- processes (Linux /proc) -------------------------------------------------------------
+
+
+def child_pids(pid: int) -> list[int]:
+    """The direct children of process ``pid`` (empty once it is gone)."""
+    kids: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            kids += [int(k) for k in (task / "children").read_text().split()]
+    return kids
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an exited child nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def all_gone(pids: list[int], timeout: float = 10.0) -> bool:
+    """Wait up to ``timeout`` seconds for every process of ``pids`` to end."""
+    deadline = time.monotonic() + timeout
+    while any(is_running(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not any(is_running(p) for p in pids)

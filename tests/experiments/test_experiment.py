@@ -20,6 +20,8 @@ import imgbalance
 from imgbalance.experiments.grid import load_grid, plan_grid, run_grid
 from imgbalance.experiments.report import write_report
 
+from imgtools import all_gone, child_pids
+
 pytest.importorskip("torch", reason="training needs the torch extra")
 
 
@@ -160,20 +162,20 @@ def test_trackers_log_the_run(
         run_training(cfg, tmp_path / "runs" / "c", tracker="mlflow")
 
 
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        kids += [int(k) for k in (task / "children").read_text().split()]
-    return kids
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an exited child nobody reaped yet)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+def _two_runs_started(driver: subprocess.Popen[bytes], runs: Path) -> list[int]:
+    """Wait until the grid's 2 spawn workers have each started a run; returns them."""
+    workers: list[int] = []
+    started: list[Path] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        workers = [k for k in child_pids(driver.pid)
+                   if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]  # fmt: skip
+        started = [d for d in runs.glob("baseline__*") if (d / "config.json").is_file()]
+        if len(workers) == 2 and len(started) == 2:
+            break
+    assert len(workers) == 2 and len(started) == 2, "the grid did not start its runs"
+    return workers
 
 
 @pytest.mark.slow
@@ -199,24 +201,10 @@ def test_workers_end_with_a_killed_grid(tmp_path: Path, split_tree: Path) -> Non
     driver = subprocess.Popen([sys.executable, "-c", code, str(path), str(runs)])
     workers: list[int] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            workers = [
-                k
-                for k in _children(driver.pid)
-                if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()
-            ]
-            started = [d for d in runs.glob("baseline__*") if (d / "config.json").is_file()]
-            if len(workers) == 2 and len(started) == 2:
-                break
-        assert len(workers) == 2 and len(started) == 2, "the grid did not start its runs"
+        workers = _two_runs_started(driver, runs)
         driver.kill()
         driver.wait()
-        deadline = time.monotonic() + 15
-        while any(_running(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(_running(w) for w in workers)
+        assert all_gone(workers, timeout=15)
     finally:
         driver.kill()
         for w in workers:
@@ -459,25 +447,13 @@ def test_ctrl_c_stops_a_grid_and_its_workers_at_once(tmp_path: Path, split_tree:
     )
     workers: list[int] = []
     try:
-        deadline = time.monotonic() + 120
-        started: list[Path] = []
-        while time.monotonic() < deadline:
-            time.sleep(0.5)
-            workers = [k for k in _children(driver.pid)
-                       if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]  # fmt: skip
-            started = [d for d in runs.glob("baseline__*") if (d / "config.json").is_file()]
-            if len(workers) == 2 and len(started) == 2:
-                break
-        assert len(workers) == 2 and len(started) == 2, "the grid did not start its runs"
+        workers = _two_runs_started(driver, runs)
         t0 = time.monotonic()
         os.killpg(driver.pid, signal.SIGINT)
         _, err = driver.communicate(timeout=60)
         assert time.monotonic() - t0 < 15
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
-        deadline = time.monotonic() + 10
-        while any(_running(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(_running(w) for w in workers)
+        assert all_gone(workers)
         assert len([d for d in runs.glob("baseline__*") if d.is_dir()]) == 2  # none after
     finally:
         driver.kill()

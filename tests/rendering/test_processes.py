@@ -1,4 +1,4 @@
-"""Every worker of ``balance`` ends with it, whatever stops it (SIGKILL, SIGTERM)."""
+"""Every worker of ``balance`` ends with it, whatever stops it (SIGKILL, SIGTERM, Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -8,32 +8,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from imgtools import all_gone, child_pids, is_running
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)"),
 ]
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in Path(f"/proc/{pid}/task").iterdir():
-            kids += [int(k) for k in (task / "children").read_text().split()]
-    return kids
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +37,25 @@ def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
-def test_balance_workers_end_with_it(tmp_path: Path, big_tree: Path, sig: int) -> None:
-    out = tmp_path / "out"
+@contextlib.contextmanager
+def balancing(
+    big_tree: Path, out: Path, **popen: Any
+) -> Iterator[tuple[subprocess.Popen[bytes], list[int]]]:
+    """``imgbalance balance --workers 2`` started and rendering: (its process, its
+    workers); everything is killed on the way out, whatever the test did."""
     cmd = [sys.executable, "-m", "imgbalance", "balance", str(big_tree), str(out),
            "--method", "smote", "--workers", "2", "--format", "png"]  # fmt: skip
-    driver = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    driver = subprocess.Popen(cmd, **popen)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not workers:
             time.sleep(0.2)
-            workers = [k for k in _children(driver.pid) if _running(k)]
+            workers = [k for k in child_pids(driver.pid) if is_running(k)]
         assert workers, "balance started no worker processes"
         time.sleep(0.5)
-        workers = [k for k in _children(driver.pid) if _running(k)] or workers
-        driver.send_signal(sig)
-        driver.wait(timeout=30)
-        deadline = time.monotonic() + 10
-        while any(_running(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(_running(w) for w in workers), "a worker outlived balance"
+        workers = [k for k in child_pids(driver.pid) if is_running(k)] or workers
+        yield driver, workers
     finally:
         driver.kill()
         for w in workers:
@@ -77,36 +63,24 @@ def test_balance_workers_end_with_it(tmp_path: Path, big_tree: Path, sig: int) -
                 os.kill(w, signal.SIGKILL)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "term"])
+def test_balance_workers_end_with_it(tmp_path: Path, big_tree: Path, sig: int) -> None:
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with balancing(big_tree, tmp_path / "out", **quiet) as (driver, workers):
+        driver.send_signal(sig)
+        driver.wait(timeout=30)
+        assert all_gone(workers), "a worker outlived balance"
+
+
 def test_ctrl_c_stops_balance_and_its_workers_with_one_line(tmp_path: Path, big_tree: Path) -> None:
     """Ctrl-C reaches the whole foreground process group: the command stops within
     seconds, with no traceback (not one per worker), and leaves no worker behind."""
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "imgbalance", "balance", str(big_tree), str(out),
-           "--method", "smote", "--workers", "2", "--format", "png"]  # fmt: skip
-    driver = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
-    )
-    workers: list[int] = []
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not workers:
-            time.sleep(0.2)
-            workers = [k for k in _children(driver.pid) if _running(k)]
-        assert workers, "balance started no worker processes"
-        time.sleep(0.5)
-        workers = [k for k in _children(driver.pid) if _running(k)] or workers
+    piped = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "start_new_session": True}
+    with balancing(big_tree, tmp_path / "out", **piped) as (driver, workers):
         t0 = time.monotonic()
         os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
         _, err = driver.communicate(timeout=30)
         assert time.monotonic() - t0 < 10
         assert b"Traceback" not in err, err.decode(errors="replace")[-2000:]
         assert driver.returncode != 0
-        deadline = time.monotonic() + 10
-        while any(_running(w) for w in workers) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not any(_running(w) for w in workers), "a worker outlived balance"
-    finally:
-        driver.kill()
-        for w in workers:
-            with contextlib.suppress(OSError):
-                os.kill(w, signal.SIGKILL)
+        assert all_gone(workers), "a worker outlived balance"
