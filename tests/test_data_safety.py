@@ -481,3 +481,28 @@ def test_odd_output_folders_are_clear_errors(balanced_tree: Path, tmp_path: Path
     next(src.rglob("*.png")).unlink()
     with pytest.raises(imgbalance.DatasetError, match=r"is gone now\. Plan again"):
         imgbalance.render(planned, tmp_path / "out2", workers=1, plots=False)
+
+
+def test_compare_on_a_full_or_read_only_disk_is_a_clear_error_and_resumes(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    import subprocess
+
+    pytest.importorskip("torch", reason="compare's report goes through the torch extra")
+    from imgbalance.experiments.compare import compare
+
+    src = _noisy_tree(tmp_path / "src", 48)
+    out = small_disk / "cmp"
+    with pytest.raises(
+        OutputError,
+        match=r"Cannot write .*the disk is full.*it resumes|"
+        r"Cannot write .*the disk is full.*runs are kept",
+    ):
+        compare(src, out, model="linear", repeats=3, techniques=["weighted-ce"])  # fmt: skip
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    done = compare(src, out, model="linear", repeats=3, techniques=["weighted-ce"])
+    assert done["status"]["failed"] == 0 and (out / "verdict.json").is_file()
+    assert not [p for p in out.rglob("*") if p.name.startswith(".") and "tmp" in p.name]
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    with pytest.raises(OutputError, match=r"Cannot write .*read-only"):
+        compare(src, small_disk / "other", model="linear", repeats=3)

@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, output_faults
 from ..errors import ConfigError, DatasetError
 from .grid import run_grid
 from .repeats import SPLITS_DIR, make_splits
@@ -314,59 +314,64 @@ def compare(
     from .report import write_report
 
     data, out = Path(data).expanduser().resolve(), Path(out).expanduser().resolve()
-    if not data.is_dir():
-        raise DatasetError(f'"{data}" is not a folder of class folders.')
-    t0 = time.perf_counter()
-    out.mkdir(parents=True, exist_ok=True)
-    plan = _read_plan(out, data)
-    if plan is None:
-        plan = _first_plan(
-            data, model, techniques, keep_small_classes, budget_s, repeats or DEFAULT_REPEATS,
-            seed,
-        )  # fmt: skip
-        plan.auto_repeats = repeats is None
-        for note in plan.notes:
-            log(f"note: {note}")
-        grid = plan.grid()
-        make_splits(data, grid["splits"], out / SPLITS_DIR, log)
-        if plan.model != "linear":  # one budget in optimiser steps for every arm
-            plan.defaults["max_steps"] = _steps_of(out / SPLITS_DIR / "split0", grid)
+    with output_faults(out, "run the same command again: it resumes"):
+        if not data.is_dir():
+            raise DatasetError(f'"{data}" is not a folder of class folders.')
+        t0 = time.perf_counter()
+        out.mkdir(parents=True, exist_ok=True)
+        plan = _read_plan(out, data)
+        if plan is None:
+            plan = _first_plan(
+                data, model, techniques, keep_small_classes, budget_s, repeats or DEFAULT_REPEATS,
+                seed,
+            )  # fmt: skip
+            plan.auto_repeats = repeats is None
+            for note in plan.notes:
+                log(f"note: {note}")
             grid = plan.grid()
-        # time the baseline on the first split(s), as many at once as the grid will run
-        # never more splits than the fewest the plan can keep (3): every timed run stays
-        timed = max(1, min(jobs, plan.repeats, MIN_REPEATS))
-        calib = {**grid, "arms": {"baseline": {}}, "splits": {**grid["splits"], "repeats": timed}}
-        t1 = time.perf_counter()
-        first = run_grid(calib, out, jobs=jobs, backend=backend, address=address)
-        if first["failed"]:
-            raise DatasetError(
-                f"The baseline's first run of the comparison failed: see {out}/"
-                f"baseline__{plan.model}__split0__seed0/error.json."
-            )
-        now = time.perf_counter()
-        _fit_budget(plan, _per_run(out, plan, timed, now - t1), timed, now - t0, log)
-        atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
-    else:
-        log(f"resuming the comparison planned in {out / PLAN_FILE}")
-    grid = plan.grid()
-    log(
-        f"{plan.repeats} repeated splits (val {plan.val:.0%}, test {plan.test:.0%}) x "
-        f"{len(plan.techniques) + 1} arms ({', '.join(['baseline', *plan.techniques])}), "
-        f"model {plan.model}"
-        + (f", about {plan.estimate_s / 60:.0f} min" if plan.estimate_s else "")
-    )
-    deadline = None
-    if plan.budget_s is not None and backend == "local":  # a safety net under the plan
-        deadline = time.monotonic() + max(plan.budget_s - (time.perf_counter() - t0), 0.0)
-    status = run_grid(
-        grid, out, jobs=jobs, log=log, backend=backend, address=address, deadline=deadline
-    )
-    write_report(out, whole_splits=bool(status.get("not_started")))
-    verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
-    verdict["plan"] = asdict(plan)
-    verdict["status"] = status
-    verdict["minutes"] = round((time.perf_counter() - t0) / 60, 1)
-    return verdict
+            make_splits(data, grid["splits"], out / SPLITS_DIR, log)
+            if plan.model != "linear":  # one budget in optimiser steps for every arm
+                plan.defaults["max_steps"] = _steps_of(out / SPLITS_DIR / "split0", grid)
+                grid = plan.grid()
+            # time the baseline on the first split(s), as many at once as the grid will run
+            # never more splits than the fewest the plan can keep (3): every timed run stays
+            timed = max(1, min(jobs, plan.repeats, MIN_REPEATS))
+            calib = {
+                **grid,
+                "arms": {"baseline": {}},
+                "splits": {**grid["splits"], "repeats": timed},
+            }
+            t1 = time.perf_counter()
+            first = run_grid(calib, out, jobs=jobs, backend=backend, address=address)
+            if first["failed"]:
+                raise DatasetError(
+                    f"The baseline's first run of the comparison failed: see {out}/"
+                    f"baseline__{plan.model}__split0__seed0/error.json."
+                )
+            now = time.perf_counter()
+            _fit_budget(plan, _per_run(out, plan, timed, now - t1), timed, now - t0, log)
+            atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
+        else:
+            log(f"resuming the comparison planned in {out / PLAN_FILE}")
+        grid = plan.grid()
+        log(
+            f"{plan.repeats} repeated splits (val {plan.val:.0%}, test {plan.test:.0%}) x "
+            f"{len(plan.techniques) + 1} arms ({', '.join(['baseline', *plan.techniques])}), "
+            f"model {plan.model}"
+            + (f", about {plan.estimate_s / 60:.0f} min" if plan.estimate_s else "")
+        )
+        deadline = None
+        if plan.budget_s is not None and backend == "local":  # a safety net under the plan
+            deadline = time.monotonic() + max(plan.budget_s - (time.perf_counter() - t0), 0.0)
+        status = run_grid(
+            grid, out, jobs=jobs, log=log, backend=backend, address=address, deadline=deadline
+        )
+        write_report(out, whole_splits=bool(status.get("not_started")))
+        verdict: dict[str, Any] = json.loads((out / "verdict.json").read_text(encoding="utf-8"))
+        verdict["plan"] = asdict(plan)
+        verdict["status"] = status
+        verdict["minutes"] = round((time.perf_counter() - t0) / 60, 1)
+        return verdict
 
 
 def _per_run(out: Path, plan: ComparePlan, timed: int, wall: float) -> float:

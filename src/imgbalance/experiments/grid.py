@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from .._fs import atomic_write_text
+from .._fs import atomic_write_text, output_faults
 from .._procs import process_pool
 from .._yaml import safe_load
 from ..errors import ImgBalanceError
@@ -293,70 +293,71 @@ def run_grid(
 
         require_ray()
     out = Path(out).expanduser().resolve()  # runs record their split by absolute path
-    out.mkdir(parents=True, exist_ok=True)
-    runs = plan_grid(grid, out / SPLITS_DIR)  # every setting checked before any split or run
-    if grid.get("splits") is not None:
-        make_splits(grid["data"], split_spec(grid["splits"]), out / SPLITS_DIR, log)
-    check_data({r.settings["data"] for r in runs})
-    atomic_write_text(
-        out / "grid.json",
-        json.dumps(_folder_record(out / "grid.json", grid, runs), indent=2) + "\n",
-    )
-    todo = [r for r in runs if not is_complete(r, out / r.run_id)]
-    if grid.get("splits") is not None:  # split-major: a cut-short grid has whole splits
-        todo.sort(key=lambda r: r.split or 0)
-    log(f"{len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do")
-    cache = str(balanced_cache) if balanced_cache else str(out / "_balanced")
-    status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo),
-              "not_started": 0}  # fmt: skip
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-    track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
+    with output_faults(out, "run the same command again: finished runs are kept"):
+        out.mkdir(parents=True, exist_ok=True)
+        runs = plan_grid(grid, out / SPLITS_DIR)  # every setting checked before any split or run
+        if grid.get("splits") is not None:
+            make_splits(grid["data"], split_spec(grid["splits"]), out / SPLITS_DIR, log)
+        check_data({r.settings["data"] for r in runs})
+        atomic_write_text(
+            out / "grid.json",
+            json.dumps(_folder_record(out / "grid.json", grid, runs), indent=2) + "\n",
+        )
+        todo = [r for r in runs if not is_complete(r, out / r.run_id)]
+        if grid.get("splits") is not None:  # split-major: a cut-short grid has whole splits
+            todo.sort(key=lambda r: r.split or 0)
+        log(f"{len(runs)} runs, {len(runs) - len(todo)} already complete, {len(todo)} to do")
+        cache = str(balanced_cache) if balanced_cache else str(out / "_balanced")
+        status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo),
+                  "not_started": 0}  # fmt: skip
+        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
 
-    counter = iter(range(1, len(todo) + 1))
+        counter = iter(range(1, len(todo) + 1))
 
-    started = time.perf_counter()
+        started = time.perf_counter()
 
-    def done(res: dict[str, Any], k: int | None = None) -> None:
-        k = k if k is not None else next(counter)
-        status[res["status"]] += 1
-        left = (time.perf_counter() - started) / k * (len(todo) - k)
-        eta = f" (about {_duration(left)} left)" if k < len(todo) else ""
-        if res["status"] == "completed":
-            m = res["summary"]["final_metrics"]
-            log(f"[{k}/{len(todo)}] {res['run']}: test macro-F1 {m['macro_f1']:.3f}{eta}")
+        def done(res: dict[str, Any], k: int | None = None) -> None:
+            k = k if k is not None else next(counter)
+            status[res["status"]] += 1
+            left = (time.perf_counter() - started) / k * (len(todo) - k)
+            eta = f" (about {_duration(left)} left)" if k < len(todo) else ""
+            if res["status"] == "completed":
+                m = res["summary"]["final_metrics"]
+                log(f"[{k}/{len(todo)}] {res['run']}: test macro-F1 {m['macro_f1']:.3f}{eta}")
+            else:
+                log(f"[{k}/{len(todo)}] {res['run']}: FAILED {res['error']}{eta}")
+
+        if backend == "ray":
+            _run_on_ray(todo, out, cache, track, grid.get("resources") or {}, address, done)
+        elif jobs <= 1:
+            for k, run in enumerate(todo, 1):
+                if _past(deadline):
+                    status["not_started"] = len(todo) - k + 1
+                    break
+                done(run_one(run, str(out), cache, None, *track), k)
         else:
-            log(f"[{k}/{len(todo)}] {res['run']}: FAILED {res['error']}{eta}")
-
-    if backend == "ray":
-        _run_on_ray(todo, out, cache, track, grid.get("resources") or {}, address, done)
-    elif jobs <= 1:
-        for k, run in enumerate(todo, 1):
-            if _past(deadline):
-                status["not_started"] = len(todo) - k + 1
-                break
-            done(run_one(run, str(out), cache, None, *track), k)
-    else:
-        # spawn, not fork: a forked copy of a process that already ran torch can deadlock
-        with process_pool(jobs, spawn=True) as pool:
-            queue = iter(todo)
-            running: set[Future[dict[str, Any]]] = set()
-            for _ in range(jobs):  # at most `jobs` in flight
-                first = None if _past(deadline) else next(queue, None)
-                if first is not None:
-                    running.add(pool.submit(run_one, first, str(out), cache, threads, *track))
-            k = 0
-            while running:
-                finished, running = wait(running, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    k += 1
-                    done(fut.result(), k)
-                    nxt = None if _past(deadline) else next(queue, None)
-                    if nxt is not None:
-                        running.add(pool.submit(run_one, nxt, str(out), cache, threads, *track))
-            status["not_started"] = sum(1 for _ in queue)
-    if status["not_started"]:
-        log(f"time is up: {status['not_started']} run(s) not started (they run on a resume)")
-    return status
+            # spawn, not fork: a forked copy of a process that already ran torch can deadlock
+            with process_pool(jobs, spawn=True) as pool:
+                queue = iter(todo)
+                running: set[Future[dict[str, Any]]] = set()
+                for _ in range(jobs):  # at most `jobs` in flight
+                    first = None if _past(deadline) else next(queue, None)
+                    if first is not None:
+                        running.add(pool.submit(run_one, first, str(out), cache, threads, *track))
+                k = 0
+                while running:
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        k += 1
+                        done(fut.result(), k)
+                        nxt = None if _past(deadline) else next(queue, None)
+                        if nxt is not None:
+                            running.add(pool.submit(run_one, nxt, str(out), cache, threads, *track))
+                status["not_started"] = sum(1 for _ in queue)
+        if status["not_started"]:
+            log(f"time is up: {status['not_started']} run(s) not started (they run on a resume)")
+        return status
 
 
 def _past(deadline: float | None) -> bool:
