@@ -29,6 +29,7 @@ Usage (one study; see ``benchmarks/effectiveness/README.md`` for all)::
 from __future__ import annotations
 
 import argparse
+import math
 import shutil
 import time
 from pathlib import Path
@@ -123,7 +124,7 @@ def main() -> None:
     test_n = args.test_per_class or (50 if small else 100)
     runs = args.work / "runs"
     t0 = time.perf_counter()
-    counts = {}
+    counts, steps = {}, {}
     for seed in args.seeds:
         tree = args.work / "data" / f"seed{seed}"
         if not tree.is_dir():  # a tree from an earlier, interrupted run is reused
@@ -137,6 +138,14 @@ def main() -> None:
             grid = load_grid(grid_file, data=tree)
             grid["seeds"] = [seed]
             grid["name"] = f"{args.dataset}, imbalance ratio {args.ir:g}"
+            if "linear" not in grid["models"] and "max_steps" not in grid["defaults"]:
+                # one budget for every arm: the baseline's epochs x batches on this seed's
+                # training split (oversampled arms would otherwise take 2-3x the steps)
+                d = grid["defaults"]
+                n_train = sum(counts[seed]["train"].values())
+                bs = int(d.get("batch_size", 32))
+                d["max_steps"] = int(d.get("epochs", 20)) * math.ceil(n_train / bs)
+                steps[seed] = d["max_steps"]
             status = run_grid(grid, runs, jobs=args.jobs, log=lambda m: print(m, flush=True))
             print(f"seed {seed}, {grid_file}: {status}", flush=True)
     minutes = (time.perf_counter() - t0) / 60
@@ -150,6 +159,9 @@ def main() -> None:
         "split_seed": SPLIT_SEED,
         "counts": {str(s): c for s, c in counts.items()},
         "grids": [Path(g).name for g in args.grid],
+        "protocol": "every CNN arm trains the baseline's optimiser steps (max_steps per "
+        "seed); checkpoint of the lowest class-balanced validation loss (monitor auto)",
+        "max_steps": {str(s): n for s, n in steps.items()},
         "jobs": args.jobs,
         "minutes": round(minutes, 1),
     }
