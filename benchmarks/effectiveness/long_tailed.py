@@ -165,7 +165,9 @@ def main() -> None:
         "jobs": args.jobs,
         "minutes": round(minutes, 1),
     }
-    copy_report(runs, args.out, info)
+    copy_report(
+        runs, args.out, info, paths={str(args.work.resolve()): "WORK", str(args.work): "WORK"}
+    )
     print(f"done in {minutes:.1f} min; report in {args.out}")
 
 
