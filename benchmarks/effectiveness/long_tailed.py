@@ -29,7 +29,6 @@ Usage (one study; see ``benchmarks/effectiveness/README.md`` for all)::
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ import numpy as np
 from _study import copy_report, run
 from PIL import Image
 
+from imgbalance.experiments.compare import step_budget
 from imgbalance.experiments.grid import load_grid, run_grid
 
 SPLIT_SEED = 12345  # the fixed draw of the balanced validation and test images
@@ -139,13 +139,12 @@ def main() -> None:
             grid["seeds"] = [seed]
             grid["name"] = f"{args.dataset}, imbalance ratio {args.ir:g}"
             if "linear" not in grid["models"] and "max_steps" not in grid["defaults"]:
-                # one budget for every arm: the baseline's epochs x batches on this seed's
-                # training split (oversampled arms would otherwise take 2-3x the steps)
-                d = grid["defaults"]
+                # one budget for every arm, as compare sets it: the baseline's epochs x
+                # batches on this seed's training split (oversampled arms would otherwise
+                # take 2-3x the steps)
                 n_train = sum(counts[seed]["train"].values())
-                bs = int(d.get("batch_size", 32))
-                d["max_steps"] = int(d.get("epochs", 20)) * math.ceil(n_train / bs)
-                steps[seed] = d["max_steps"]
+                steps[seed] = step_budget(n_train, grid["defaults"])
+                grid["defaults"]["max_steps"] = steps[seed]
             status = run_grid(grid, runs, jobs=args.jobs, log=lambda m: print(m, flush=True))
             print(f"seed {seed}, {grid_file}: {status}", flush=True)
     minutes = (time.perf_counter() - t0) / 60

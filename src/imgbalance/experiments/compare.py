@@ -46,7 +46,14 @@ from .grid import run_grid
 from .repeats import SPLITS_DIR, make_splits
 from .results import MIN_EVAL_IMAGES
 
-__all__ = ["ALL_TECHNIQUES", "ComparePlan", "compare", "default_techniques", "parse_budget"]
+__all__ = [
+    "ALL_TECHNIQUES",
+    "ComparePlan",
+    "compare",
+    "default_techniques",
+    "parse_budget",
+    "step_budget",
+]
 
 #: a class with fewer images than this is left out of a comparison by default
 MIN_CLASS_IMAGES = MIN_EVAL_IMAGES
@@ -389,14 +396,19 @@ def _per_run(out: Path, plan: ComparePlan, timed: int, wall: float) -> float:
     return max(own) / timed  # also right when the timed runs were done by an earlier call
 
 
+def step_budget(n_train: int, defaults: dict[str, Any]) -> int:
+    """The baseline's budget in optimiser steps: ``epochs`` x batches of ``batch_size`` over
+    its ``n_train`` training images (every arm then trains exactly that many, as
+    ``max_steps``)."""
+    bs = int(defaults.get("batch_size", 32))
+    return int(defaults.get("epochs", 20)) * math.ceil(n_train / bs)
+
+
 def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
-    """The baseline's budget in optimiser steps: epochs x batches of split 0's training
-    split (every arm then trains exactly that many)."""
+    """:func:`step_budget` of split 0's training split."""
     from .data import load_split
 
-    split = load_split(split_dir)
-    bs = int(grid["defaults"].get("batch_size", 32))
-    return int(grid["defaults"].get("epochs", 20)) * math.ceil(len(split.rows["train"]) / bs)
+    return step_budget(len(load_split(split_dir).rows["train"]), grid["defaults"])
 
 
 def _read_plan(out: Path, data: Path) -> ComparePlan | None:
