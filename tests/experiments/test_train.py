@@ -36,6 +36,7 @@ RUN_FILES = {
     "environment.json",
     "predictions.csv",
     "val_predictions.csv",
+    "inference.json",
 }
 
 

@@ -33,11 +33,14 @@ from .metrics import (
 
 __all__ = [
     "SUMMARY_KEYS",
+    "VARIANTS",
     "Posthoc",
     "fit_temperature",
+    "posthoc_probabilities",
     "posthoc_variants",
     "prior_corrected",
     "prior_weights",
+    "probability_rows",
     "temperature_scaled",
 ]
 
@@ -291,18 +294,45 @@ def posthoc_variants(
     """
     val_y, val_p = val
     test_y, test_p = test
-    prior = _prior(original_counts, "original_counts")
     offsets = tune_class_offsets(val_y, val_p) if len(val_y) else np.zeros(len(classes))
     temperature = fit_temperature(val_y, val_p)
-    variants = {
-        "logit_adjustment": logit_adjusted(test_p, prior),
-        "threshold_moving": apply_offsets(test_p, offsets),
-        "temperature": temperature_scaled(test_p, temperature),
-        "prior_correction": prior_corrected(test_p, original_counts, trained_counts),
-    }
+    variants = posthoc_probabilities(test_p, temperature, offsets, original_counts, trained_counts)
     return Posthoc(
         metrics={k: classification_metrics(test_y, p, classes) for k, p in variants.items()},
         temperature=temperature,
         offsets=offsets,
         prior_weights=prior_weights(original_counts, trained_counts),
     )
+
+
+#: the post-hoc variants, in the order ``test_metrics.csv`` lists them
+VARIANTS = ("logit_adjustment", "threshold_moving", "temperature", "prior_correction")
+
+
+def posthoc_probabilities(
+    proba: np.ndarray,
+    temperature: float,
+    offsets: Sequence[float] | np.ndarray,
+    original_counts: Sequence[int] | np.ndarray,
+    trained_counts: Sequence[int] | np.ndarray,
+) -> dict[str, np.ndarray]:
+    """Every post-hoc variant of ``proba``, from what was fitted on validation.
+
+    The one place the variants are computed: a run's ``test_metrics.csv`` and
+    ``imgbalance predict`` both call it, so a prediction reproduces the run's numbers.
+    """
+    prior = _prior(original_counts, "original_counts")
+    return {
+        "logit_adjustment": logit_adjusted(proba, prior),
+        "threshold_moving": apply_offsets(proba, np.asarray(offsets, dtype=np.float64)),
+        "temperature": temperature_scaled(proba, temperature),
+        "prior_correction": prior_corrected(proba, original_counts, trained_counts),
+    }
+
+
+def probability_rows(proba: np.ndarray) -> np.ndarray:
+    """``proba`` as float64 rows that sum to 1 (a row of zeros stays zeros)."""
+    p = np.asarray(proba, dtype=np.float64)
+    s = p.sum(axis=1, keepdims=True)
+    out: np.ndarray = np.where(s > 0, p / np.where(s > 0, s, 1.0), p)
+    return out

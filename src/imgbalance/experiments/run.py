@@ -9,8 +9,6 @@ model's probabilities for every test and validation image (``predictions.csv``,
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import time
@@ -23,12 +21,20 @@ import numpy as np
 from .._fs import atomic_write_text, check_output_dir, nan_to_none, output_faults, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
-from .calibration import posthoc_variants
+from .calibration import posthoc_variants, probability_rows
 from .config import RunConfig
 from .data import SplitData, load_split, split_fingerprint
 from .environment import PeakRSS, environment
 from .linear import train_linear
 from .metrics import classification_metrics, confidence_table
+from .runfiles import (
+    INFERENCE_FILE,
+    inference_record,
+    split_rows,
+    write_inference_record,
+    write_predictions,
+    write_test_metrics,
+)
 from .trainset import balanced_train_set
 
 __all__ = ["run_training"]
@@ -126,8 +132,8 @@ def run_training(
                 result = train_torch(cfg, split, train, out, log, progress)
         val_y, val_p = _checked(split, "val", *result["val"])
         test_y, test_p = _checked(split, "test", *result["test"])
-        _write_predictions(out / "predictions.csv", split, "test", test_p)
-        _write_predictions(out / "val_predictions.csv", split, "val", val_p)
+        write_predictions(out / "predictions.csv", split_rows(split, "test"), classes, test_p)
+        write_predictions(out / "val_predictions.csv", split_rows(split, "val"), classes, val_p)
         test_metrics = classification_metrics(test_y, test_p, classes)
         val_metrics = classification_metrics(val_y, val_p, classes)
         posthoc = posthoc_variants(
@@ -137,7 +143,7 @@ def run_training(
             train.original_counts,
             train.counts(len(classes)),
         )
-        _write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc.metrics)
+        write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc.metrics)
         conf = confidence_table(test_y, test_p, classes)
         write_csv(out / "confidence_analysis.csv", conf)
         from .plots import plot_confidence, plot_confusion
@@ -172,6 +178,16 @@ def run_training(
             "train_size_after": len(train.labels),
             "device": result.get("device", "cpu"),
         }
+        record = inference_record(
+            cfg,
+            classes,
+            temperature=posthoc.temperature,
+            offsets=posthoc.offsets.tolist(),
+            original_counts=train.original_counts,
+            trained_counts=train.counts(len(classes)),
+            members=max(int(cfg.ensemble), 1) if cfg.model != "linear" else 1,
+        )
+        write_inference_record(out / INFERENCE_FILE, record)
         clean: dict[str, Any] = nan_to_none(summary)
         _write_json(out / "experiment_summary.json", clean)
         if tracker != "none":
@@ -192,42 +208,7 @@ def _checked(
     if p.shape != (len(expected), len(split.classes)) or not np.array_equal(y, expected):
         # a trainer bug, not a user error
         raise AssertionError(f"the {name} predictions do not follow the split's rows")
-    s = p.sum(axis=1, keepdims=True)
-    return y, np.where(s > 0, p / np.where(s > 0, s, 1.0), p)
-
-
-def _image_root(split: SplitData, name: str) -> Path:
-    """The folder ``name``'s images are listed under: the split's root for a
-    ``splits.csv`` split, ``DIR/<name>`` for a pre-split tree."""
-    source = Path(split.source) if split.source else None
-    if source is not None and not (source / "splits.csv").is_file():
-        return source.resolve() / name
-    return split.root
-
-
-def _relative(path: str, roots: list[Path]) -> str:
-    for root in roots:
-        try:
-            return Path(path).relative_to(root).as_posix()
-        except ValueError:
-            continue
-    return Path(path).as_posix()
-
-
-def _write_predictions(path: Path, split: SplitData, name: str, proba: np.ndarray) -> None:
-    """One row per image of split ``name``: its path (relative to the split's image root,
-    as in ``splits.csv``), true and predicted class, and every class's probability (at
-    full precision: the metrics of the run can be recomputed from it)."""
-    classes = split.classes
-    roots = [_image_root(split, name), split.root]
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "label", "label_idx", "pred", *(f"p:{c}" for c in classes)])
-    pred = proba.argmax(axis=1) if len(proba) else np.zeros(0, dtype=np.int64)
-    for (image, lab), k, row in zip(split.rows[name], pred, proba, strict=True):
-        probs = [repr(float(v)) for v in row]
-        w.writerow([_relative(image, roots), classes[lab], lab, classes[int(k)], *probs])
-    atomic_write_text(path, buf.getvalue())
+    return y, probability_rows(p)
 
 
 def _title(cfg: RunConfig) -> str:
@@ -237,30 +218,3 @@ def _title(cfg: RunConfig) -> str:
     if cfg.mixing != "none":
         bits.append(cfg.mixing)
     return " / ".join(bits) + f" / seed {cfg.seed}"
-
-
-def _write_test_metrics(
-    path: Path, classes: list[str], m: dict[str, Any], posthoc: dict[str, dict[str, Any]]
-) -> None:
-    rows: list[dict[str, Any]] = []
-    for variant, mm in (("model", m), *posthoc.items()):
-        for c in classes:
-            pc = mm["per_class"][c]
-            rows.append({"variant": variant, "class": c, **pc})
-        for avg in ("macro", "weighted"):
-            rows.append(
-                {
-                    "variant": variant,
-                    "class": f"{avg} avg",
-                    "precision": mm[f"{avg}_precision"],
-                    "recall": mm[f"{avg}_recall"],
-                    "f1": mm[f"{avg}_f1"],
-                    "support": mm["n"],
-                }
-            )
-        for key in ("accuracy", "balanced_accuracy", "gmean", "ece", "nll", "brier"):
-            rows.append(
-                {"variant": variant, "class": key, "precision": "", "recall": "", "f1": mm[key],
-                 "support": mm["n"]}
-            )  # fmt: skip
-    write_csv(path, rows)

@@ -25,7 +25,7 @@ from .config import MIN_VAL_FOR_SELECTION, RunConfig
 from .data import SplitData, TrainSet
 from .metrics import classification_metrics
 
-__all__ = ["train_torch"]
+__all__ = ["pick_device", "predict_batches", "train_torch"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -38,7 +38,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def _predict(
+def predict_batches(
     model: nn.Module, batches: MemoryBatches, n: int, bs: int, device: torch.device
 ) -> np.ndarray:
     model.eval()
@@ -185,7 +185,7 @@ def _train_member(
             total += float(batch_loss.detach()) * len(idx)
             seen += len(idx)
         sched.step()
-        val_p = _predict(model, val_batches, len(val_y), cfg.batch_size * 2, device)
+        val_p = predict_batches(model, val_batches, len(val_y), cfg.batch_size * 2, device)
         vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
         with torch.no_grad():
             vl = (
@@ -304,7 +304,7 @@ def train_torch(
         model.load_state_dict(state)
         for name in ("val", "test"):
             b, yy = sets[name]
-            probs[name].append(_predict(model, b, len(yy), cfg.batch_size * 2, device))
+            probs[name].append(predict_batches(model, b, len(yy), cfg.batch_size * 2, device))
     # Saved through a file object: given a path, torch.save names the archive's inner
     # folder after it, and the temporary name would make equal checkpoints differ.
     with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:

@@ -18,7 +18,7 @@ from ..dataset.images import load_image
 from ..errors import DatasetError
 from .models import MEAN, STD
 
-__all__ = ["MemoryBatches", "load_pixels"]
+__all__ = ["MemoryBatches", "decode_pixels", "load_pixels"]
 
 
 def _pixels(path: str, size: int) -> np.ndarray | str:
@@ -43,13 +43,27 @@ def load_pixels(
             f"{len(paths)} images at {size}x{size} need {need / 2**30:.1f} GiB in memory, more "
             f"than the {max_bytes / 2**30:.1f} GiB allowed. Use a smaller --image-size."
         )
-    out = np.empty((len(paths), 3, size, size), dtype=np.uint8)
+    out, failed = decode_pixels(paths, size, threads=threads)
+    if failed:
+        i = min(failed)
+        raise DatasetError(f'"{paths[i]}" cannot be decoded ({failed[i]}).')
+    return out
+
+
+def decode_pixels(
+    paths: Sequence[str], size: int, *, threads: int = 2
+) -> tuple[np.ndarray, dict[int, str]]:
+    """:func:`load_pixels` without the memory check, and failures returned, not raised:
+    ``(pixels, {index: error})``; a file that cannot be decoded gets a row of zeros."""
+    out = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
+    failed: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for i, value in enumerate(pool.map(lambda p: _pixels(p, size), paths)):
             if isinstance(value, str):
-                raise DatasetError(f'"{paths[i]}" cannot be decoded ({value}).')
-            out[i] = value
-    return out
+                failed[i] = value
+            else:
+                out[i] = value
+    return out, failed
 
 
 class MemoryBatches:
