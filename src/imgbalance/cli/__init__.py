@@ -5,12 +5,13 @@ problems, failed runs), 2 a usage error; any other exception is a bug and shows 
 traceback.
 
 Commands live by stage: :mod:`.data` (analyze, split, balance), :mod:`.train`
-(train, experiment, report) and :mod:`.info` (methods, list, demo).
+(train, experiment, report), :mod:`.deploy` (predict, export) and :mod:`.info`
+(methods, list, demo).
 """
 
 from __future__ import annotations
 
-from . import data, info, train  # noqa: F401 - each module registers its commands
+from . import data, deploy, info, train  # noqa: F401 - each module registers its commands
 from .common import app
 
 __all__ = ["app", "main"]

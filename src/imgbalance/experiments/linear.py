@@ -8,6 +8,7 @@ mixing; its one "epoch" is the fit.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .._fs import atomic_path, write_csv
 from ..errors import ImgBalanceError
-from ..planning.features import compute_features
+from ..planning.features import compute_features, parse_feature_spec
 from ..torch.weights import class_weights
 from .config import RunConfig
 from .data import SplitData, TrainSet
@@ -30,12 +31,18 @@ def train_linear(
     cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Log
 ) -> dict[str, Any]:
     import joblib
+    from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    # PCA is fitted on the training rows only, inside the saved pipeline: validation,
+    # test and later predictions are projected on the training set's components
+    spec = parse_feature_spec(cfg.features)
+    base = replace(spec, pca=None)
+
     def feats(paths: list[str], hashes: list[str]) -> np.ndarray:
-        X, failed = compute_features(paths, hashes, cfg.features, workers=cfg.workers)
+        X, failed = compute_features(paths, hashes, base, workers=cfg.workers)
         if failed:
             i = min(failed)
             raise ImgBalanceError(f'"{paths[i]}" cannot be decoded ({failed[i]}).')
@@ -46,7 +53,9 @@ def train_linear(
     y = np.asarray(train.labels)
     w = class_weights(train.original_counts, cfg.class_weights or "none", cfg.beta)
     weights = w[y] if cfg.loss == "weighted-ce" else None
+    reduce = [PCA(n_components=min(spec.pca, *X.shape), random_state=cfg.seed)] if spec.pca else []
     clf = make_pipeline(
+        *reduce,
         StandardScaler(),
         LogisticRegression(max_iter=2000, C=1.0, random_state=cfg.seed),
     )

@@ -1,0 +1,192 @@
+"""``imgbalance predict`` and :mod:`imgbalance.experiments.predict`: a finished run's
+model used on its own test split gives the run's files again, byte for byte; on any
+images it gives probabilities, labels from class folders, and clear errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imgbalance.errors import ImgBalanceError
+from imgbalance.experiments import RunConfig, run_training
+from imgbalance.experiments.predict import find_images, load_run
+
+from imgtools import COLOURS, colour_image
+
+torch = pytest.importorskip("torch", reason="torch runs need the torch extra")
+
+_SCRIPT = Path(sys.executable).parent / "imgbalance"
+ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "imgbalance"]
+
+
+def cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [*ENTRY, *map(str, args)], capture_output=True, text=True, env=env, timeout=300,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def _tree(root: Path) -> Path:
+    rng = np.random.default_rng(0)
+    counts = {"train": (24, 8, 3), "val": (4, 3, 1), "test": (4, 3, 2)}
+    for split, ns in counts.items():
+        for (name, colour), n in zip(COLOURS.items(), ns, strict=True):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                colour_image(rng, colour).save(folder / f"{name} {i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("predict")
+    data = _tree(base / "split")
+    common = {"data": str(data), "image_size": 16, "epochs": 2, "batch_size": 4, "seed": 1}
+    out = {"data": data}
+    for name, extra in {
+        "cnn": {},
+        "ensemble": {"ensemble": 2},
+        "linear": {"model": "linear", "features": "pca:5:thumbnail:8"},
+    }.items():
+        out[name] = base / name
+        run_training(RunConfig.from_dict({**common, **extra}), out[name])
+    return out
+
+
+@pytest.mark.parametrize("name", ["cnn", "ensemble", "linear"])
+def test_predicting_the_test_split_gives_the_runs_files_byte_for_byte(
+    runs: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    run = runs[name]
+    pred, metrics = tmp_path / "p.csv", tmp_path / "m.csv"
+    r = cli("predict", run, "--split", "test", "--posthoc", "none", "--out", pred,
+            "--metrics", metrics)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert pred.read_bytes() == (run / "predictions.csv").read_bytes()
+    assert metrics.read_bytes() == (run / "test_metrics.csv").read_bytes()
+    # the validation split too, through the library
+    p = load_run(run)
+    rows = list(csv.DictReader((run / "val_predictions.csv").open()))
+    paths = [str(runs["data"] / "val" / row["path"]) for row in rows]
+    proba, failed = p.predict(paths)
+    want = np.array([[float(row[f"p:{c}"]) for c in p.classes] for row in rows])
+    assert not failed and np.array_equal(proba, want)
+
+
+def test_posthoc_probabilities_are_the_runs_variants(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = runs["cnn"]
+    summary = json.loads((run / "experiment_summary.json").read_text())
+    for variant in ("temperature", "prior_correction", "logit_adjustment", "threshold_moving"):
+        pred = tmp_path / f"{variant}.csv"
+        r = cli("predict", run, "--split", "test", "--posthoc", variant, "--out", pred)
+        assert r.returncode == 0, r.stderr
+        rows = list(csv.DictReader(pred.open()))
+        y = np.array([int(row["label_idx"]) for row in rows])
+        k = np.array([summary["classes"].index(row["pred"]) for row in rows])
+        recall = [float((k[y == c] == c).mean()) for c in range(3) if (y == c).any()]
+        want = summary["posthoc"][variant]["balanced_accuracy"]
+        assert np.mean(recall) == pytest.approx(want, abs=1e-12)
+    # temperature never changes the predicted class
+    none, temp = tmp_path / "none.csv", tmp_path / "temperature.csv"
+    cli("predict", run, "--split", "test", "--posthoc", "none", "--out", none)
+    pick = lambda f: [row["pred"] for row in csv.DictReader(f.open())]  # noqa: E731
+    assert pick(none) == pick(temp)
+
+
+def test_an_older_run_without_inference_json_predicts_the_same(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(runs["cnn"], old)
+    record = json.loads((old / "inference.json").read_text())
+    (old / "inference.json").unlink()
+    assert load_run(old).record["posthoc"]["temperature"] == record["posthoc"]["temperature"]
+    pred = tmp_path / "p.csv"
+    r = cli("predict", old, "--split", "test", "--posthoc", "none", "--out", pred)
+    assert r.returncode == 0, r.stderr
+    assert pred.read_bytes() == (old / "predictions.csv").read_bytes()
+
+
+def test_folders_give_labels_files_do_not_and_tta_is_mirror_invariant(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    run, data = runs["cnn"], runs["data"]
+    r = cli("predict", run, data / "test", data / "val" / "red" / "red 0.png", "--tta")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(r.stdout.splitlines()))
+    assert len(rows) == 10 and rows[0]["path"].endswith("test/blue/blue 0.png")
+    assert rows[0]["label"] == "blue" and rows[-1]["label"] == "" and rows[-1]["label_idx"] == ""
+    for row in rows:
+        assert sum(float(row[f"p:{c}"]) for c in COLOURS) == pytest.approx(1.0)
+    # TTA averages an image with its mirror: the mirror image gets the same probabilities
+    from PIL import Image, ImageOps
+
+    src = data / "test" / "blue" / "blue 1.png"
+    mirror = tmp_path / "mirror.png"
+    ImageOps.mirror(Image.open(src)).save(mirror)
+    p = load_run(run)
+    a, _ = p.predict([str(src), str(mirror)], tta=True)
+    b, _ = p.predict([str(src), str(mirror)], tta=False)
+    assert np.allclose(a[0], a[1], atol=1e-6) and not np.allclose(b[0], b[1], atol=1e-6)
+
+
+def test_bad_inputs_exit_1_naming_the_file(runs: dict[str, Path], tmp_path: Path) -> None:
+    run = runs["cnn"]
+    note = tmp_path / "notes.txt"
+    note.write_text("not an image")
+    r = cli("predict", run, note)
+    assert r.returncode == 1 and "notes.txt" in r.stderr and "not an image" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = cli("predict", run, empty)
+    assert r.returncode == 1 and "holds no images" in r.stderr and "Traceback" not in r.stderr
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    colour_image(np.random.default_rng(0), COLOURS["red"]).save(folder / "ok.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    (folder / "readme.md").write_text("x")
+    r = cli("predict", run, folder)
+    assert r.returncode == 1 and "broken.png" in r.stderr and "--skip-unreadable" in r.stderr
+    r = cli("predict", run, folder, "--skip-unreadable")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.splitlines()) == 2  # header and ok.png
+    assert "left out" in r.stderr and "broken.png" in r.stderr and "readme.md" in r.stderr
+    # outputs never replace the run's files, nor an existing file without --overwrite
+    r = cli("predict", run, folder / "ok.png", "--out", run / "predictions.csv")
+    assert r.returncode == 1 and "inside the run folder" in r.stderr
+    r = cli("predict", run, folder / "ok.png", "--out", note)
+    assert r.returncode == 1 and "--overwrite" in r.stderr and note.read_text() == "not an image"
+    r = cli("predict", run, folder / "ok.png", "--metrics", tmp_path / "m.csv")
+    assert r.returncode == 1 and "true class" in r.stderr
+    r = cli("predict", tmp_path, folder)
+    assert r.returncode == 1 and "finished imgbalance run" in r.stderr
+    r = cli("predict", run, folder, "--posthoc", "magic")
+    assert r.returncode == 1 and "temperature" in r.stderr
+
+
+def test_find_images_leaves_out_links_out_of_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "in" / "red"
+    folder.mkdir(parents=True)
+    colour_image(np.random.default_rng(0), COLOURS["red"]).save(folder / "a.png")
+    outside = tmp_path / "outside.png"
+    colour_image(np.random.default_rng(1), COLOURS["red"]).save(outside)
+    (folder / "b.png").symlink_to(outside)
+    found = find_images([tmp_path / "in"], list(COLOURS), follow_links=False)
+    assert [Path(p).name for p, _, _ in found.images] == ["a.png"]
+    assert found.images[0][2] == list(COLOURS).index("red")
+    assert "link out of the folder" in found.skipped[0][1]
+    found = find_images([tmp_path / "in"], list(COLOURS), follow_links=True)
+    assert len(found.images) == 2
+    with pytest.raises(ImgBalanceError, match="does not exist"):
+        find_images([tmp_path / "nope"], [], follow_links=False)
