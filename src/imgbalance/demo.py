@@ -145,7 +145,7 @@ def run_demo(
         catalog = scan(
             data, verify=True, workers=1, progress=lambda d, t: update(f"scanning {data}", d, t)
         )
-    print_analysis(catalog, out_console)
+    print_analysis(catalog, out_console, written_to=out / "analysis")
     written = write_analysis(catalog, out / "analysis")
     result = split(catalog, random_state=42)
     summary = write_split(result, out / "split", materialize="link")

@@ -82,7 +82,7 @@ def analyze(
     if as_json:
         sys.stdout.write(analysis_json(catalog))
     else:
-        print_analysis(catalog, out_console)
+        print_analysis(catalog, out_console, written_to=out)
     if out is not None:
         written = write_analysis(catalog, out)
         err_console.print("wrote " + shown(", ".join(str(p) for p in written)), highlight=False)
@@ -98,10 +98,13 @@ def analyze(
             "readable images; the table above says what is wrong with each."
         )
     if strict:
-        bad = [p for p in catalog.problems if p.severity in ("error", "warning")]
-        if bad:
+        errors = [p for p in catalog.problems if p.severity == "error"]
+        warnings = [p for p in catalog.problems if p.severity == "warning"]
+        if errors or warnings:
+            first = f"first error: {errors[0]}" if errors else f"first warning: {warnings[0]}"
             err_console.print(
-                f"[bold red]Error:[/] --strict: {len(bad)} problem(s), first: {shown(bad[0])}",
+                f"[bold red]Error:[/] --strict allows no errors or warnings; {shown(data)} has "
+                f"{len(errors)} error(s) and {len(warnings)} warning(s), {shown(first)}",
                 highlight=False,
             )
             raise typer.Exit(EXIT_ERROR)

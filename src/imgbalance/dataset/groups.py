@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_open_text
+from .._fs import atomic_open_text, read_csv_rows
 from ..errors import DatasetError
 from .catalog import ImageRecord
 from .images import DEFAULT_MAX_PIXELS
@@ -41,19 +41,42 @@ _WARN_PAIRS = 10  # cross-class pairs named one by one in the warnings
 def read_groups_csv(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read a ``path,group`` CSV (with a header row) into a mapping.
 
-    Paths are relative to the dataset root, with ``/`` separators.
+    Paths are relative to the dataset root, with ``/`` separators. The file must be
+    UTF-8; a row without a path or a group, or a path listed twice, is refused.
     """
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f'Groups file "{p}" does not exist.')
-    with p.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if reader.fieldnames is None or not {"path", "group"} <= set(reader.fieldnames):
+    then = "then run the split again"
+    header, rows = read_csv_rows(p, then)
+    if not {"path", "group"} <= set(header):
+        raise DatasetError(
+            f'Groups file "{p}" needs a header row with the columns '
+            f'"path" and "group"; found {header}.'
+        )
+    out: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for line, row in rows:
+        where = f'Groups file "{p}", line {line}'
+        rel, group = row["path"].replace("\\", "/"), row["group"]
+        if not rel.strip():
             raise DatasetError(
-                f'Groups file "{p}" needs a header row with the columns '
-                f'"path" and "group"; found {reader.fieldnames}.'
+                f'{where}: the "path" column is empty. Every row names one image by its path '
+                f"relative to the dataset folder: fill it in or delete the row, {then}."
             )
-        return {row["path"].replace("\\", "/"): row["group"] for row in reader}
+        if not group.strip():
+            raise DatasetError(
+                f'{where}: "{rel}" has an empty group. Every image needs a group (its patient, '
+                f"leaf or slide): fill it in, or give the image a group of its own (its file "
+                f"name), {then}."
+            )
+        if rel in out:
+            raise DatasetError(
+                f'{where}: "{rel}" is listed again (first on line {lines[rel]}). An image has '
+                f"one group: delete one of the two rows, {then}."
+            )
+        out[rel], lines[rel] = group, line
+    return out
 
 
 def group_of(

@@ -8,6 +8,7 @@ recorded in :class:`FileFacts`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -118,6 +119,19 @@ def _probe(path: str, verify: bool, max_pixels: int, near_duplicates: bool) -> F
         return facts
     except OSError as exc:
         facts.is_image = True
+        if exc.errno == errno.ELOOP:  # a link to itself, or links that point at each other
+            try:
+                target = f" (to {os.readlink(path)})"
+            except OSError:
+                target = ""
+            facts.add(
+                "broken-link",
+                "error",
+                f"symbolic link loop: the link{target} leads back to itself and never "
+                "reaches a file",
+                "delete the link, or point it at a real image",
+            )
+            return facts
         facts.add(
             "unreadable",
             "error",

@@ -9,7 +9,6 @@ parameters and the seed, so several runs (models, losses) reuse one render.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -19,11 +18,20 @@ from typing import Any
 
 import numpy as np
 
+from .._fs import read_csv_rows
 from ..dataset.catalog import Catalog, ImageRecord
 from ..dataset.scanner import scan
 from ..errors import DatasetError
 
-__all__ = ["SPLITS", "SplitData", "TrainSet", "load_split", "split_fingerprint"]
+__all__ = [
+    "SPLITS",
+    "SplitData",
+    "TrainSet",
+    "load_split",
+    "read_split_rows",
+    "read_split_summary",
+    "split_fingerprint",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -98,11 +106,116 @@ def load_split(
     )
 
 
+def _redo(path: Path) -> str:
+    """How to write a split folder's files again."""
+    return f"or re-run `imgbalance split DATA --out {path} --overwrite` to write it again"
+
+
+_JSON_KINDS = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true/false",
+}
+
+
+def read_split_summary(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The content of the split folder ``path``'s ``split_summary.json``, checked: a JSON
+    object with the image folder (``root``, a path) and the ``classes`` (names); a file
+    that is missing, not UTF-8 JSON or lacks either is a :class:`DatasetError`."""
+    path = Path(path)
+    file = path / "split_summary.json"
+    if not file.is_file():
+        raise DatasetError(f'"{file}" is missing; re-run `imgbalance split DATA --out {path}`.')
+    try:
+        summary = json.loads(file.read_bytes().decode("utf-8-sig"))
+    except OSError as exc:
+        raise DatasetError(f'Cannot read "{file}": {exc.strerror}; {_redo(path)}.') from None
+    except UnicodeDecodeError:
+        raise DatasetError(
+            f'"{file}" is not UTF-8 text. Save it as UTF-8, {_redo(path)}.'
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f'"{file}" is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}). '
+            f"Undo the edit, {_redo(path)}."
+        ) from None
+    if not isinstance(summary, dict):
+        kind = "null" if summary is None else _JSON_KINDS.get(type(summary), "not an object")
+        raise DatasetError(
+            f'"{file}" must hold a JSON object with "root" and "classes"; it holds {kind}. '
+            f"Undo the edit, {_redo(path)}."
+        )
+    missing = [k for k in ("root", "classes") if k not in summary]
+    if missing:
+        raise DatasetError(
+            f'"{file}" has no {" and no ".join(repr(k) for k in missing)} key; a split\'s '
+            'summary names its image folder ("root") and its class names ("classes"). '
+            f"Restore the key, {_redo(path)}."
+        )
+    root, classes = summary["root"], summary["classes"]
+    if not isinstance(root, str) or not root:
+        raise DatasetError(
+            f'"{file}": "root" must be the path of the image folder; got {root!r}. '
+            f"Restore it, {_redo(path)}."
+        )
+    lists = {"classes": classes, "excluded_classes": summary.get("excluded_classes") or []}
+    for key, names in lists.items():
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+            raise DatasetError(
+                f'"{file}": "{key}" must be a list of class names; got {names!r:.80}. '
+                f"Restore it, {_redo(path)}."
+            )
+    if not classes:
+        raise DatasetError(f'"{file}": "classes" is empty. Restore it, {_redo(path)}.')
+    return summary
+
+
+def read_split_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of the split folder ``path``'s ``splits.csv``, checked: a UTF-8 CSV with
+    the columns ``path`` and ``split``, every row with a path and a split of
+    :data:`SPLITS`; anything else is a :class:`DatasetError` naming the line."""
+    path = Path(path)
+    file = path / "splits.csv"
+    header, rows = read_csv_rows(file, _redo(path))
+    missing = [c for c in ("path", "split") if c not in header]
+    if missing:
+        raise DatasetError(
+            f'"{file}" has no {" and no ".join(repr(c) for c in missing)} column (its header '
+            f'row is {",".join(header)!r}); splits.csv needs the columns "path" and '
+            f'"split", as `imgbalance split` writes them. Restore the header row, {_redo(path)}.'
+        )
+    out = []
+    seen: dict[str, tuple[int, str]] = {}
+    for line, row in rows:
+        where = f'"{file}", line {line}'
+        first = seen.setdefault(row["path"], (line, row["split"]))
+        if first[0] != line:
+            raise DatasetError(
+                f'{where}: "{row["path"]}" is listed again (first on line {first[0]}, in '
+                f'"{first[1]}"; here in "{row["split"]}"): an image in two rows could reach '
+                f"training and test at once. Keep one row per image, {_redo(path)}."
+            )
+        if not row["path"].strip():
+            raise DatasetError(
+                f'{where}: the "path" column is empty; every row needs the image\'s path '
+                f"relative to the dataset folder. Fill it in (or delete the row), {_redo(path)}."
+            )
+        value = row["split"]
+        if value not in SPLITS:
+            guess = next((s for s in SPLITS if value.strip().lower().startswith(s)), None)
+            hint = f' (write "{guess}" for {value!r})' if guess else ""
+            raise DatasetError(
+                f'{where}, column "split": {value!r} is not a split; the allowed values are '
+                f'"train", "val" and "test". Correct the row{hint}, {_redo(path)}.'
+            )
+        out.append(row)
+    return out
+
+
 def _from_csv(path: Path, scans: dict[tuple[str, bool], Catalog]) -> SplitData:
-    summary_file = path / "split_summary.json"
-    if not summary_file.is_file():
-        raise DatasetError(f'"{summary_file}" is missing; re-run `imgbalance split`.')
-    summary = json.loads(summary_file.read_text(encoding="utf-8"))
+    summary = read_split_summary(path)
     root = Path(summary["root"])
     if not root.is_absolute() and not root.is_dir():  # relative to where split ran, or to it
         root = path / root
@@ -113,8 +226,7 @@ def _from_csv(path: Path, scans: dict[tuple[str, bool], Catalog]) -> SplitData:
             "`imgbalance split` on the data where it is now."
         )
     classes = list(summary["classes"])
-    with (path / "splits.csv").open(encoding="utf-8", newline="") as fh:
-        listed = list(csv.DictReader(fh))
+    listed = read_split_rows(path)
     key = (str(root), bool(summary.get("follow_links", False)))
     if key not in scans:
         scans[key] = scan(root, follow_links=key[1])

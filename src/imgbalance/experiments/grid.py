@@ -49,7 +49,7 @@ from .._procs import process_pool
 from .._yaml import safe_load
 from ..errors import ImgBalanceError
 from .config import RunConfig
-from .data import split_fingerprint
+from .data import read_split_summary, split_fingerprint
 from .repeats import SPLITS_DIR, check_data, make_splits, split_spec
 
 __all__ = [
@@ -115,6 +115,8 @@ def load_grid(
     where = Path(str(grid["data"])).expanduser()
     grid["data"] = str(where if where.is_absolute() else (path.parent / where).resolve())
     grid.setdefault("name", path.stem)
+    if (Path(grid["data"]) / "split_summary.json").is_file():
+        read_split_summary(grid["data"])  # a hand-edited summary: one clear error up front
     if grid.get("splits") is not None:
         grid["splits"] = split_spec(grid["splits"], path)
     return grid

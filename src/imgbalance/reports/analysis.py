@@ -33,7 +33,15 @@ def _tally(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" if len(d) > 1 else k for k, v in d.items()) or "-"
 
 
-def _problem_table(problems: list[Problem], per_code: int) -> Table:
+def _listed_in(written_to: Path | None) -> str:
+    """Where the full lists are: the analysis.json written to ``written_to``, or how to
+    get them when no file is written."""
+    if written_to is not None:
+        return f"listed in {shown(written_to / 'analysis.json')}"
+    return "rerun with --json (or --out DIR) to list them all"
+
+
+def _problem_table(problems: list[Problem], per_code: int, written_to: Path | None) -> Table:
     """Problems grouped by code, errors first; at most ``per_code`` files shown per code."""
     table = Table(show_header=True, header_style="bold")
     for col in ("severity", "file", "problem", "what is wrong / fix"):
@@ -52,14 +60,19 @@ def _problem_table(problems: list[Problem], per_code: int) -> Table:
                 "",
                 f"... {len(group) - per_code} more",
                 code,
-                "listed in analysis.json (--out or --json)",
+                _listed_in(written_to),
                 style=style,
             )
     return table
 
 
-def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> None:
-    """Per-class table, both ratios, then the problems (grouped) and skipped files."""
+def print_analysis(
+    catalog: Catalog, console: Console, per_code: int = 5, *, written_to: Path | None = None
+) -> None:
+    """Per-class table, both ratios, then the problems (grouped) and skipped files.
+
+    ``written_to`` is the folder :func:`write_analysis` writes ``analysis.json`` into (None:
+    none is written, and the report points at ``--json`` instead)."""
     data = catalog.to_dict()
     minority = set(data["minority_classes"])
     table = Table(
@@ -118,7 +131,7 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
             f"\n[bold]{len(problems)} problem(s)[/]: "
             + ", ".join(f"{code} {n}" for code, n in catalog.problem_counts().items())
         )
-        console.print(_problem_table(problems, per_code))
+        console.print(_problem_table(problems, per_code, written_to))
     if catalog.skipped:
         reasons: dict[str, int] = {}
         for s in catalog.skipped:
@@ -133,7 +146,7 @@ def print_analysis(catalog: Catalog, console: Console, per_code: int = 5) -> Non
         cross = sum(not p["same_class"] for p in catalog.near_duplicates)
         console.print(
             f"\n[yellow]approximate[/]: {len(catalog.near_duplicates)} near-duplicate "
-            f"pair(s) by perceptual hash ({cross} across classes); see analysis.json"
+            f"pair(s) by perceptual hash ({cross} across classes); {_listed_in(written_to)}"
         )
 
 
