@@ -30,9 +30,10 @@ $(VENV)/.torch: $(VENV)/.installed
 
 torch: $(VENV)/.torch
 
-# The optional trackers, the Ray backend and the statistics extra, so that their tests run too.
+# The optional trackers, the Ray backend, the statistics and ONNX extras, so that their tests
+# run too.
 $(VENV)/.trackers: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb,ray,stats]'
+	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb,ray,stats,onnx]'
 	touch $@
 
 # pytest exits 5 when it collects no tests; make treats that as a failure.

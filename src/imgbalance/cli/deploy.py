@@ -180,3 +180,57 @@ def predict(
             f"accuracy {m['accuracy']:.3f}",
             highlight=False,
         )
+
+
+@app.command()
+@errors_to_exit
+def export(
+    run: RunArg,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="onnx (needs the onnx extra; runs in onnxruntime, TensorRT, OpenVINO...) or "
+            "torchscript (torch.jit; deprecated by PyTorch, still loadable by torch.jit.load).",
+        ),
+    ] = "onnx",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model file to write (default: RUN/model.onnx or RUN/model.torchscript.pt); "
+            "a sidecar FILE.json says how to feed it."
+        ),
+    ] = None,
+    posthoc: Annotated[
+        str,
+        typer.Option(
+            help="Bake in a post-hoc variant of the run: none, temperature, prior_correction, "
+            "logit_adjustment, threshold_moving."
+        ),
+    ] = "none",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export.")] = False,
+) -> None:
+    """Export a finished run's model (ensemble, normalisation and softmax included) to one
+    file that gives the probabilities `imgbalance predict` gives."""
+    from ..experiments.export import FORMATS, export_model
+    from ..experiments.predict import load_run
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}.")
+    target = out if out is not None else run / FORMATS[fmt]
+    if (
+        out is not None
+        and out.resolve().parent == run.resolve()
+        and out.name not in FORMATS.values()
+    ):
+        raise ImgBalanceError(
+            f'"{out}" is inside the run folder under another name: export writes there only '
+            f"as {' or '.join(FORMATS.values())}, so it never replaces the run's own files."
+        )
+    record = export_model(load_run(run), fmt, target, posthoc=posthoc, overwrite=overwrite)
+    out_console.print(
+        f"wrote {shown(target)} ({fmt}, {record['members']} member(s), input "
+        f"Nx3x{record['input']['image_size']}x{record['input']['image_size']} float32 in "
+        f"[0, 1], post-hoc {posthoc}) and {shown(target)}.json",
+        highlight=False,
+    )

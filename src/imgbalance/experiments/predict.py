@@ -113,7 +113,7 @@ class Predictor:
 
     run: Path
     record: dict[str, Any]
-    _members: list[Any] = field(default_factory=list, repr=False)
+    _members: dict[str, list[Any]] = field(default_factory=dict, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -178,13 +178,14 @@ class Predictor:
 
     # -- torch ----------------------------------------------------------------------------
 
-    def _load_members(self, device: Any) -> list[Any]:
+    def members(self, device: Any) -> list[Any]:
+        """The run's model (one per ensemble member), in eval mode on ``device``."""
         import torch
 
         from ..torch.models import create_model
 
-        if self._members:
-            return self._members
+        if str(device) in self._members:
+            return self._members[str(device)]
         path = self.run / str(self.record["weights_file"])
         try:
             with path.open("rb") as fh:
@@ -198,12 +199,13 @@ class Predictor:
         if not states:
             raise DatasetError(f'"{path}" holds no model weights; re-run `imgbalance train`.')
         n = len(self.classes)
+        models = []
         for state in states:
             model = create_model(str(self.record["model"]), n, None).to(device)
             model.load_state_dict(state)
-            model.eval()
-            self._members.append(model)
-        return self._members
+            models.append(model.eval())
+        self._members[str(device)] = models
+        return models
 
     def _predict_torch(
         self,
@@ -220,7 +222,7 @@ class Predictor:
         from .torch_train import pick_device, predict_batches
 
         device = pick_device(device_name)
-        members = self._load_members(device)
+        members = self.members(device)
         bs = int(batch_size or self.record["batch_size"])
         if bs < 1:
             raise ConfigError(f"--batch-size must be at least 1, got {bs}.")
