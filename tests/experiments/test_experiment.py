@@ -149,6 +149,26 @@ def test_trackers_log_the_run(
     assert len(client.get_metric_history(run.info.run_id, "val_macro_f1")) == 2
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"experiment_summary.json", "history.csv"} <= artifacts
+    # the model is an MLflow model, linked to the run, that predicts as `imgbalance predict`
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'runs' / 'mlflow.db'}")
+    (logged,) = mlflow.search_logged_models(
+        experiment_ids=[exp.experiment_id], output_format="list"
+    )
+    assert logged.source_run_id == run.info.run_id
+    import pandas as pd
+
+    from imgbalance.experiments.predict import load_run
+
+    served = mlflow.pyfunc.load_model(logged.model_uri)
+    images = sorted(str(p) for p in (split_tree / "test").rglob("*.png"))
+    frame = served.predict(images)
+    local = load_run(tmp_path / "runs" / "a")
+    want = local.calibrated(local.predict(images)[0], "temperature")
+    assert list(frame["path"]) == images and isinstance(frame, pd.DataFrame)
+    got = frame[[f"p:{c}" for c in local.classes]].to_numpy()
+    assert abs(got - want).max() < 1e-12
+    mlflow.set_tracking_uri(before)
 
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_SILENT", "true")

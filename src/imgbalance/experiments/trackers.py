@@ -3,7 +3,8 @@ by default). Never required: the run folder is always the record; a tracker copi
 
 Each tracker logs a finished run: its resolved config as parameters, the per-epoch
 history as metrics with the epoch as step, the final test metrics, and (MLflow) the
-run folder's files as artifacts.
+run folder's files as artifacts and its model as an MLflow model (``models:/...``, loaded
+with ``mlflow.pyfunc.load_model``: see :mod:`.mlflow_model`).
 """
 
 from __future__ import annotations
@@ -99,10 +100,39 @@ def _mlflow(folder: Path, summary: dict[str, Any], experiment: str, uri: str | N
         for key, number in _final(summary).items():
             client.log_metric(rid, key, number)
         client.log_artifacts(rid, str(folder))
+        _log_model(mlflow, store, rid, folder, summary)
         client.set_terminated(rid, "FINISHED")
     except Exception:
         client.set_terminated(rid, "FAILED")
         raise
+
+
+def _requirements(summary: dict[str, Any]) -> list[str]:
+    """What serving the logged model needs: imgbalance and the versions it was trained with
+    (a scikit-learn pickle wants the same scikit-learn; torch weights the same torch)."""
+    from importlib.metadata import version
+
+    from .._version import __version__
+
+    if summary["config"].get("model") == "linear":
+        return [f"imgbalance=={__version__}", f"scikit-learn=={version('scikit-learn')}"]
+    torch_version = version("torch").split("+")[0]
+    return [f"imgbalance[torch]=={__version__}", f"torch=={torch_version}"]
+
+
+def _log_model(mlflow: Any, store: str, rid: str, folder: Path, summary: dict[str, Any]) -> None:
+    """The run's model as an MLflow model (pyfunc, :mod:`.mlflow_model`), linked to the run.
+    MLflow's model logging works on its active run, so the tracking URI is set for it and
+    put back after."""
+    from .mlflow_model import log_model
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(store)
+    try:
+        with mlflow.start_run(run_id=rid):
+            log_model(folder, _requirements(summary))
+    finally:
+        mlflow.set_tracking_uri(before)
 
 
 def _wandb(folder: Path, summary: dict[str, Any], experiment: str, uri: str | None) -> None:
