@@ -295,3 +295,43 @@ def test_a_step_budget_gives_every_arm_the_same_optimiser_steps(
 def test_numeric_settings_are_checked_up_front(split_tree: Path, key: str, value: object) -> None:
     with pytest.raises(ImgBalanceError, match=f"{key} must be a number >= 0, got"):
         _cfg(split_tree, **{key: value})
+
+
+def test_weights_are_checked_before_decoding_and_a_failed_run_leaves_no_folder(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torchvision
+
+    decoded: list[int] = []
+    monkeypatch.setattr(torch_loop, "load_pixels", lambda paths, size: decoded.append(1))
+    out = tmp_path / "run"
+    with pytest.raises(ImgBalanceError, match="neither a torchvision weights name"):
+        run_training(_cfg(split_tree, model="resnet18", pretrained=str(tmp_path / "no.pth")), out)
+    with pytest.raises(ImgBalanceError, match="small-cnn has no pretrained weights"):
+        run_training(_cfg(split_tree, pretrained="DEFAULT"), out)
+    assert not decoded and not out.exists()
+
+    # weights that cannot be downloaded: the hint names the training option, not a feature
+    def offline(*args: object, **kw: object) -> None:
+        raise OSError("no network")
+
+    monkeypatch.setattr(torchvision.models, "get_model", offline)
+    with pytest.raises(ImgBalanceError, match=r"--pretrained /path/to/resnet18-\w+\.pth") as e:
+        run_training(_cfg(split_tree, model="resnet18", pretrained="DEFAULT"), out)
+    assert "embedding:" not in str(e.value) and not out.exists()
+    monkeypatch.undo()
+
+    # a run that fails half-way removes what it wrote, so the retry is not blocked...
+    def broken(*args: object, **kw: object) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(torch_loop, "train_torch", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        run_training(_cfg(split_tree), out)
+    assert not out.exists()
+    # ...but a folder that held something before keeps it
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(RuntimeError):
+        run_training(_cfg(split_tree), out)
+    assert (out / "notes.txt").read_text() == "mine"

@@ -98,7 +98,11 @@ def train(
     from ..experiments import RunConfig, run_training
 
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ImgBalanceError(f'"{out}" is not empty; pass --overwrite or choose another --out.')
+        unfinished = (out / "config.json").is_file() and not (
+            out / "experiment_summary.json"
+        ).is_file()
+        what = "holds a run that did not finish" if unfinished else "is not empty"
+        raise ImgBalanceError(f'"{out}" {what}; pass --overwrite or choose another --out.')
     settings = {
         "data": str(data),
         "model": model,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -90,111 +91,140 @@ def run_training(
         check_output_dir(out, split.inputs, overwrite=True, replaces=())
         if balanced_cache is not None:
             check_output_dir(balanced_cache, split.inputs, overwrite=True, replaces=())
-        out.mkdir(parents=True, exist_ok=True)
-        classes = split.classes
-        _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
-        _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
-        _write_json(out / "environment.json", environment())
-        train = balanced_train_set(split, cfg, balanced_cache, log, progress)
-        stats: dict[str, dict[str, Any]] = {
-            s: {
-                "counts": dict(zip(classes, split.counts(s), strict=True)),
-                "total": len(split.rows[s]),
-                **ratios(dict(zip(classes, split.counts(s), strict=True))),
-            }
-            for s in ("train", "val", "test")
-        }
-        after = dict(zip(classes, train.counts(len(classes)), strict=True))
-        stats["train_after_balancing"] = {
-            "counts": after,
-            "total": len(train.labels),
-            **ratios(after),
-        }
-        _write_json(out / "dataset_statistics.json", stats)
-        _write_json(
-            out / "balancing_analysis.json",
-            {
-                **train.balancing,
-                "counts_before": stats["train"]["counts"],
-                "counts_after": after,
-                "size_before": len(split.rows["train"]),
-                "size_after": len(train.labels),
-                "ratios_before": ratios(stats["train"]["counts"]),
-                "ratios_after": ratios(after),
-            },
-        )
-        with PeakRSS() as memory:
-            if cfg.model == "linear":
-                result = train_linear(cfg, split, train, out, log)
-            else:
-                from .torch_train import train_torch
+        if cfg.model != "linear":
+            from .torch_train import check_model
 
-                result = train_torch(cfg, split, train, out, log, progress)
-        val_y, val_p = _checked(split, "val", *result["val"])
-        test_y, test_p = _checked(split, "test", *result["test"])
-        write_predictions(out / "predictions.csv", split_rows(split, "test"), classes, test_p)
-        write_predictions(out / "val_predictions.csv", split_rows(split, "val"), classes, val_p)
-        test_metrics = classification_metrics(test_y, test_p, classes)
-        val_metrics = classification_metrics(val_y, val_p, classes)
-        posthoc = posthoc_variants(
-            (val_y, val_p),
-            (test_y, test_p),
-            classes,
-            train.original_counts,
-            train.counts(len(classes)),
-        )
-        write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc.metrics)
-        conf = confidence_table(test_y, test_p, classes)
-        write_csv(out / "confidence_analysis.csv", conf)
-        from .plots import plot_confidence, plot_confusion
+            check_model(cfg, len(split.classes))
+        fresh = not out.exists() or not any(out.iterdir())
+        try:
+            return _run(cfg, split, out, t_start, balanced_cache, log, progress, tracker,
+                        tracker_uri, experiment)  # fmt: skip
+        except BaseException:
+            # a run that fails leaves no half-written folder to block its retry: a folder
+            # that was empty holds only this run's files
+            if fresh:
+                shutil.rmtree(out, ignore_errors=True)
+            raise
 
-        plot_confusion(test_metrics, classes, out / "confusion_matrix.png", title=_title(cfg))
-        plot_confidence(test_y, test_p, out / "confidence_distribution.png", title=_title(cfg))
-        summary = {
-            "status": "completed",
-            "run": out.name,
-            "config": cfg.to_dict(),
-            "fingerprint": cfg.fingerprint(),
-            "split_sha256": split_fingerprint(cfg.data),
-            "classes": classes,
-            "best_epoch": result.get("best_epoch"),
-            "epochs_run": result.get("epochs_run"),
-            "selection": result.get("selection"),
-            "final_metrics": test_metrics,
-            "val_metrics": val_metrics,
-            "val_test_gap": {
-                k: val_metrics[k] - test_metrics[k]
-                for k in ("macro_f1", "balanced_accuracy", "accuracy")
-            },
-            "posthoc": posthoc.summary(),
-            "threshold_offsets": posthoc.offsets.tolist(),
-            "temperature": posthoc.temperature,
-            "prior_correction_weights": posthoc.prior_weights.tolist(),
-            "training_time_s": round(result["train_s"], 3),
-            "total_time_s": round(time.perf_counter() - t_start, 3),
-            "peak_memory_mib": round(memory.peak_mib, 1),  # process RSS while training
-            "gpu_peak_memory_mib": result.get("gpu_peak_memory_mib"),
-            "train_size_before": len(split.rows["train"]),
-            "train_size_after": len(train.labels),
-            "device": result.get("device", "cpu"),
+
+def _run(
+    cfg: RunConfig,
+    split: SplitData,
+    out: Path,
+    t_start: float,
+    balanced_cache: Path | None,
+    log: Log,
+    progress: Callable[[str, int, int], None] | None,
+    tracker: str,
+    tracker_uri: str | None,
+    experiment: str,
+) -> dict[str, Any]:
+    """The body of :func:`run_training`, once its inputs are checked."""
+    out.mkdir(parents=True, exist_ok=True)
+    classes = split.classes
+    _write_json(out / "config.json", {**cfg.to_dict(), "imgbalance": __version__})
+    _write_json(out / "class_mapping.json", {c: i for i, c in enumerate(classes)})
+    _write_json(out / "environment.json", environment())
+    train = balanced_train_set(split, cfg, balanced_cache, log, progress)
+    stats: dict[str, dict[str, Any]] = {
+        s: {
+            "counts": dict(zip(classes, split.counts(s), strict=True)),
+            "total": len(split.rows[s]),
+            **ratios(dict(zip(classes, split.counts(s), strict=True))),
         }
-        record = inference_record(
-            cfg,
-            classes,
-            temperature=posthoc.temperature,
-            offsets=posthoc.offsets.tolist(),
-            original_counts=train.original_counts,
-            trained_counts=train.counts(len(classes)),
-            members=max(int(cfg.ensemble), 1) if cfg.model != "linear" else 1,
-        )
-        write_inference_record(out / INFERENCE_FILE, record)
-        clean: dict[str, Any] = nan_to_none(summary)
-        _write_json(out / "experiment_summary.json", clean)
-        if tracker != "none":
-            from .trackers import log_run
+        for s in ("train", "val", "test")
+    }
+    after = dict(zip(classes, train.counts(len(classes)), strict=True))
+    stats["train_after_balancing"] = {
+        "counts": after,
+        "total": len(train.labels),
+        **ratios(after),
+    }
+    _write_json(out / "dataset_statistics.json", stats)
+    _write_json(
+        out / "balancing_analysis.json",
+        {
+            **train.balancing,
+            "counts_before": stats["train"]["counts"],
+            "counts_after": after,
+            "size_before": len(split.rows["train"]),
+            "size_after": len(train.labels),
+            "ratios_before": ratios(stats["train"]["counts"]),
+            "ratios_after": ratios(after),
+        },
+    )
+    with PeakRSS() as memory:
+        if cfg.model == "linear":
+            result = train_linear(cfg, split, train, out, log)
+        else:
+            from .torch_train import train_torch
 
-            log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
-        return clean
+            result = train_torch(cfg, split, train, out, log, progress)
+    val_y, val_p = _checked(split, "val", *result["val"])
+    test_y, test_p = _checked(split, "test", *result["test"])
+    write_predictions(out / "predictions.csv", split_rows(split, "test"), classes, test_p)
+    write_predictions(out / "val_predictions.csv", split_rows(split, "val"), classes, val_p)
+    test_metrics = classification_metrics(test_y, test_p, classes)
+    val_metrics = classification_metrics(val_y, val_p, classes)
+    posthoc = posthoc_variants(
+        (val_y, val_p),
+        (test_y, test_p),
+        classes,
+        train.original_counts,
+        train.counts(len(classes)),
+    )
+    write_test_metrics(out / "test_metrics.csv", classes, test_metrics, posthoc.metrics)
+    conf = confidence_table(test_y, test_p, classes)
+    write_csv(out / "confidence_analysis.csv", conf)
+    from .plots import plot_confidence, plot_confusion
+
+    plot_confusion(test_metrics, classes, out / "confusion_matrix.png", title=_title(cfg))
+    plot_confidence(test_y, test_p, out / "confidence_distribution.png", title=_title(cfg))
+    summary = {
+        "status": "completed",
+        "run": out.name,
+        "config": cfg.to_dict(),
+        "fingerprint": cfg.fingerprint(),
+        "split_sha256": split_fingerprint(cfg.data),
+        "classes": classes,
+        "best_epoch": result.get("best_epoch"),
+        "epochs_run": result.get("epochs_run"),
+        "selection": result.get("selection"),
+        "final_metrics": test_metrics,
+        "val_metrics": val_metrics,
+        "val_test_gap": {
+            k: val_metrics[k] - test_metrics[k]
+            for k in ("macro_f1", "balanced_accuracy", "accuracy")
+        },
+        "posthoc": posthoc.summary(),
+        "threshold_offsets": posthoc.offsets.tolist(),
+        "temperature": posthoc.temperature,
+        "prior_correction_weights": posthoc.prior_weights.tolist(),
+        "training_time_s": round(result["train_s"], 3),
+        "total_time_s": round(time.perf_counter() - t_start, 3),
+        "peak_memory_mib": round(memory.peak_mib, 1),  # process RSS while training
+        "gpu_peak_memory_mib": result.get("gpu_peak_memory_mib"),
+        "train_size_before": len(split.rows["train"]),
+        "train_size_after": len(train.labels),
+        "device": result.get("device", "cpu"),
+    }
+    record = inference_record(
+        cfg,
+        classes,
+        temperature=posthoc.temperature,
+        offsets=posthoc.offsets.tolist(),
+        original_counts=train.original_counts,
+        trained_counts=train.counts(len(classes)),
+        members=max(int(cfg.ensemble), 1) if cfg.model != "linear" else 1,
+    )
+    write_inference_record(out / INFERENCE_FILE, record)
+    clean: dict[str, Any] = nan_to_none(summary)
+    _write_json(out / "experiment_summary.json", clean)
+    if tracker != "none":
+        from .trackers import log_run
+
+        log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
+    return clean
 
 
 def _checked(

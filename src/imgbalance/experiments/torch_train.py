@@ -25,7 +25,7 @@ from .config import MIN_VAL_FOR_SELECTION, RunConfig
 from .data import SplitData, TrainSet
 from .metrics import classification_metrics
 
-__all__ = ["pick_device", "predict_batches", "train_torch"]
+__all__ = ["check_model", "pick_device", "predict_batches", "train_torch"]
 
 
 def pick_device(name: str) -> torch.device:
@@ -237,6 +237,13 @@ def _train_member(
             break
     assert best is not None
     return best[2], history, best[1]
+
+
+def check_model(cfg: RunConfig, n_classes: int) -> None:
+    """Build the run's model once, with its pretrained weights, before any image is
+    decoded: an unknown model or weights that cannot be had fail in a second, not after
+    the decoding, and before the run folder is written."""
+    create_model(cfg.model, n_classes, cfg.pretrained)
 
 
 def train_torch(

@@ -151,8 +151,14 @@ def weights_id(name: str, weights: str | None) -> str:
     return f"file-{_file_sha(_weights_file(name, weights))[:16]}"
 
 
-def build_model(name: str, weights: str | None = "DEFAULT") -> LoadedModel:
-    """A torchvision model in eval mode with the asked-for weights (see module doc)."""
+def build_model(
+    name: str, weights: str | None = "DEFAULT", *, file_option: str | None = None
+) -> LoadedModel:
+    """A torchvision model in eval mode with the asked-for weights (see module doc).
+
+    ``file_option`` is how the caller's user passes a weights file, for the hint when
+    weights cannot be downloaded (``{file}`` stands for the file; default: the feature
+    syntax ``embedding:NAME:/path/to/FILE``)."""
     _check_name(name)
     enum = torchvision.models.get_model_weights(name)
     if weights is None:
@@ -169,7 +175,10 @@ def build_model(name: str, weights: str | None = "DEFAULT") -> LoadedModel:
                 f"{w.url} failed ({type(exc).__name__}: {exc}). imgbalance never falls back to "
                 f"random weights. On a machine with internet, download that file into "
                 f'"{checkpoints}" (or set TORCH_HOME), or pass the file itself: '
-                f"embedding:{name}:/path/to/{Path(w.url).name}."
+                + (file_option or f"embedding:{name}:{{file}}").format(
+                    file=f"/path/to/{Path(w.url).name}"
+                )
+                + "."
             ) from exc
         return LoadedModel(model.eval(), name, w.name, w.name, w.transforms())
     path = _weights_file(name, weights)
@@ -252,7 +261,8 @@ def create_model(name: str, n_classes: int, weights: str | None = None) -> nn.Mo
         return model
     if name not in classification_models():
         raise MODELS.unknown(name, extra=["<any torchvision classifier>"])
-    model = build_model(name, weights).model
+    option = "--pretrained {file} (in Python or a grid: pretrained: {file})"
+    model = build_model(name, weights, file_option=option).model
     parent, attr, head = final_linear(model)
     setattr(parent, attr, nn.Linear(head.in_features, n_classes))
     return model
