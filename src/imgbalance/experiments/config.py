@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
@@ -90,14 +91,20 @@ class RunConfig:
     device: str = "auto"
     features: str = "thumbnail"  # for model "linear"
     workers: int | None = None
+    #: auto (in memory when the decoded images fit, else streamed), memory or stream;
+    #: the same model either way, so it is not part of the fingerprint
+    data_mode: str = "auto"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
+            close = [m for u in unknown for m in difflib.get_close_matches(u, names, 1)]
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
             raise ImgBalanceError(
-                f"Unknown run setting(s) {unknown}. Valid settings: {', '.join(sorted(names))}."
+                f"Unknown run setting(s) {unknown}.{hint} Valid settings: "
+                f"{', '.join(sorted(names))}."
             )
         cfg = cls(**d)
         cfg.validate()
@@ -131,6 +138,7 @@ class RunConfig:
         registered("sampler", SAMPLERS, none=True)
         registered("mixing", MIXING, none=True)
         choice("augment", AUGMENT)
+        choice("data_mode", ("auto", "memory", "stream"))
         choice("monitor", MONITORS)
         if self.model == "linear":
             if self.loss not in LINEAR_LOSSES or self.mixing != "none":
@@ -151,14 +159,19 @@ class RunConfig:
             v = getattr(self, key)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or v != v or v < 0:
                 raise ConfigError(
-                    f"{key} must be a number >= 0, got {v!r}. Write it like --set {key}=0.001."
+                    f"{key} must be a number >= 0, got {v!r}. Write it like {key}=0.001 "
+                    f"(--set {key}=0.001 on the command line)."
                 )
         for key in ("epochs", "batch_size", "ensemble", "patience", "step_size", "max_steps"):
             v = getattr(self, key)
             if key == "max_steps" and v is None:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ImgBalanceError(f"{key} must be an integer >= 1, got {v!r}.")
+                example = {"ensemble": 5, "max_steps": 1000}.get(key, getattr(RunConfig, key))
+                raise ConfigError(
+                    f"{key} must be an integer >= 1, got {v!r}. Write it like {key}={example} "
+                    f"(--set {key}={example} on the command line)."
+                )
         if self.model == "linear" and (
             self.loss in ("focal", "balanced-softmax") or self.mixing != "none"
         ):
@@ -186,4 +199,5 @@ class RunConfig:
         d = self.resolved().to_dict()
         d.pop("workers", None)
         d.pop("device", None)
+        d.pop("data_mode", None)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -207,6 +207,9 @@ def _run(
         "train_size_before": len(split.rows["train"]),
         "train_size_after": len(train.labels),
         "device": result.get("device", "cpu"),
+        # how the training images were read (torch): memory or stream, why, and any
+        # training image a streamed run could not decode and left out
+        "data": result.get("data"),
     }
     record = inference_record(
         cfg,

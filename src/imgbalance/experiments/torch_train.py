@@ -4,6 +4,7 @@ loss, class weights, sampler, mixing, in-memory batches) from a :class:`RunConfi
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from ..torch.losses import ClassLoss, LossSpec, create_loss
 from ..torch.mixing import create_mixing
 from ..torch.models import create_model, final_linear
 from ..torch.samplers import sample_weights
+from ..torch.stream import StreamBatches, choose_data_mode, training_memory
 from ..torch.weights import class_weights
 from .config import MIN_VAL_FOR_SELECTION, RunConfig
 from .data import SplitData, TrainSet
@@ -38,8 +40,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
+#: what the trainer takes images from: in memory, or decoded from the files
+Batches = MemoryBatches | StreamBatches
+
+
+def _left_out(batches: Batches) -> dict[str, str]:
+    """``{path: why}`` of the training images a streamed source could not decode."""
+    if isinstance(batches, StreamBatches):
+        return {batches.paths[i]: why for i, why in batches.failed.items()}
+    return {}
+
+
 def predict_batches(
-    model: nn.Module, batches: MemoryBatches, n: int, bs: int, device: torch.device
+    model: nn.Module, batches: Batches, n: int, bs: int, device: torch.device
 ) -> np.ndarray:
     model.eval()
     out = []
@@ -110,9 +123,9 @@ def _batch_stream(
 def _train_member(
     cfg: RunConfig,
     n_classes: int,
-    x_train: torch.Tensor,
+    batches: Batches,
     y_train: torch.Tensor,
-    val: tuple[MemoryBatches, np.ndarray],
+    val: tuple[Batches, np.ndarray],
     original_counts: list[int],
     device: torch.device,
     seed: int,
@@ -150,7 +163,6 @@ def _train_member(
     sample_w = None
     if cfg.sampler != "none":
         sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
-    batches = MemoryBatches(x_train, device, cfg.augment, torch.Generator().manual_seed(seed + 1))
     val_batches, val_y = val
     n = len(y_train)
     rule, _why = selection_rule(cfg.monitor, val_y, n_classes)
@@ -158,7 +170,7 @@ def _train_member(
     best: tuple[float, int, dict[str, Any]] | None = None
     bad = 0
     steps = 0
-    stream = _batch_stream(n, cfg.batch_size, gen, sample_w)
+    stream = batches.iterate(_batch_stream(n, cfg.batch_size, gen, sample_w))
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         if cfg.drw_epoch is not None and epoch == cfg.drw_epoch and set_weight is not None:
@@ -170,8 +182,10 @@ def _train_member(
         for b in range(1, n_batches + 1):
             if progress is not None:
                 progress("train", b, n_batches)
-            idx = next(stream)
-            x = batches.get(idx, train=True)
+            idx, px = next(stream)
+            if len(idx) < 2 and n >= 2:
+                continue  # images that could not be decoded left fewer than BatchNorm needs
+            x = batches.prepare(px, train=True)
             target: torch.Tensor = y_train[idx].to(device)
             if mixer is not None:
                 x, target = mixer(x, target)
@@ -235,6 +249,8 @@ def _train_member(
         )
         if bad >= cfg.patience and rule != "none":
             break
+    stream.close()
+    batches.close()
     assert best is not None
     return best[2], history, best[1]
 
@@ -257,22 +273,42 @@ def train_torch(
     size = int(cfg.image_size or 64)
     n_classes = len(split.classes)
     t_load = time.perf_counter()
-    x_train = torch.from_numpy(load_pixels(train.paths, size))
+    n_images = len(train.paths) + len(split.rows["val"]) + len(split.rows["test"])
+    step = 0  # on a GPU the step's memory is the GPU's
+    if device.type == "cpu":
+        step = training_memory(create_model(cfg.model, n_classes, None), size, cfg.batch_size)
+    mode, why = choose_data_mode(cfg.data_mode, n_images, size, step)
+    log(why)
+    threads = cfg.workers or min(8, os.cpu_count() or 2)
     y_train = torch.as_tensor(train.labels, dtype=torch.long)
-    sets = {}
+    if mode == "memory":
+        x_train = torch.from_numpy(load_pixels(train.paths, size))
+
+        def source(idx: np.ndarray | None, gen: torch.Generator) -> Batches:
+            px = x_train if idx is None else x_train[idx]
+            return MemoryBatches(px, device, cfg.augment, gen)
+
+    else:
+
+        def source(idx: np.ndarray | None, gen: torch.Generator) -> Batches:
+            paths = train.paths if idx is None else [train.paths[i] for i in idx]
+            return StreamBatches(paths, size, device, cfg.augment, gen, threads=threads)
+
+    sets: dict[str, tuple[Batches, np.ndarray]] = {}
     for name in ("val", "test"):
         rows = split.rows[name]
-        px = (
-            load_pixels([p for p, _ in rows], size)
-            if rows
-            else np.zeros((0, 3, size, size), np.uint8)
-        )
-        sets[name] = (
-            MemoryBatches(torch.from_numpy(px), device, "none"),
-            np.array([lab for _, lab in rows], dtype=np.int64),
-        )
+        paths = [p for p, _ in rows]
+        batches: Batches = (
+            MemoryBatches(torch.from_numpy(load_pixels(paths, size) if rows else
+                                           np.zeros((0, 3, size, size), np.uint8)), device, "none")
+            if mode == "memory"
+            else StreamBatches(paths, size, device, "none", threads=threads)
+        )  # fmt: skip
+        sets[name] = (batches, np.array([lab for _, lab in rows], dtype=np.int64))
     took = time.perf_counter() - t_load
-    log(f"decoded {len(train.paths)} training images at {size}px in {took:.1f} s")
+    if mode == "memory":
+        log(f"decoded {len(train.paths)} training images at {size}px in {took:.1f} s")
+    skipped: dict[str, str] = {}
     t0 = time.perf_counter()
     members: list[tuple[dict[str, Any], int]] = []
     history: list[dict[str, Any]] = []
@@ -290,20 +326,27 @@ def train_torch(
                     ]
                 )
             )
+            member_seed = cfg.seed * 1000 + k
+            member = source(idx, torch.Generator().manual_seed(member_seed + 1))
             state, hist, best_epoch = _train_member(
-                cfg, n_classes, x_train[idx], y_train[idx], sets["val"], train.original_counts,
-                device, cfg.seed * 1000 + k, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
+                cfg, n_classes, member, y_train[idx], sets["val"], train.original_counts,
+                device, member_seed, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
                 progress=progress,
             )  # fmt: skip
+            skipped.update(_left_out(member))
             members.append((state, best_epoch))
             history += hist
     else:
+        whole = source(None, torch.Generator().manual_seed(cfg.seed + 1))
         state, history, best_epoch = _train_member(
-            cfg, n_classes, x_train, y_train, sets["val"], train.original_counts, device,
+            cfg, n_classes, whole, y_train, sets["val"], train.original_counts, device,
             cfg.seed, log, progress=progress,
         )  # fmt: skip
+        skipped.update(_left_out(whole))
         members.append((state, best_epoch))
     train_s = time.perf_counter() - t0
+    if skipped:
+        log(f"{len(skipped)} training image(s) could not be decoded and were left out")
     # the best checkpoint of each member, reloaded, is what is evaluated
     model = create_model(cfg.model, n_classes, None).to(device)
     probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
@@ -312,6 +355,8 @@ def train_torch(
         for name in ("val", "test"):
             b, yy = sets[name]
             probs[name].append(predict_batches(model, b, len(yy), cfg.batch_size * 2, device))
+    for b, _ in sets.values():
+        b.close()
     # Saved through a file object: given a path, torch.save names the archive's inner
     # folder after it, and the temporary name would make equal checkpoints differ.
     with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:
@@ -335,7 +380,9 @@ def train_torch(
         "best_epoch": members[0][1] if len(members) == 1 else [e for _, e in members],
         "epochs_run": len(history),
         "device": str(device),
-    }
+        "data": {"mode": mode, "why": why, "skipped_images": len(skipped),
+                 "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped.items())]},
+    }  # fmt: skip
     if peak is not None:
         result["gpu_peak_memory_mib"] = round(peak, 1)
     rule, why = selection_rule(cfg.monitor, sets["val"][1], n_classes)

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -18,10 +18,11 @@ from ..dataset.images import load_image
 from ..errors import DatasetError
 from .models import MEAN, STD
 
-__all__ = ["MemoryBatches", "decode_pixels", "load_pixels"]
+__all__ = ["MemoryBatches", "decode_pixels", "load_pixels", "pixels_of"]
 
 
-def _pixels(path: str, size: int) -> np.ndarray | str:
+def pixels_of(path: str, size: int) -> np.ndarray | str:
+    """One image as ``(3, size, size)`` uint8 RGB, or the reason it cannot be decoded."""
     try:
         im = load_image(path).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
         return np.ascontiguousarray(np.asarray(im).transpose(2, 0, 1))
@@ -30,15 +31,16 @@ def _pixels(path: str, size: int) -> np.ndarray | str:
 
 
 def load_pixels(
-    paths: Sequence[str], size: int, *, max_bytes: int = 4 << 30, threads: int = 2
+    paths: Sequence[str], size: int, *, max_bytes: int | None = None, threads: int = 2
 ) -> np.ndarray:
     """``(n, 3, size, size)`` uint8 RGB, every image squashed to ``size`` x ``size``.
 
     The whole set is held in memory (decoded once, then every epoch is cheap on a
-    CPU); a set larger than ``max_bytes`` is refused with the numbers.
+    CPU); a set larger than ``max_bytes`` is refused with the numbers (the trainer
+    decides beforehand, from the memory available: :mod:`imgbalance.torch.stream`).
     """
     need = len(paths) * 3 * size * size
-    if need > max_bytes:
+    if max_bytes is not None and need > max_bytes:
         raise DatasetError(
             f"{len(paths)} images at {size}x{size} need {need / 2**30:.1f} GiB in memory, more "
             f"than the {max_bytes / 2**30:.1f} GiB allowed. Use a smaller --image-size."
@@ -58,7 +60,7 @@ def decode_pixels(
     out = np.zeros((len(paths), 3, size, size), dtype=np.uint8)
     failed: dict[int, str] = {}
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for i, value in enumerate(pool.map(lambda p: _pixels(p, size), paths)):
+        for i, value in enumerate(pool.map(lambda p: pixels_of(p, size), paths)):
             if isinstance(value, str):
                 failed[i] = value
             else:
@@ -113,7 +115,22 @@ class MemoryBatches:
         )
 
     def get(self, idx: torch.Tensor, train: bool) -> torch.Tensor:
-        x = self.pixels[idx].to(self.device, non_blocking=True).float().div_(255.0)
+        return self.prepare(self.pixels[idx], train)
+
+    def prepare(self, pixels: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 ``pixels`` (a batch) as the model's input: scaled, augmented when
+        ``train``, normalised."""
+        x = pixels.to(self.device, non_blocking=True).float().div_(255.0)
         if train and self.augment == "light":
             x = self._affine(x)
         return (x - self.mean) / self.std
+
+    def iterate(
+        self, batches: Iterator[torch.Tensor]
+    ) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
+        """``(indices, uint8 pixels)`` of each index batch of ``batches``."""
+        for idx in batches:
+            yield idx, self.pixels[idx]
+
+    def close(self) -> None:
+        """Nothing to release (the streaming batches' counterpart)."""

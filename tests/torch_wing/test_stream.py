@@ -1,0 +1,92 @@
+"""The streaming data path: the same model as the in-memory path on a set that fits both
+ways, an undecodable training image left out and counted (never a crash mid-epoch), and
+the memory decision made from real numbers before any image is decoded."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imgbalance.errors import ImgBalanceError
+from imgbalance.experiments import RunConfig, run_training
+
+torch = pytest.importorskip("torch", reason="the torch extra")
+
+from imgbalance.torch.models import create_model  # noqa: E402
+from imgbalance.torch.stream import choose_data_mode, training_memory  # noqa: E402
+
+
+def _cfg(data: Path, **kw: object) -> RunConfig:
+    base = {"data": str(data), "image_size": 16, "epochs": 2, "batch_size": 8, "seed": 3}
+    return RunConfig.from_dict({**base, **kw})
+
+
+@pytest.mark.parametrize("extra", [{}, {"ensemble": 2, "sampler": "class-balanced"}])
+def test_streaming_gives_the_in_memory_model_bit_for_bit(
+    split_tree: Path, tmp_path: Path, extra: dict[str, object]
+) -> None:
+    a = run_training(_cfg(split_tree, data_mode="memory", **extra), tmp_path / "memory")
+    b = run_training(_cfg(split_tree, data_mode="stream", **extra), tmp_path / "stream")
+    assert a["data"]["mode"] == "memory" and b["data"]["mode"] == "stream"
+    assert a["fingerprint"] == b["fingerprint"]
+    for name in ("predictions.csv", "val_predictions.csv", "test_metrics.csv"):
+        assert (tmp_path / "memory" / name).read_bytes() == (
+            tmp_path / "stream" / name
+        ).read_bytes()
+
+
+def test_an_undecodable_training_image_is_left_out_and_counted(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgbalance.experiments import torch_train
+
+    bad = split_tree / "train" / "blue" / "blue 0.png"
+
+    def truncate_then_choose(*args: object, **kw: object) -> tuple[str, str]:
+        # the file breaks after the split was scanned, as a disk or a copy can break it
+        bad.write_bytes(bad.read_bytes()[:60])
+        return choose_data_mode(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch_train, "choose_data_mode", truncate_then_choose)
+    summary = run_training(_cfg(split_tree, data_mode="stream"), tmp_path / "run")
+    assert summary["data"]["skipped_images"] == 1
+    assert summary["data"]["skipped"][0]["path"].endswith("blue 0.png")
+    on_disk = json.loads((tmp_path / "run" / "experiment_summary.json").read_text())
+    assert on_disk["data"]["skipped_images"] == 1
+
+
+def test_the_memory_decision_uses_the_numbers() -> None:
+    gib = 2**30
+    assert choose_data_mode("auto", 1000, 64, gib // 10, available=8 * gib)[0] == "memory"
+    mode, why = choose_data_mode("auto", 50_000, 224, gib // 2, available=8 * gib)
+    assert mode == "stream" and "7.01 GiB decoded" in why
+    with pytest.raises(ImgBalanceError, match="data_mode=memory does not fit"):
+        choose_data_mode("memory", 50_000, 224, gib // 2, available=8 * gib)
+    with pytest.raises(ImgBalanceError, match=r"cannot train here.*image_size"):
+        choose_data_mode("stream", 10, 2400, 30 * gib, available=24 * gib)
+    with pytest.raises(ImgBalanceError, match="data_mode must be one of"):
+        choose_data_mode("disk", 10, 16, 0, available=gib)
+
+
+def test_training_memory_grows_with_the_image_and_the_batch() -> None:
+    model = create_model("small-cnn", 3)
+    small = training_memory(model, 64, 32)
+    assert training_memory(model, 128, 32) > 3.5 * small - 4 * 4 * 10**6
+    assert training_memory(model, 64, 64) > 1.9 * small - 4 * 4 * 10**6
+    # small-cnn at 2400 px, batch 32: the first block's output alone is 11.8 GB
+    assert training_memory(model, 2400, 32) > 20 * 2**30
+
+
+def test_an_image_size_that_cannot_fit_fails_before_decoding(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imgbalance.experiments import torch_train
+
+    monkeypatch.setattr(torch_train, "choose_data_mode",
+                        lambda *a, **k: choose_data_mode(*a, **k, available=4 * 2**30))  # fmt: skip
+    monkeypatch.setattr(torch_train, "load_pixels", lambda *a, **k: pytest.fail("decoded"))
+    with pytest.raises(ImgBalanceError, match="cannot train here"):
+        run_training(_cfg(split_tree, image_size=1024, batch_size=32), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
