@@ -26,6 +26,7 @@ from ._fs import (
     output_lock,
     same_content,
 )
+from ._options import option
 from ._random import RandomState, as_generator, int_seed, resolve_seed_alias, seed_of
 from ._version import __version__
 from .dataset.catalog import Catalog, ImageRecord
@@ -209,7 +210,10 @@ def render(
     result = BalanceResult(plan=the_plan, out=out, timings=timings)
     jobs, links = outputs.render_jobs_for(the_plan, records, root, opts, manifest_only)
     outputs.check_collisions(jobs, links)
-    then = "run the same command with --resume: the files already written are verified and kept"
+    then = (
+        f"run it again with {option('resume', True)}: the files already written are verified "
+        "and kept"
+    )
     with _input_changes(root), output_faults(out, then), output_lock(out):  # one writer
         _write_into(
             out, result, records, root, jobs, links, opts,
@@ -414,7 +418,7 @@ def _input_changes(root: Path) -> Iterator[None]:
             raise
         raise DatasetError(
             f'"{exc.filename}" was in the input when the plan was made and is gone now. '
-            "Plan again (run the same command; with --overwrite if the output exists)."
+            f"Plan again (run it again; with {option('overwrite', True)} if the output exists)."
         ) from exc
 
 

@@ -39,7 +39,7 @@ def test_enn_refuses_to_remove_most_of_a_class_unless_asked() -> None:
     with pytest.raises(
         ImgBalanceError,
         match=r"enn would remove \d+ of the 60 original images "
-        r'of class "big" \(more than half\).*--clean-originals all',
+        r'of class "big" \(more than half\).*clean_originals=\'all\'',
     ):
         plan_arrays(X, y, CLASSES, "enn", random_state=0)
     with pytest.raises(ImgBalanceError, match="more than half"):  # majority, even explicit

@@ -143,8 +143,8 @@ def test_small_class_rules() -> None:
     assert any('"small" has 1 image(s), too few to interpolate; used' in n for n in plan.notes)
     with pytest.raises(imgbalance.ImgBalanceError) as err:  # every option it names can work
         plan_arrays(X, y, CLASSES, "smote", small_class_fallback="error")
-    assert "--small-class-fallback random-over" in str(err.value)
-    assert "lower --k-neighbors" not in str(err.value)
+    assert "small_class_fallback='random-over'" in str(err.value)
+    assert "k_neighbors=" not in str(err.value)
     plan = plan_arrays(X, y, CLASSES, "smote", small_class_fallback="random-over")
     assert plan.counts_after()["small"] == 60
     assert {r.op for r in plan.recipes if r.label == 2} == {"copy"}

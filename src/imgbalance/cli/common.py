@@ -172,17 +172,20 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
     return w, h
 
 
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``key=value`` options (values read as YAML scalars) as a dict."""
+def parse_params(items: list[str], flag: str | None = None) -> dict[str, Any]:
+    """``key=value`` options (values read as YAML scalars) as a dict; errors name ``flag``
+    (``--param``) when given."""
     import yaml
 
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ImgBalanceError(
-                f'--param "{item}" must look like key=value, e.g. --param mixup_alpha=0.2.'
-            )
+        if not sep or not key.strip():
+            if flag:
+                fix = f"e.g. {flag} mixup_alpha=0.2"
+            else:  # shared by several options (--set, --technique-param)
+                fix = 'a name, "=" and a value, such as epochs=30 or k_neighbors=3'
+            raise ImgBalanceError(f'"{item}" must look like key=value ({fix}).')
         out[key.strip().replace("-", "_")] = yaml.safe_load(value)
     return out
 

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from .._fs import check_output_dir
+from .._options import cli_flags
 from .._text import shown
 from ..dataset.catalog import Catalog
 from ..dataset.images import DEFAULT_MAX_PIXELS
@@ -195,6 +196,18 @@ def split_cmd(
     err_console.print(f"wrote {what} in {shown(out)}", highlight=False)
 
 
+#: the keyword arguments of ``balance`` that are flags of the command, as errors name them
+BALANCE_FLAGS = (
+    "clean_originals",
+    "features",
+    "k_neighbors",
+    "method",
+    "overwrite",
+    "resume",
+    "small_class_fallback",
+)
+
+
 class OutFormat(str, Enum):
     keep = "keep"
     png = "png"
@@ -304,7 +317,7 @@ def balance_cmd(
     from ..balancing import balance
     from ..reports.analysis import print_balance
 
-    params = parse_params(param or [])
+    params = parse_params(param or [], "--param")
     for key, value in (
         ("k_neighbors", k_neighbors),
         ("small_class_fallback", small_class_fallback),
@@ -314,41 +327,42 @@ def balance_cmd(
             params[key] = value
     if out is None and not dry_run:
         raise ImgBalanceError("Give an output folder (OUT), or --dry-run to only see the plan.")
-    source: Path | Catalog = src
-    if follow_links:  # the library's scan does not follow links out of SRC by default
-        source = scan_with_progress(
-            src, verify=False, workers=workers, max_pixels=DEFAULT_MAX_PIXELS, follow_links=True
-        )
-    with progress_bars() as update:
-        result = balance(
-            source,
-            out,
-            method=method,
-            target=target,
-            random_state=seed,
-            features=features,
-            workers=workers,
-            format=fmt.value,
-            png_compress_level=png_compress_level,
-            image_size=parse_size(image_size),
-            manifest_only=manifest_only,
-            overwrite=overwrite,
-            resume=resume,
-            dry_run=dry_run,
-            save_stages=save_stages,
-            backend=check_backend(backend),
-            address=address,
-            progress=update,
-            **params,
-        )
-    print_balance(result, out_console)
-    for note in result.plan.notes:
-        err_console.print(f"[yellow]Note:[/] {shown(note)}", highlight=False)
-    if dry_run:
-        err_console.print("dry run: nothing was written", highlight=False)
-    else:
-        err_console.print(
-            f"wrote {shown(out)}/<class>/..., manifest.csv, summary.json, "
-            "balance_summary.txt, preview.png, class_distribution.png",
-            highlight=False,
-        )
+    with cli_flags(*BALANCE_FLAGS):  # errors name these flags, not keyword arguments
+        source: Path | Catalog = src
+        if follow_links:  # the library's scan does not follow links out of SRC by default
+            source = scan_with_progress(
+                src, verify=False, workers=workers, max_pixels=DEFAULT_MAX_PIXELS, follow_links=True
+            )
+        with progress_bars() as update:
+            result = balance(
+                source,
+                out,
+                method=method,
+                target=target,
+                random_state=seed,
+                features=features,
+                workers=workers,
+                format=fmt.value,
+                png_compress_level=png_compress_level,
+                image_size=parse_size(image_size),
+                manifest_only=manifest_only,
+                overwrite=overwrite,
+                resume=resume,
+                dry_run=dry_run,
+                save_stages=save_stages,
+                backend=check_backend(backend),
+                address=address,
+                progress=update,
+                **params,
+            )
+        print_balance(result, out_console)
+        for note in result.plan.notes:
+            err_console.print(f"[yellow]Note:[/] {shown(note)}", highlight=False)
+        if dry_run:
+            err_console.print("dry run: nothing was written", highlight=False)
+        else:
+            err_console.print(
+                f"wrote {shown(out)}/<class>/..., manifest.csv, summary.json, "
+                "balance_summary.txt, preview.png, class_distribution.png",
+                highlight=False,
+            )

@@ -99,8 +99,15 @@ def collect_runs(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                     '"classes" and "final_metrics"). Delete that run folder and run the '
                     "experiment again."
                 )
+            try:  # the right keys but not a run's: wrong types, no metrics, damaged files
+                row = _completed_row(folder, arm, model, s)
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise ImgBalanceError(
+                    f'"{folder}" is not a complete imgbalance run folder ({summary_file.name} '
+                    f"or dataset_statistics.json is damaged: {type(exc).__name__} {exc}). "
+                    "Delete that run folder and run the experiment again."
+                ) from exc
             classes = classes or list(s["classes"])
-            row = _completed_row(folder, arm, model, s)
             rows.append(row)
         elif error_file.is_file():
             e = _read_json(error_file)

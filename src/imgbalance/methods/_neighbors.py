@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._options import option, option_name
 from ..errors import ImgBalanceError
 
 FALLBACKS = ("adapt", "error", "random-over", "augment")
@@ -32,21 +33,24 @@ def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> 
     """The k to use for a class of ``n`` samples, or None to use the fallback method
     (``random-over`` or ``augment``).
 
-    Raises a clear error when the class is too small and no fallback is allowed.
+    Raises a clear error when the class is too small and no fallback is allowed (ask
+    about the smallest class first: then every option the error names works for all).
     """
     if n >= k + 1:
         return k
-    options = (
-        "use --small-class-fallback random-over (copies) or augment (augmented copies), "
-        "or --method random-over"
-    )
-    if n >= 2:  # only then can fewer neighbours help
-        options = f"lower --k-neighbors to {n - 1} or less, or " + options
     if fallback in ("random-over", "augment"):
         return None
     if fallback == "adapt":  # k adapts to the class; a class of one cannot interpolate
         return n - 1 if n >= 2 else None
-    need = "at least 2" if fallback == "adapt" else f"k_neighbors + 1 = {k + 1}"
+    options = (
+        f"let small classes fall back to copies ({option('small_class_fallback', 'random-over')})"
+        f" or to augmented copies ({option('small_class_fallback', 'augment')}, the torch "
+        f"extra), or use {option('method', 'random-over')} (copies, for every class; it "
+        f"takes no {option_name('k_neighbors')} or {option_name('small_class_fallback')})"
+    )
+    if n >= 2:  # only then can fewer neighbours help
+        options = f"lower k to {n - 1} or less ({option('k_neighbors', n - 1)}), or {options}"
     raise ImgBalanceError(
-        f'Class "{class_name}" has {n} image(s); {method} needs {need}. Options: {options}.'
+        f'Class "{class_name}" has {n} image(s); {method} needs k_neighbors + 1 = {k + 1}. '
+        f"Options: {options}."
     )

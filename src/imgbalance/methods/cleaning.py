@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._options import option
 from ..errors import ImgBalanceError
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
@@ -152,8 +153,9 @@ class Cleaner(Method):
                 f'"{state.classes[c]}" (more than half): in this feature space most of them '
                 "disagree with their neighbours, which says more about the features than about "
                 "the images. Balancing never removes most of a class silently. Pass "
-                "--clean-originals all to allow it (imbalanced-learn's behaviour), "
-                "--clean-originals none to remove only synthetic images, or try other --features."
+                f"{option('clean_originals', 'all')} to allow it (imbalanced-learn's behaviour), "
+                f"{option('clean_originals', 'none')} to remove only synthetic images, or try "
+                f"other features ({option('features', 'pca:50')}, for example)."
             )
 
 

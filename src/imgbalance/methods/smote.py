@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..planning.augment import make_policy, require_torchvision
+from ..planning.augment import has_torchvision, make_policy, require_torchvision
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
 from ._base import Method, register
@@ -37,7 +37,18 @@ class _SmoteFamily(Method):
 
     def run(self, state: PlanState, target: Target, rng: np.random.Generator) -> None:
         before = state.counts()
-        for label, goal in self.resolve(target, state).items():
+        goals = self.resolve(target, state)
+        sizes = {
+            label: len(state.indices(label, originals_only=True))
+            for label, goal in goals.items()
+            if goal > before[label]
+        }
+        if sizes and self.params["small_class_fallback"] == "error":
+            first = min(sizes, key=lambda label: sizes[label])  # its options work for all
+            effective_k(
+                self.name, state.classes[first], sizes[first], self.params["k_neighbors"], "error"
+            )
+        for label, goal in goals.items():
             n_new = goal - int(state.counts()[label])
             if n_new <= 0:
                 continue
@@ -53,15 +64,13 @@ class _SmoteFamily(Method):
             if k is None:
                 fallback = self.params["small_class_fallback"]
                 if fallback == "adapt":  # one image: nothing to interpolate with
-                    fallback = "augment" if _has_torchvision() else "random-over"
-                state.notes.append(
+                    fallback = "augment" if has_torchvision() else "random-over"
+                images = "its image" if len(rows) == 1 else "its images"
+                copies = "augmented copies" if fallback == "augment" else "copies"
+                note_once(
+                    state,
                     f'{self.name}: class "{name}" has {len(rows)} image(s), '
-                    f"too few to interpolate; used {fallback} for it"
-                    + (
-                        " (augmented copies of its image)."
-                        if fallback == "augment"
-                        else " (copies of its images)."
-                    )
+                    f"too few to interpolate; used {fallback} for it ({copies} of {images}).",
                 )
                 if fallback == "augment":
                     add_augmented(
@@ -77,10 +86,10 @@ class _SmoteFamily(Method):
                     add_random_copies(state, label, n_new, rng, self.name)
                 continue
             if k < self.params["k_neighbors"]:
-                state.notes.append(
+                note_once(
+                    state,
                     f'{self.name}: class "{name}" has {len(rows)} images; '
-                    f"k_neighbors lowered from {self.params['k_neighbors']} "
-                    f"to {k} for it."
+                    f"k_neighbors lowered from {self.params['k_neighbors']} to {k} for it.",
                 )
             base = self._base_rows(state, label, rows, n_new, rng)
             if base is None:
@@ -187,8 +196,7 @@ class ADASYN(_SmoteFamily):
         return np.asarray(alloc, dtype=np.int64)
 
 
-def _has_torchvision() -> bool:
-    """Whether offline augmentation can run here (the torch extra is installed)."""
-    import importlib.util
-
-    return importlib.util.find_spec("torchvision") is not None
+def note_once(state: PlanState, note: str) -> None:
+    """Add a note to the plan unless it is there already (STEM runs SMOTE many times)."""
+    if note not in state.notes:
+        state.notes.append(note)

@@ -25,8 +25,9 @@ class STEM(Method):
 
     Unlike the public reference, ENN removes only synthetic samples by default
     (``clean_originals="majority"`` or ``"all"`` also lets it remove originals), SMOTE
-    interpolates originals only, colour and native size are kept (``image_size``
-    resizes, for compatibility), and everything is seeded.
+    interpolates originals only, Mixup blends two different images (see
+    :mod:`.mixup` for a class without two), colour and native size are kept
+    (``image_size`` resizes, for compatibility), and everything is seeded.
     """
 
     name = "stem"

@@ -39,7 +39,14 @@ from PIL import Image
 from .._optional import require
 from ..errors import ImgBalanceError
 
-__all__ = ["POLICIES", "AugmentPolicy", "apply_augment", "draw_augment", "require_torchvision"]
+__all__ = [
+    "POLICIES",
+    "AugmentPolicy",
+    "apply_augment",
+    "draw_augment",
+    "has_torchvision",
+    "require_torchvision",
+]
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,16 @@ def cover_scale(width: int, height: int, angle: float, tx: float, ty: float) -> 
                 ux, uy = cos * dx + sin * dy, -sin * dx + cos * dy
                 need = max(need, 2 * abs(ux) / width, 2 * abs(uy) / height)
     return need
+
+
+def has_torchvision() -> bool:
+    """Whether offline augmentation can run here (the torch extra is installed)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("torchvision") is not None
+    except (ImportError, ValueError):  # a blocked or broken installation
+        return False
 
 
 def require_torchvision() -> Any:

@@ -26,6 +26,7 @@ from .._fs import (
     remove_listed,
     remove_temporaries,
 )
+from .._options import option
 from .._version import __version__
 from ..dataset.catalog import ImageRecord, ratios
 from ..errors import ImgBalanceError, OutputError
@@ -226,8 +227,9 @@ def prepare_out(
         check_output_dir(out, [root], overwrite=True, replaces=replaces)
         if not same_plan:
             raise OutputError(
-                f'"{out}" holds an interrupted run with a different plan (other '
-                "input, method, target, seed or settings). Use --overwrite to start again."
+                f'"{out}" holds an interrupted run with a different plan (other input, '
+                "method, target, seed or settings). "
+                f"Use {option('overwrite', True)} to start again."
             )
         remove_temporaries(out)
         atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")

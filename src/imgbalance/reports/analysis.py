@@ -13,6 +13,7 @@ from rich.table import Table
 from .._fs import atomic_write_text, output_faults
 from .._text import shown
 from ..dataset.catalog import ratios
+from .balance import STEP_DEFAULTS
 
 if TYPE_CHECKING:
     from ..dataset.catalog import Catalog, Problem
@@ -196,8 +197,10 @@ def print_balance(result: BalanceResult, console: Console) -> None:
     """Before/after counts per class, with the synthetic images by method and op."""
     p = result.plan
     before, after, synth = p.counts_before(), p.counts_after(), p.synthetic_by_op()
+    target = p.config.get("target")
+    target = STEP_DEFAULTS if target is None else target
     table = Table(
-        title=f"{shown(p.config.get('method'))} (target {shown(p.config.get('target'))}, seed "
+        title=f"{shown(p.config.get('method'))} (target {shown(target)}, seed "
         f"{p.config.get('seed')})",
         title_justify="left",
     )

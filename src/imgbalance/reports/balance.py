@@ -19,6 +19,10 @@ if TYPE_CHECKING:
 __all__ = ["plot_balance", "summary_text"]
 
 
+#: how a pipeline's target reads when the user gave none (each step uses its own)
+STEP_DEFAULTS = "each step's default"
+
+
 def _dist(title: str, counts: dict[str, int]) -> list[str]:
     total = sum(counts.values())
     r = ratios(counts)
@@ -42,7 +46,7 @@ def summary_text(result: BalanceResult) -> str:
         "=" * 26,
         f"source:   {cfg.get('source')}",
         f"method:   {cfg.get('method')}",
-        f"target:   {cfg.get('target')}",
+        f"target:   {STEP_DEFAULTS if cfg.get('target') is None else cfg.get('target')}",
         f"seed:     {cfg.get('seed')}",
         f"features: {cfg.get('features')}",
         "",
