@@ -305,7 +305,8 @@ def test_a_full_disk_is_a_clear_error_and_resume_finishes(tmp_path: Path, small_
     reference = tmp_path / "reference"
     imgbalance.balance(src, reference, "smote", random_state=1, workers=1, plots=False)
     out = small_disk / "out"  # another filesystem: originals are copied, not linked
-    with pytest.raises(OutputError, match=r"Cannot write .*the disk is full.*--resume") as info:
+    # from Python the hint names the keyword; the command line below names the flag
+    with pytest.raises(OutputError, match=r"Cannot write .*the disk is full.*resume=True") as info:
         imgbalance.balance(src, out, "smote", random_state=1, workers=1, plots=False)
     assert info.value.__cause__ is not None
     for p in out.rglob("*"):  # nothing half-written under a final name
@@ -319,6 +320,7 @@ def test_a_full_disk_is_a_clear_error_and_resume_finishes(tmp_path: Path, small_
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert r.returncode == 1 and "the disk is full" in r.stderr and "Traceback" not in r.stderr
+    assert "--resume" in r.stderr and "resume=True" not in r.stderr
     subprocess.run(["mount", "-o", "remount,size=8m", str(small_disk)], check=True)
     imgbalance.balance(src, out, "smote", random_state=1, workers=1, plots=False, resume=True)
     timed = ("summary.json", "balance_summary.txt")
