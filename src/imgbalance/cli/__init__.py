@@ -11,12 +11,40 @@ Commands live by stage: :mod:`.data` (analyze, split, balance), :mod:`.train`
 
 from __future__ import annotations
 
+from typing import Any
+
+import typer
+from typer.core import TyperArgument, TyperGroup, TyperOption
+
 from . import data, deploy, info, train  # noqa: F401 - each module registers its commands
 from .common import app
 
-__all__ = ["app", "main"]
+__all__ = ["app", "command", "main"]
+
+
+def tidy_help(cmd: Any) -> Any:
+    """Help that reads as a command line: ``DATA`` for an argument (typer writes
+    ``{data}`` in the usage line), and no ``<bool>`` after a flag, which takes no value.
+    """
+    for param in cmd.params:
+        if isinstance(param, TyperArgument):
+            name = param.metavar or (param.name or "arg").upper()
+            param.metavar = name
+            usage = (name if param.required else f"[{name}]") + ("..." if param.nargs != 1 else "")
+            setattr(param, "get_usage_pieces", lambda ctx, usage=usage: [usage])  # noqa: B010
+        elif isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    if isinstance(cmd, TyperGroup):
+        for sub in cmd.commands.values():
+            tidy_help(sub)
+    return cmd
+
+
+def command() -> Any:
+    """The ``imgbalance`` command as a click command (what the console script runs)."""
+    return tidy_help(typer.main.get_command(app))
 
 
 def main() -> None:
     """Entry point of the ``imgbalance`` console script."""
-    app()
+    command()()
