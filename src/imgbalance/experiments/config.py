@@ -14,9 +14,19 @@ from ..torch.mixing import MIXING
 from ..torch.samplers import SAMPLERS
 from ..torch.weights import CLASS_WEIGHTS
 
-__all__ = ["AUGMENT", "LINEAR_LOSSES", "MIN_VAL_FOR_SELECTION", "MONITORS", "RunConfig"]
+__all__ = [
+    "ADDED_SETTINGS", "AUGMENT", "FREEZE", "LINEAR_LOSSES", "MIN_VAL_FOR_SELECTION", "MONITORS",
+    "RunConfig",
+]  # fmt: skip
 
 AUGMENT = ("none", "light")
+#: settings added after runs were first fingerprinted, with their defaults: at the default
+#: a setting is left out of the fingerprint, so a finished grid stays finished (its runs
+#: are the same runs) when imgbalance learns a new setting
+ADDED_SETTINGS: dict[str, Any] = {"freeze": "none", "backbone_lr_mult": 1.0, "crt_epochs": 0}
+#: what trains: ``none`` every parameter, ``backbone`` only the classifier head (the final
+#: linear layer; see :func:`imgbalance.torch.models.split_parameters`)
+FREEZE = ("none", "backbone")
 #: how the checkpoint that is tested is chosen: ``auto`` is ``val_balanced_loss`` (the
 #: validation NLL averaged per class) unless the
 #: validation split is too small to select on (see :data:`MIN_VAL_FOR_SELECTION`), then
@@ -57,6 +67,10 @@ class RunConfig:
     #: None: random init; "DEFAULT", a torchvision weights name or a .pth file
     pretrained: str | None = None
     image_size: int | None = None  # default: 64 for small-cnn, 224 otherwise
+    #: none: every parameter trains; backbone: only the head (frozen BatchNorm in eval mode)
+    freeze: str = "none"
+    #: the backbone's learning rate is lr x this (the head's is lr)
+    backbone_lr_mult: float = 1.0
     # offline balancing of the training split, through the engine
     technique: str = "none"
     technique_params: dict[str, Any] = field(default_factory=dict)
@@ -73,6 +87,9 @@ class RunConfig:
     mixing_alpha: float = 1.0
     augment: str = "light"
     ensemble: int = 1  # EasyEnsemble: K members on balanced random-under subsets
+    #: classifier re-training (cRT): after training, the head alone is re-drawn and trained
+    #: this many epochs on the frozen backbone, class-balanced sampling, plain CE; 0: off
+    crt_epochs: int = 0
     # protocol
     epochs: int = 30
     batch_size: int = 32
@@ -184,11 +201,45 @@ class RunConfig:
                 f"batch_size must be at least 2 for a CNN (BatchNorm needs two images a "
                 f"batch), got {self.batch_size}."
             )
+        self._check_finetune()
         if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
             raise ImgBalanceError(
                 f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "
                 f"re-weighting starts at that epoch and the model is taken from it on. "
                 f"Lower drw_epoch or raise epochs."
+            )
+
+    def _check_finetune(self) -> None:
+        """freeze, backbone_lr_mult and crt_epochs: each error names its setting."""
+        if self.freeze not in FREEZE:
+            raise ConfigError(
+                f"freeze={self.freeze!r} is not one of {', '.join(FREEZE)}. Write it like "
+                f"freeze=backbone (--set freeze=backbone on the command line)."
+            )
+        m = self.backbone_lr_mult
+        if not isinstance(m, (int, float)) or isinstance(m, bool) or not 0 < m < float("inf"):
+            raise ConfigError(
+                f"backbone_lr_mult must be a finite number > 0, got {m!r}. Write it like "
+                f"backbone_lr_mult=0.1 (--set backbone_lr_mult=0.1 on the command line)."
+            )
+        c = self.crt_epochs
+        if not isinstance(c, int) or isinstance(c, bool) or c < 0:
+            raise ConfigError(
+                f"crt_epochs must be an integer >= 0 (0: no classifier re-training), got "
+                f"{c!r}. Write it like crt_epochs=10 (--set crt_epochs=10 on the command line)."
+            )
+        if self.freeze == "backbone" and m != 1:
+            raise ConfigError(
+                f"backbone_lr_mult={m!r} has no effect with freeze=backbone (a frozen backbone "
+                f"does not train). Drop one of them: freeze=none with backbone_lr_mult={m!r} "
+                f"trains the backbone slower, or freeze=backbone alone trains the head only."
+            )
+        given = {"freeze": self.freeze != "none", "backbone_lr_mult": m != 1, "crt_epochs": c}
+        if self.model == "linear" and any(given.values()):
+            named = ", ".join(f"{k}={getattr(self, k)!r}" for k, on in given.items() if on)
+            raise ConfigError(
+                f"model linear (logistic regression) has no backbone to freeze or re-train a "
+                f"classifier on: {named} is for CNNs. Drop it or choose a CNN model."
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -200,4 +251,7 @@ class RunConfig:
         d.pop("workers", None)
         d.pop("device", None)
         d.pop("data_mode", None)
+        for key, default in ADDED_SETTINGS.items():  # at its default, a run is what it was
+            if d[key] == default:
+                d.pop(key)
         return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]

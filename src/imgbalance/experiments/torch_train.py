@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from torch import nn
 from .._fs import atomic_path, write_csv
 from ..errors import ConfigError
 from ..torch.data import MemoryBatches, load_pixels
+from ..torch.finetune import build_optimizer, freeze_backbone, group_lr, reset_head, train_mode
 from ..torch.losses import ClassLoss, LossSpec, create_loss
 from ..torch.mixing import create_mixing
 from ..torch.models import create_model, final_linear
@@ -120,6 +121,21 @@ def _batch_stream(
             yield idx
 
 
+#: cRT draws its head (seed + _CRT_SEED) and its batches (+ 1) apart from the first stage
+_CRT_SEED = 104_729
+
+
+class Member(NamedTuple):
+    """One trained model: its tested state, history, tested epoch, the optimiser steps
+    behind that state, and (cRT) the epoch of the first stage it was re-trained from."""
+
+    state: dict[str, Any]
+    history: list[dict[str, Any]]
+    best_epoch: int
+    steps: int
+    stage1_epoch: int | None = None
+
+
 def _train_member(
     cfg: RunConfig,
     n_classes: int,
@@ -132,12 +148,16 @@ def _train_member(
     log: Any,
     tag: str = "",
     progress: Any = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
-    """Train one model; returns the best state, the history and the best epoch."""
+) -> Member:
+    """Train one model (then, with ``crt_epochs``, re-train its classifier)."""
     # Initial weights first, before any data pass. Module constructors take no generator,
     # so the global one is seeded; torchvision's MixUp/CutMix draw from it as well.
     torch.manual_seed(seed)
     model = create_model(cfg.model, n_classes, cfg.pretrained).to(device)
+    if cfg.freeze == "backbone":
+        freeze_backbone(model)
+        if cfg.pretrained is None:
+            log(f"{tag}freeze=backbone without pretrained weights: the head learns alone")
     gen = torch.Generator().manual_seed(seed)
     prior = np.asarray(original_counts, dtype=np.float64)
     w_none = class_weights(original_counts, "none")
@@ -157,102 +177,138 @@ def _train_member(
         set_weight(w_none)
     loss = loss.to(device)
     eval_loss = ClassLoss(n_classes).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
-    mixer = create_mixing(cfg.mixing, n_classes, cfg.mixing_alpha)
-    sample_w = None
-    if cfg.sampler != "none":
-        sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
     val_batches, val_y = val
     n = len(y_train)
     rule, _why = selection_rule(cfg.monitor, val_y, n_classes)
     history: list[dict[str, Any]] = []
-    best: tuple[float, int, dict[str, Any]] | None = None
-    bad = 0
     steps = 0
-    stream = batches.iterate(_batch_stream(n, cfg.batch_size, gen, sample_w))
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        if cfg.drw_epoch is not None and epoch == cfg.drw_epoch and set_weight is not None:
-            set_weight(class_weights(original_counts, "effective", cfg.beta))
-        model.train()
-        total, seen = 0.0, 0
-        full = -(-n // cfg.batch_size) - (1 if n % cfg.batch_size == 1 and n >= 2 else 0)
-        n_batches = -(-cfg.max_steps // cfg.epochs) if cfg.max_steps else full
-        for b in range(1, n_batches + 1):
-            if progress is not None:
-                progress("train", b, n_batches)
-            idx, px = next(stream)
-            if len(idx) < 2 and n >= 2:
-                continue  # images that could not be decoded left fewer than BatchNorm needs
-            x = batches.prepare(px, train=True)
-            target: torch.Tensor = y_train[idx].to(device)
-            if mixer is not None:
-                x, target = mixer(x, target)
-            with _autocast(device):
-                logits = model(x)
-            batch_loss = loss(logits, target)
-            opt.zero_grad(set_to_none=True)
-            batch_loss.backward()
-            opt.step()
-            steps += 1
-            total += float(batch_loss.detach()) * len(idx)
-            seen += len(idx)
-        sched.step()
-        val_p = predict_batches(model, val_batches, len(val_y), cfg.batch_size * 2, device)
-        vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
-        with torch.no_grad():
-            vl = (
-                float(
-                    eval_loss(
-                        torch.log(torch.as_tensor(val_p).clamp_min(1e-12)).to(device),
-                        torch.as_tensor(val_y).to(device),
+
+    def fit(
+        stage: str, epochs: int, opt: torch.optim.Optimizer, loss: nn.Module, mixer: Any,
+        sample_w: torch.Tensor | None, drw_epoch: int | None, gen: torch.Generator,
+    ) -> tuple[int, int, dict[str, Any]]:  # fmt: skip
+        """``epochs`` epochs of one stage; the selected epoch, its steps and its state."""
+        nonlocal steps
+        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
+        first = len(history)  # epochs are numbered on across stages
+        best: tuple[float, int, int, dict[str, Any]] | None = None
+        bad = 0
+        stream = batches.iterate(_batch_stream(n, cfg.batch_size, gen, sample_w))
+        for k in range(1, epochs + 1):
+            t0 = time.perf_counter()
+            if drw_epoch is not None and k == drw_epoch and set_weight is not None:
+                set_weight(class_weights(original_counts, "effective", cfg.beta))
+            train_mode(model)
+            total, seen = 0.0, 0
+            full = -(-n // cfg.batch_size) - (1 if n % cfg.batch_size == 1 and n >= 2 else 0)
+            n_batches = -(-cfg.max_steps // cfg.epochs) if cfg.max_steps else full
+            for b in range(1, n_batches + 1):
+                if progress is not None:
+                    progress("train", b, n_batches)
+                idx, px = next(stream)
+                if len(idx) < 2 and n >= 2:
+                    continue  # images that could not be decoded left fewer than BatchNorm needs
+                x = batches.prepare(px, train=True)
+                target: torch.Tensor = y_train[idx].to(device)
+                if mixer is not None:
+                    x, target = mixer(x, target)
+                with _autocast(device):
+                    logits = model(x)
+                batch_loss = loss(logits, target)
+                opt.zero_grad(set_to_none=True)
+                batch_loss.backward()
+                opt.step()
+                steps += 1
+                total += float(batch_loss.detach()) * len(idx)
+                seen += len(idx)
+            sched.step()
+            val_p = predict_batches(model, val_batches, len(val_y), cfg.batch_size * 2, device)
+            vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
+            with torch.no_grad():
+                vl = (
+                    float(
+                        eval_loss(
+                            torch.log(torch.as_tensor(val_p).clamp_min(1e-12)).to(device),
+                            torch.as_tensor(val_y).to(device),
+                        )
                     )
+                    if len(val_y)
+                    else float("nan")
                 )
-                if len(val_y)
-                else float("nan")
+            epoch = first + k
+            row = {
+                "epoch": epoch,
+                "train_loss": total / max(seen, 1),
+                "val_loss": vl,
+                "val_balanced_loss": balanced_nll(val_y, val_p),
+                "val_macro_f1": vm["macro_f1"],
+                "val_balanced_accuracy": vm["balanced_accuracy"],
+                "val_accuracy": vm["accuracy"],
+                "lr": group_lr(opt, "head"),
+                "steps": steps,
+                "seconds": round(time.perf_counter() - t0, 3),
+                "stage": stage,
+            }
+            if cfg.backbone_lr_mult != 1:
+                row["backbone_lr"] = group_lr(opt, "backbone")
+            if tag:
+                row["member"] = tag
+            history.append(row)
+            if rule == "none":  # a fixed budget: the latest epoch is the one tested
+                score = float(epoch)
+            else:
+                loss_rule = rule in ("val_loss", "val_balanced_loss")
+                score = -row[rule] if loss_rule else row[rule]
+                score = float("-inf") if score != score else score  # NaN never wins
+            # Deferred re-weighting is the model after its re-weighted phase: epochs before
+            # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
+            # stopping could end as the plain-CE model, before re-weighting ever ran).
+            warming = drw_epoch is not None and k < drw_epoch
+            improved = not warming and (best is None or score > best[0])
+            if improved:
+                state = {key: v.detach().clone() for key, v in model.state_dict().items()}
+                best = (score, epoch, steps, state)
+                bad = 0
+            elif not warming:
+                bad += 1
+            label = f"epoch {epoch}/{cfg.epochs}" if stage == "train" else f"cRT epoch {k}/{epochs}"
+            log(
+                f"{tag}{label} loss {row['train_loss']:.4f} "
+                f"val macro-F1 {vm['macro_f1']:.3f}{' *' if improved else ''}"
             )
-        row = {
-            "epoch": epoch,
-            "train_loss": total / max(seen, 1),
-            "val_loss": vl,
-            "val_balanced_loss": balanced_nll(val_y, val_p),
-            "val_macro_f1": vm["macro_f1"],
-            "val_balanced_accuracy": vm["balanced_accuracy"],
-            "val_accuracy": vm["accuracy"],
-            "lr": opt.param_groups[0]["lr"],
-            "steps": steps,
-            "seconds": round(time.perf_counter() - t0, 3),
-        }
-        if tag:
-            row["member"] = tag
-        history.append(row)
-        if rule == "none":  # a fixed budget: the latest epoch is the one tested
-            score = float(epoch)
-        else:
-            loss_rule = rule in ("val_loss", "val_balanced_loss")
-            score = -row[rule] if loss_rule else row[rule]
-            score = float("-inf") if score != score else score  # NaN never wins
-        # Deferred re-weighting is the model after its re-weighted phase: epochs before
-        # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
-        # stopping could end as the plain-CE model, before re-weighting ever ran).
-        warming = cfg.drw_epoch is not None and epoch < cfg.drw_epoch
-        improved = not warming and (best is None or score > best[0])
-        if improved:
-            best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
-            bad = 0
-        elif not warming:
-            bad += 1
-        log(
-            f"{tag}epoch {epoch}/{cfg.epochs} loss {row['train_loss']:.4f} "
-            f"val macro-F1 {vm['macro_f1']:.3f}{' *' if improved else ''}"
-        )
-        if bad >= cfg.patience and rule != "none":
-            break
-    stream.close()
+            if bad >= cfg.patience and rule != "none":
+                break
+        stream.close()
+        assert best is not None
+        return best[1], best[2], best[3]
+
+    opt = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
+    sample_w = None
+    if cfg.sampler != "none":
+        sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
+    mixer = create_mixing(cfg.mixing, n_classes, cfg.mixing_alpha)
+    epoch, at, state = fit("train", cfg.epochs, opt, loss, mixer, sample_w, cfg.drw_epoch, gen)
+    if not cfg.crt_epochs:
+        batches.close()
+        return Member(state, history, epoch, at)
+    # cRT: the selected model's backbone, frozen (BatchNorm in eval mode), under a head
+    # drawn again and trained alone on class-balanced batches with plain cross-entropy.
+    # Its draws have their own generators: a streamed run draws indices ahead, so the
+    # first stage's generator ends elsewhere than in memory.
+    stage1_steps = steps
+    model.load_state_dict(state)
+    reset_head(model, seed + _CRT_SEED)
+    freeze_backbone(model)
+    balanced = torch.as_tensor(sample_weights(y_train.numpy(), "class-balanced"))
+    opt = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    plain = ClassLoss(n_classes).to(device)
+    crt_gen = torch.Generator().manual_seed(seed + _CRT_SEED + 1)
+    crt_epoch, crt_at, crt_state = fit(
+        "crt", cfg.crt_epochs, opt, plain, None, balanced, None, crt_gen
+    )
     batches.close()
-    assert best is not None
-    return best[2], history, best[1]
+    # the tested model's steps: stage 1 up to its selected epoch, then stage 2's own
+    return Member(crt_state, history, crt_epoch, at + crt_at - stage1_steps, epoch)
 
 
 def check_model(cfg: RunConfig, n_classes: int) -> None:
@@ -310,7 +366,7 @@ def train_torch(
         log(f"decoded {len(train.paths)} training images at {size}px in {took:.1f} s")
     skipped: dict[str, str] = {}
     t0 = time.perf_counter()
-    members: list[tuple[dict[str, Any], int]] = []
+    members: list[Member] = []
     history: list[dict[str, Any]] = []
     if cfg.ensemble > 1:  # EasyEnsemble: each member on a balanced random-under subset
         rng = np.random.default_rng(cfg.seed)
@@ -328,30 +384,31 @@ def train_torch(
             )
             member_seed = cfg.seed * 1000 + k
             member = source(idx, torch.Generator().manual_seed(member_seed + 1))
-            state, hist, best_epoch = _train_member(
+            trained = _train_member(
                 cfg, n_classes, member, y_train[idx], sets["val"], train.original_counts,
                 device, member_seed, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
                 progress=progress,
             )  # fmt: skip
             skipped.update(_left_out(member))
-            members.append((state, best_epoch))
-            history += hist
+            members.append(trained)
+            history += trained.history
     else:
         whole = source(None, torch.Generator().manual_seed(cfg.seed + 1))
-        state, history, best_epoch = _train_member(
+        trained = _train_member(
             cfg, n_classes, whole, y_train, sets["val"], train.original_counts, device,
             cfg.seed, log, progress=progress,
         )  # fmt: skip
         skipped.update(_left_out(whole))
-        members.append((state, best_epoch))
+        members.append(trained)
+        history = trained.history
     train_s = time.perf_counter() - t0
     if skipped:
         log(f"{len(skipped)} training image(s) could not be decoded and were left out")
     # the best checkpoint of each member, reloaded, is what is evaluated
     model = create_model(cfg.model, n_classes, None).to(device)
     probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
-    for state, _ in members:
-        model.load_state_dict(state)
+    for trained in members:
+        model.load_state_dict(trained.state)
         for name in ("val", "test"):
             b, yy = sets[name]
             probs[name].append(predict_batches(model, b, len(yy), cfg.batch_size * 2, device))
@@ -362,8 +419,8 @@ def train_torch(
     with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:
         torch.save(
             {
-                "members": [s for s, _ in members],
-                "best_epochs": [e for _, e in members],
+                "members": [m.state for m in members],
+                "best_epochs": [m.best_epoch for m in members],
                 "model": cfg.model,
                 "classes": split.classes,
                 "image_size": size,
@@ -377,7 +434,9 @@ def train_torch(
         "val": (sets["val"][1], np.mean(probs["val"], axis=0)),
         "test": (sets["test"][1], np.mean(probs["test"], axis=0)),
         "train_s": train_s,
-        "best_epoch": members[0][1] if len(members) == 1 else [e for _, e in members],
+        "best_epoch": members[0].best_epoch
+        if len(members) == 1
+        else [m.best_epoch for m in members],
         "epochs_run": len(history),
         "device": str(device),
         "data": {"mode": mode, "why": why, "skipped_images": len(skipped),
@@ -386,17 +445,20 @@ def train_torch(
     if peak is not None:
         result["gpu_peak_memory_mib"] = round(peak, 1)
     rule, why = selection_rule(cfg.monitor, sets["val"][1], n_classes)
-    by_member: dict[str, list[dict[str, Any]]] = {}
-    for row in history:
-        by_member.setdefault(str(row.get("member", "")), []).append(row)
-    at_best = [
-        rows[e - 1]["steps"] for rows, (_, e) in zip(by_member.values(), members, strict=True)
-    ]
     result["selection"] = {
         "rule": rule,
         "reason": why,
-        "steps": int(sum(at_best)),  # optimiser steps of the tested model(s)
-        "steps_total": int(sum(rows[-1]["steps"] for rows in by_member.values())),
+        "steps": int(sum(m.steps for m in members)),  # optimiser steps of the tested model(s)
+        "steps_total": int(sum(m.history[-1]["steps"] for m in members)),
         "max_steps": cfg.max_steps,
+        "stage": "crt" if cfg.crt_epochs else "train",  # the stage the tested model ends
     }
+    if cfg.crt_epochs:  # which stage the tested model comes from, and what it started from
+        stage1 = [m.stage1_epoch for m in members]
+        result["selection"]["crt"] = {
+            "epochs": cfg.crt_epochs,
+            "stage1_epoch": stage1[0] if len(members) == 1 else stage1,
+            "sampler": "class-balanced",
+            "loss": "ce",
+        }
     return result

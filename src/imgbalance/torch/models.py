@@ -48,8 +48,10 @@ __all__ = [
     "classification_models",
     "create_model",
     "final_linear",
+    "head_parameters",
     "list_models",
     "register_model",
+    "split_parameters",
     "weights_id",
 ]
 
@@ -120,6 +122,21 @@ def final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
             "penultimate features or replace its head. Choose another model, e.g. resnet18."
         )
     return found
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The classification head's parameters: those of the final linear layer, the one
+    :func:`create_model` replaces with an ``n_classes`` head (resnet's ``fc``, the last
+    linear layer of efficientnet's and mobilenet's ``classifier``, small-cnn's ``fc``)."""
+    return list(final_linear(model)[2].parameters())
+
+
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """``(backbone, head)``: every parameter of ``model``, in order, the head's
+    (:func:`head_parameters`) apart; freezing and per-part learning rates use it."""
+    head = {id(p) for p in head_parameters(model)}
+    params = list(model.parameters())
+    return [p for p in params if id(p) not in head], [p for p in params if id(p) in head]
 
 
 def _default_transforms(name: str) -> Any:
