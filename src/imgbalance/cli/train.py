@@ -93,6 +93,20 @@ def train(
         str | None, typer.Option(help="MLflow tracking URI or W&B directory.")
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    backend: Annotated[
+        str,
+        typer.Option(help="local (this process, the default) or ray (Ray Train workers, DDP)."),
+    ] = "local",
+    address: AddressOpt = None,
+    ray_workers: Annotated[
+        int, typer.Option(help="Ray Train workers the run is trained across (--backend ray).")
+    ] = 2,
+    gpus_per_worker: Annotated[
+        float, typer.Option(help="GPUs each Ray Train worker asks for (0: CPU workers).")
+    ] = 0,
+    cpus_per_worker: Annotated[
+        int, typer.Option(help="CPUs (and torch threads) of each Ray Train worker.")
+    ] = 1,
 ) -> None:
     """Train and evaluate one classifier on a split, with one balancing technique."""
     from ..experiments import RunConfig, run_training
@@ -117,6 +131,10 @@ def train(
         **parse_params(setting or []),
     }
     cfg = RunConfig.from_dict(settings)
+    resources = None
+    if check_backend(backend) == "ray":
+        resources = {"workers": ray_workers, "gpus_per_worker": gpus_per_worker,
+                     "cpus_per_worker": cpus_per_worker}  # fmt: skip
     with progress_bars() as update:
         summary = run_training(
             cfg,
@@ -125,6 +143,9 @@ def train(
             tracker=check_tracker(tracker),
             tracker_uri=tracker_uri,
             progress=update,
+            backend=backend,
+            resources=resources,
+            address=address,
         )
     m = summary["final_metrics"]
     out_console.print(

@@ -226,8 +226,10 @@ def run_one(
     tracker: str = "none",
     tracker_uri: str | None = None,
     experiment: str = "imgbalance",
+    ray_train: tuple[dict[str, Any], str | None] | None = None,
 ) -> dict[str, Any]:
-    """Train one grid cell (the unit of work: a function of its arguments only)."""
+    """Train one grid cell (the unit of work: a function of its arguments only).
+    ``ray_train``: ``(resources, address)`` to train it across Ray Train workers."""
     folder = Path(out) / run.run_id
     if threads:
         try:
@@ -242,6 +244,11 @@ def run_one(
 
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "error.json").unlink(missing_ok=True)
+        extra: dict[str, Any] = (
+            {"backend": "ray", "resources": ray_train[0], "address": ray_train[1]}
+            if ray_train
+            else {}
+        )
         summary = run_training(
             run.settings,
             folder,
@@ -249,6 +256,7 @@ def run_one(
             tracker=tracker,
             tracker_uri=tracker_uri,
             experiment=experiment,
+            **extra,
         )
         return {"run": run.run_id, "status": "completed", "summary": summary}
     except Exception as exc:  # recorded; the grid goes on
@@ -287,8 +295,9 @@ def run_grid(
     ``backend="ray"`` makes each run a Ray task asking for the grid's
     ``resources`` (``cpus``, default 1; ``gpus``, a fraction allowed, default 0;
     ``retries`` after a worker dies, default 1) on the cluster at ``address`` or a
-    local instance. Run folders are written by the workers: on a cluster, ``out``
-    must be on storage every node sees.
+    local instance; ``resources`` of ``workers`` (``gpus_per_worker``, ``cpus_per_worker``)
+    instead train each run in turn across that many Ray Train workers. Run folders are
+    written by the workers: on a cluster, ``out`` must be on storage every node sees.
     """
     if backend == "ray":  # a missing Ray fails before any work
         from .._cluster import require_ray
@@ -404,9 +413,23 @@ def _run_on_ray(
 ) -> None:
     from .._cluster import ensure_ray
 
+    spread = {"workers", "gpus_per_worker", "cpus_per_worker"}
+    if spread & set(resources):  # each run across Ray Train workers, one run at a time
+        if set(resources) - spread:
+            raise ImgBalanceError(
+                f"resources: {sorted(set(resources) - spread)} are for a Ray task per run; "
+                f"with workers (a run across Ray Train workers) use {', '.join(sorted(spread))}."
+            )
+        ensure_ray(address)
+        for run in todo:
+            done(run_one(run, str(out), cache, None, *track, ray_train=(resources, address)))
+        return
     unknown = sorted(set(resources) - {"cpus", "gpus", "retries"})
     if unknown:
-        raise ImgBalanceError(f"resources: unknown key(s) {unknown}; use cpus, gpus, retries.")
+        raise ImgBalanceError(
+            f"resources: unknown key(s) {unknown}; use cpus, gpus, retries (a Ray task per "
+            "run) or workers, gpus_per_worker, cpus_per_worker (a run across Ray Train workers)."
+        )
     cpus = int(resources.get("cpus", 1))
     gpus = float(resources.get("gpus", 0))
     retries = int(resources.get("retries", 1))

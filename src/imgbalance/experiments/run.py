@@ -15,13 +15,14 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .._fs import atomic_write_text, check_output_dir, nan_to_none, output_faults, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
+from ..errors import ConfigError
 from .calibration import posthoc_variants, probability_rows
 from .config import RunConfig
 from .data import SplitData, load_split, split_fingerprint
@@ -37,6 +38,9 @@ from .runfiles import (
     write_test_metrics,
 )
 from .trainset import balanced_train_set
+
+if TYPE_CHECKING:
+    from .ray_train import TrainResources
 
 __all__ = ["run_training"]
 
@@ -76,15 +80,22 @@ def run_training(
     tracker_uri: str | None = None,
     experiment: str = "imgbalance",
     progress: Callable[[str, int, int], None] | None = None,
+    backend: str = "local",
+    resources: dict[str, Any] | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run into ``out``; returns ``experiment_summary.json``'s content.
 
     ``tracker`` (``none``, ``mlflow`` or ``wandb``) also sends the finished run there.
+    ``backend="ray"`` trains the torch model across Ray Train workers (DDP), as
+    ``resources`` asks (``workers``, ``gpus_per_worker``, ``cpus_per_worker``), on the
+    cluster at ``address`` or a local instance (:mod:`.ray_train`).
     """
     with output_faults(Path(out), "run the same command again (--overwrite for train)"):
         cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
         cfg.validate()
         cfg = cfg.resolved()
+        on_ray = _ray_resources(cfg, backend, resources)
         out = Path(out)
         t_start = time.perf_counter()
         split = load_split(cfg.data)
@@ -98,7 +109,7 @@ def run_training(
         fresh = not out.exists() or not any(out.iterdir())
         try:
             return _run(cfg, split, out, t_start, balanced_cache, log, progress, tracker,
-                        tracker_uri, experiment)  # fmt: skip
+                        tracker_uri, experiment, on_ray, address)  # fmt: skip
         except BaseException:
             # a run that fails leaves no half-written folder to block its retry: a folder
             # that was empty holds only this run's files
@@ -118,6 +129,8 @@ def _run(
     tracker: str,
     tracker_uri: str | None,
     experiment: str,
+    on_ray: TrainResources | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
     """The body of :func:`run_training`, once its inputs are checked."""
     out.mkdir(parents=True, exist_ok=True)
@@ -156,6 +169,10 @@ def _run(
     with PeakRSS() as memory:
         if cfg.model == "linear":
             result = train_linear(cfg, split, train, out, log)
+        elif on_ray is not None:
+            from .ray_train import train_torch_on_ray
+
+            result = train_torch_on_ray(cfg, split, train, out, log, on_ray, address)
         else:
             from .torch_train import train_torch
 
@@ -228,6 +245,24 @@ def _run(
 
         log_run(tracker, out, clean, experiment=experiment, uri=tracker_uri)
     return clean
+
+
+def _ray_resources(
+    cfg: RunConfig, backend: str, resources: dict[str, Any] | None
+) -> TrainResources | None:
+    """The Ray Train resources of a ``backend="ray"`` run, checked before any work."""
+    if backend == "local":
+        if resources:
+            raise ConfigError("resources are for backend ray; drop them or pass backend ray.")
+        return None
+    if backend != "ray":
+        raise ConfigError(f"backend must be local or ray; got {backend!r}.")
+    if cfg.model == "linear":
+        raise ConfigError("backend ray trains a CNN across workers; model linear runs here.")
+    from .ray_train import TrainResources, require_ray_train
+
+    require_ray_train()
+    return TrainResources.from_dict(resources or {})
 
 
 def _checked(

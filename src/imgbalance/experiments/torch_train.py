@@ -6,43 +6,42 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .._fs import atomic_path, write_csv
 from ..errors import ConfigError
 from ..torch.data import MemoryBatches, load_pixels
+from ..torch.distributed import DistributedWeightedSampler, RankGroup
 from ..torch.finetune import build_optimizer, freeze_backbone, group_lr, reset_head, train_mode
 from ..torch.losses import ClassLoss, LossSpec, create_loss
 from ..torch.mixing import create_mixing
-from ..torch.models import create_model, final_linear
+from ..torch.models import create_model
 from ..torch.samplers import sample_weights
 from ..torch.stream import StreamBatches, choose_data_mode, training_memory
 from ..torch.weights import class_weights
-from .config import MIN_VAL_FOR_SELECTION, RunConfig
+from .config import RunConfig
 from .data import SplitData, TrainSet
 from .metrics import classification_metrics
+from .torch_eval import (
+    Batches,
+    Member,
+    Trained,
+    autocast,
+    balanced_nll,
+    pick_device,
+    predict_batches,
+    selection_rule,
+    write_trained,
+)
 
-__all__ = ["check_model", "pick_device", "predict_batches", "train_torch"]
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-#: what the trainer takes images from: in memory, or decoded from the files
-Batches = MemoryBatches | StreamBatches
+__all__ = [
+    "check_model", "eval_sets", "pick_device", "plan_data", "predict_batches", "train_members",
+    "train_torch",
+]  # fmt: skip
 
 
 def _left_out(batches: Batches) -> dict[str, str]:
@@ -52,88 +51,8 @@ def _left_out(batches: Batches) -> dict[str, str]:
     return {}
 
 
-def predict_batches(
-    model: nn.Module, batches: Batches, n: int, bs: int, device: torch.device
-) -> np.ndarray:
-    model.eval()
-    out = []
-    with torch.inference_mode():
-        for s in range(0, n, bs):
-            idx = torch.arange(s, min(s + bs, n))
-            with _autocast(device):
-                logits = model(batches.get(idx, train=False))
-            out.append(torch.softmax(logits.float(), 1).cpu().numpy())
-    n_cls = model_out_features(model)
-    return np.concatenate(out) if out else np.zeros((0, n_cls))
-
-
-def model_out_features(model: nn.Module) -> int:
-
-    return int(final_linear(model)[2].out_features)
-
-
-def _autocast(device: torch.device) -> Any:
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
-def selection_rule(monitor: str, val_y: np.ndarray, n_classes: int) -> tuple[str, str]:
-    """The rule that picks the tested checkpoint, and why: ``auto`` selects on validation
-    loss unless validation is too small to select on, then trains a fixed budget."""
-    if monitor != "auto":
-        return monitor, "set by the run's monitor"
-    counts = np.bincount(val_y, minlength=n_classes) if len(val_y) else np.zeros(n_classes)
-    if len(val_y) < MIN_VAL_FOR_SELECTION or (counts == 0).any():
-        return "none", (
-            f"validation has {len(val_y)} image(s) and {int((counts == 0).sum())} class(es) "
-            f"without any (under {MIN_VAL_FOR_SELECTION}, or a class missing, selection on "
-            "it is noise): a fixed budget, the last epoch is tested"
-        )
-    return "val_balanced_loss", (
-        "auto: class-balanced validation loss (smooth, unlike macro-F1 on a small split; "
-        "per class, unlike plain loss, which favours models fitted to the training prior)"
-    )
-
-
-def balanced_nll(y: np.ndarray, proba: np.ndarray) -> float:
-    """Mean over the classes present in ``y`` of the mean negative log-likelihood of that
-    class's images: the validation loss every class counts in equally, as in macro-F1."""
-    if len(y) == 0:
-        return float("nan")
-    nll = -np.log(np.clip(proba[np.arange(len(y)), y], 1e-12, 1.0))
-    return float(np.mean([nll[y == c].mean() for c in np.unique(y)]))
-
-
-def _batch_stream(
-    n: int, bs: int, gen: torch.Generator, sample_w: torch.Tensor | None
-) -> Iterator[torch.Tensor]:
-    """Batches of indices, pass after pass (each pass a new seeded order)."""
-    while True:
-        if sample_w is not None:
-            order = torch.multinomial(sample_w, n, replacement=True, generator=gen)
-        else:
-            order = torch.randperm(n, generator=gen)
-        for s in range(0, n, bs):
-            idx = order[s : s + bs]
-            if len(idx) < 2 and n >= 2:
-                continue  # BatchNorm needs two samples; a last batch of one is dropped
-            yield idx
-
-
 #: cRT draws its head (seed + _CRT_SEED) and its batches (+ 1) apart from the first stage
 _CRT_SEED = 104_729
-
-
-class Member(NamedTuple):
-    """One trained model: its tested state, history, tested epoch, the optimiser steps
-    behind that state, and (cRT) the epoch of the first stage it was re-trained from."""
-
-    state: dict[str, Any]
-    history: list[dict[str, Any]]
-    best_epoch: int
-    steps: int
-    stage1_epoch: int | None = None
 
 
 def _train_member(
@@ -148,8 +67,12 @@ def _train_member(
     log: Any,
     tag: str = "",
     progress: Any = None,
+    group: RankGroup | None = None,
 ) -> Member:
-    """Train one model (then, with ``crt_epochs``, re-train its classifier)."""
+    """Train one model (then, with ``crt_epochs``, re-train its classifier). With a
+    ``group`` of several ranks, each trains on its share of every batch (DDP), and rank 0
+    validates and decides (selection, early stopping) for all."""
+    group = group or RankGroup()
     # Initial weights first, before any data pass. Module constructors take no generator,
     # so the global one is seeded; torchvision's MixUp/CutMix draw from it as well.
     torch.manual_seed(seed)
@@ -158,7 +81,6 @@ def _train_member(
         freeze_backbone(model)
         if cfg.pretrained is None:
             log(f"{tag}freeze=backbone without pretrained weights: the head learns alone")
-    gen = torch.Generator().manual_seed(seed)
     prior = np.asarray(original_counts, dtype=np.float64)
     w_none = class_weights(original_counts, "none")
     w_main = class_weights(original_counts, cfg.class_weights or "none", cfg.beta)
@@ -183,37 +105,85 @@ def _train_member(
     history: list[dict[str, Any]] = []
     steps = 0
 
+    def validate(
+        stage: str, epoch: int, train_loss: float, opt: torch.optim.Optimizer, t0: float
+    ) -> tuple[dict[str, Any], float]:
+        """The model after an epoch on validation: its history row, and its score under
+        the selection rule (higher is better)."""
+        val_p = predict_batches(model, val_batches, len(val_y), cfg.batch_size * 2, device)
+        vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
+        with torch.no_grad():
+            vl = (
+                float(
+                    eval_loss(
+                        torch.log(torch.as_tensor(val_p).clamp_min(1e-12)).to(device),
+                        torch.as_tensor(val_y).to(device),
+                    )
+                )
+                if len(val_y)
+                else float("nan")
+            )
+        row = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": vl,
+            "val_balanced_loss": balanced_nll(val_y, val_p),
+            "val_macro_f1": vm["macro_f1"],
+            "val_balanced_accuracy": vm["balanced_accuracy"],
+            "val_accuracy": vm["accuracy"],
+            "lr": group_lr(opt, "head"),
+            "steps": steps,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "stage": stage,
+        }
+        if cfg.backbone_lr_mult != 1:
+            row["backbone_lr"] = group_lr(opt, "backbone")
+        if tag:
+            row["member"] = tag
+        history.append(row)
+        if rule == "none":  # a fixed budget: the latest epoch is the one tested
+            score = float(epoch)
+        else:
+            loss_rule = rule in ("val_loss", "val_balanced_loss")
+            score = -row[rule] if loss_rule else row[rule]
+            score = float("-inf") if score != score else score  # NaN never wins
+        return row, score
+
     def fit(
         stage: str, epochs: int, opt: torch.optim.Optimizer, loss: nn.Module, mixer: Any,
-        sample_w: torch.Tensor | None, drw_epoch: int | None, gen: torch.Generator,
+        sample_w: torch.Tensor | None, drw_epoch: int | None, draw_seed: int,
     ) -> tuple[int, int, dict[str, Any]]:  # fmt: skip
         """``epochs`` epochs of one stage; the selected epoch, its steps and its state."""
         nonlocal steps
+        net = group.wrap(model)  # what trains; ``model`` is what validates and is saved
+        sampler = DistributedWeightedSampler(n, cfg.batch_size, weights=sample_w,
+                                             seed=draw_seed, rank=group.rank,
+                                             world_size=group.world_size)  # fmt: skip
         sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
         first = len(history)  # epochs are numbered on across stages
         best: tuple[float, int, int, dict[str, Any]] | None = None
         bad = 0
-        stream = batches.iterate(_batch_stream(n, cfg.batch_size, gen, sample_w))
+        stream = batches.iterate(iter(sampler))
         for k in range(1, epochs + 1):
             t0 = time.perf_counter()
             if drw_epoch is not None and k == drw_epoch and set_weight is not None:
                 set_weight(class_weights(original_counts, "effective", cfg.beta))
             train_mode(model)
             total, seen = 0.0, 0
-            full = -(-n // cfg.batch_size) - (1 if n % cfg.batch_size == 1 and n >= 2 else 0)
+            full = sampler.batches_per_epoch
             n_batches = -(-cfg.max_steps // cfg.epochs) if cfg.max_steps else full
             for b in range(1, n_batches + 1):
                 if progress is not None:
                     progress("train", b, n_batches)
                 idx, px = next(stream)
-                if len(idx) < 2 and n >= 2:
+                if not group.agree(len(idx) >= 2 or n < 2):
                     continue  # images that could not be decoded left fewer than BatchNorm needs
                 x = batches.prepare(px, train=True)
                 target: torch.Tensor = y_train[idx].to(device)
                 if mixer is not None:
                     x, target = mixer(x, target)
-                with _autocast(device):
-                    logits = model(x)
+                with autocast(device):
+                    logits = net(x)
                 batch_loss = loss(logits, target)
                 opt.zero_grad(set_to_none=True)
                 batch_loss.backward()
@@ -222,61 +192,32 @@ def _train_member(
                 total += float(batch_loss.detach()) * len(idx)
                 seen += len(idx)
             sched.step()
-            val_p = predict_batches(model, val_batches, len(val_y), cfg.batch_size * 2, device)
-            vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
-            with torch.no_grad():
-                vl = (
-                    float(
-                        eval_loss(
-                            torch.log(torch.as_tensor(val_p).clamp_min(1e-12)).to(device),
-                            torch.as_tensor(val_y).to(device),
-                        )
-                    )
-                    if len(val_y)
-                    else float("nan")
-                )
+            total, seen_all = group.sum([total, float(seen)])
             epoch = first + k
-            row = {
-                "epoch": epoch,
-                "train_loss": total / max(seen, 1),
-                "val_loss": vl,
-                "val_balanced_loss": balanced_nll(val_y, val_p),
-                "val_macro_f1": vm["macro_f1"],
-                "val_balanced_accuracy": vm["balanced_accuracy"],
-                "val_accuracy": vm["accuracy"],
-                "lr": group_lr(opt, "head"),
-                "steps": steps,
-                "seconds": round(time.perf_counter() - t0, 3),
-                "stage": stage,
-            }
-            if cfg.backbone_lr_mult != 1:
-                row["backbone_lr"] = group_lr(opt, "backbone")
-            if tag:
-                row["member"] = tag
-            history.append(row)
-            if rule == "none":  # a fixed budget: the latest epoch is the one tested
-                score = float(epoch)
-            else:
-                loss_rule = rule in ("val_loss", "val_balanced_loss")
-                score = -row[rule] if loss_rule else row[rule]
-                score = float("-inf") if score != score else score  # NaN never wins
             # Deferred re-weighting is the model after its re-weighted phase: epochs before
             # drw_epoch are neither checkpoints nor a reason to stop (else DRW with early
             # stopping could end as the plain-CE model, before re-weighting ever ran).
             warming = drw_epoch is not None and k < drw_epoch
-            improved = not warming and (best is None or score > best[0])
+            decision: tuple[bool, bool, float] | None = None
+            if group.main:  # rank 0 validates and decides for every rank
+                row, score = validate(stage, epoch, total / max(seen_all, 1), opt, t0)
+                improved = not warming and (best is None or score > best[0])
+                bad = 0 if improved else bad + int(not warming)
+                label = (
+                    f"epoch {epoch}/{cfg.epochs}" if stage == "train" else f"cRT epoch {k}/{epochs}"
+                )
+                log(
+                    f"{tag}{label} loss {row['train_loss']:.4f} "
+                    f"val macro-F1 {row['val_macro_f1']:.3f}{' *' if improved else ''}"
+                )
+                decision = (improved, bad >= cfg.patience and rule != "none", score)
+            verdict = group.from_main(decision)
+            assert verdict is not None
+            improved, stop, score = verdict
             if improved:
                 state = {key: v.detach().clone() for key, v in model.state_dict().items()}
                 best = (score, epoch, steps, state)
-                bad = 0
-            elif not warming:
-                bad += 1
-            label = f"epoch {epoch}/{cfg.epochs}" if stage == "train" else f"cRT epoch {k}/{epochs}"
-            log(
-                f"{tag}{label} loss {row['train_loss']:.4f} "
-                f"val macro-F1 {vm['macro_f1']:.3f}{' *' if improved else ''}"
-            )
-            if bad >= cfg.patience and rule != "none":
+            if stop:
                 break
         stream.close()
         assert best is not None
@@ -287,7 +228,7 @@ def _train_member(
     if cfg.sampler != "none":
         sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
     mixer = create_mixing(cfg.mixing, n_classes, cfg.mixing_alpha)
-    epoch, at, state = fit("train", cfg.epochs, opt, loss, mixer, sample_w, cfg.drw_epoch, gen)
+    epoch, at, state = fit("train", cfg.epochs, opt, loss, mixer, sample_w, cfg.drw_epoch, seed)
     if not cfg.crt_epochs:
         batches.close()
         return Member(state, history, epoch, at)
@@ -302,9 +243,8 @@ def _train_member(
     balanced = torch.as_tensor(sample_weights(y_train.numpy(), "class-balanced"))
     opt = build_optimizer(model, cfg.lr, cfg.weight_decay)
     plain = ClassLoss(n_classes).to(device)
-    crt_gen = torch.Generator().manual_seed(seed + _CRT_SEED + 1)
     crt_epoch, crt_at, crt_state = fit(
-        "crt", cfg.crt_epochs, opt, plain, None, balanced, None, crt_gen
+        "crt", cfg.crt_epochs, opt, plain, None, balanced, None, seed + _CRT_SEED + 1
     )
     batches.close()
     # the tested model's steps: stage 1 up to its selected epoch, then stage 2's own
@@ -318,40 +258,38 @@ def check_model(cfg: RunConfig, n_classes: int) -> None:
     create_model(cfg.model, n_classes, cfg.pretrained)
 
 
-def train_torch(
-    cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Any, progress: Any = None
-) -> dict[str, Any]:
-    device = pick_device(cfg.device)
+def plan_data(
+    cfg: RunConfig, split: SplitData, train: TrainSet, device: torch.device, log: Any
+) -> tuple[str, str]:
+    """How the run reads its images (``memory`` or ``stream``) and why, decided from the
+    memory they need; on a GPU, deterministic kernels and the peak-memory count reset."""
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
         torch.cuda.reset_peak_memory_stats()
     size = int(cfg.image_size or 64)
-    n_classes = len(split.classes)
-    t_load = time.perf_counter()
     n_images = len(train.paths) + len(split.rows["val"]) + len(split.rows["test"])
     step = 0  # on a GPU the step's memory is the GPU's
     if device.type == "cpu":
-        step = training_memory(create_model(cfg.model, n_classes, None), size, cfg.batch_size)
+        model = create_model(cfg.model, len(split.classes), None)
+        step = training_memory(model, size, cfg.batch_size)
     mode, why = choose_data_mode(cfg.data_mode, n_images, size, step)
     log(why)
-    threads = cfg.workers or min(8, os.cpu_count() or 2)
-    y_train = torch.as_tensor(train.labels, dtype=torch.long)
-    if mode == "memory":
-        x_train = torch.from_numpy(load_pixels(train.paths, size))
+    return mode, why
 
-        def source(idx: np.ndarray | None, gen: torch.Generator) -> Batches:
-            px = x_train if idx is None else x_train[idx]
-            return MemoryBatches(px, device, cfg.augment, gen)
 
-    else:
-
-        def source(idx: np.ndarray | None, gen: torch.Generator) -> Batches:
-            paths = train.paths if idx is None else [train.paths[i] for i in idx]
-            return StreamBatches(paths, size, device, cfg.augment, gen, threads=threads)
-
+def eval_sets(
+    cfg: RunConfig,
+    split: SplitData,
+    names: tuple[str, ...],
+    mode: str,
+    device: torch.device,
+    threads: int,
+) -> dict[str, tuple[Batches, np.ndarray]]:
+    """The splits ``names`` (val, test) as batches to predict, with their labels."""
+    size = int(cfg.image_size or 64)
     sets: dict[str, tuple[Batches, np.ndarray]] = {}
-    for name in ("val", "test"):
+    for name in names:
         rows = split.rows[name]
         paths = [p for p, _ in rows]
         batches: Batches = (
@@ -361,6 +299,50 @@ def train_torch(
             else StreamBatches(paths, size, device, "none", threads=threads)
         )  # fmt: skip
         sets[name] = (batches, np.array([lab for _, lab in rows], dtype=np.int64))
+    return sets
+
+
+#: rank r > 0 of a data-parallel run draws its augmentations from seed + 1 + r x this
+AUGMENT_STRIDE = 1_000_003
+
+
+def train_members(
+    cfg: RunConfig,
+    n_classes: int,
+    train: TrainSet,
+    val: tuple[Batches, np.ndarray],
+    data: tuple[str, str],
+    device: torch.device,
+    log: Any,
+    *,
+    threads: int,
+    progress: Any = None,
+    group: RankGroup | None = None,
+    t_load: float | None = None,
+) -> Trained:
+    """Decode the training images (``data``: the mode and why) and train the run's
+    model(s) on them, validated on ``val``: one, or the EasyEnsemble's members."""
+    group = group or RankGroup()
+    mode, why = data
+    size = int(cfg.image_size or 64)
+    t_load = time.perf_counter() if t_load is None else t_load
+    y_train = torch.as_tensor(train.labels, dtype=torch.long)
+    aug = 1 + group.rank * AUGMENT_STRIDE  # rank 0 augments as one process does
+    if mode == "memory":
+        x_train = torch.from_numpy(load_pixels(train.paths, size))
+
+        def source(idx: np.ndarray | None, seed: int) -> Batches:
+            gen = torch.Generator().manual_seed(seed + aug)
+            px = x_train if idx is None else x_train[idx]
+            return MemoryBatches(px, device, cfg.augment, gen)
+
+    else:
+
+        def source(idx: np.ndarray | None, seed: int) -> Batches:
+            gen = torch.Generator().manual_seed(seed + aug)
+            paths = train.paths if idx is None else [train.paths[i] for i in idx]
+            return StreamBatches(paths, size, device, cfg.augment, gen, threads=threads)
+
     took = time.perf_counter() - t_load
     if mode == "memory":
         log(f"decoded {len(train.paths)} training images at {size}px in {took:.1f} s")
@@ -383,20 +365,20 @@ def train_torch(
                 )
             )
             member_seed = cfg.seed * 1000 + k
-            member = source(idx, torch.Generator().manual_seed(member_seed + 1))
+            member = source(idx, member_seed)
             trained = _train_member(
-                cfg, n_classes, member, y_train[idx], sets["val"], train.original_counts,
+                cfg, n_classes, member, y_train[idx], val, train.original_counts,
                 device, member_seed, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
-                progress=progress,
+                progress=progress, group=group,
             )  # fmt: skip
             skipped.update(_left_out(member))
             members.append(trained)
             history += trained.history
     else:
-        whole = source(None, torch.Generator().manual_seed(cfg.seed + 1))
+        whole = source(None, cfg.seed)
         trained = _train_member(
-            cfg, n_classes, whole, y_train, sets["val"], train.original_counts, device,
-            cfg.seed, log, progress=progress,
+            cfg, n_classes, whole, y_train, val, train.original_counts, device,
+            cfg.seed, log, progress=progress, group=group,
         )  # fmt: skip
         skipped.update(_left_out(whole))
         members.append(trained)
@@ -404,61 +386,18 @@ def train_torch(
     train_s = time.perf_counter() - t0
     if skipped:
         log(f"{len(skipped)} training image(s) could not be decoded and were left out")
-    # the best checkpoint of each member, reloaded, is what is evaluated
-    model = create_model(cfg.model, n_classes, None).to(device)
-    probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
-    for trained in members:
-        model.load_state_dict(trained.state)
-        for name in ("val", "test"):
-            b, yy = sets[name]
-            probs[name].append(predict_batches(model, b, len(yy), cfg.batch_size * 2, device))
-    for b, _ in sets.values():
-        b.close()
-    # Saved through a file object: given a path, torch.save names the archive's inner
-    # folder after it, and the temporary name would make equal checkpoints differ.
-    with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:
-        torch.save(
-            {
-                "members": [m.state for m in members],
-                "best_epochs": [m.best_epoch for m in members],
-                "model": cfg.model,
-                "classes": split.classes,
-                "image_size": size,
-                "config": cfg.to_dict(),
-            },
-            f,
-        )
-    write_csv(out / "history.csv", history)
-    peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-    result: dict[str, Any] = {
-        "val": (sets["val"][1], np.mean(probs["val"], axis=0)),
-        "test": (sets["test"][1], np.mean(probs["test"], axis=0)),
-        "train_s": train_s,
-        "best_epoch": members[0].best_epoch
-        if len(members) == 1
-        else [m.best_epoch for m in members],
-        "epochs_run": len(history),
-        "device": str(device),
-        "data": {"mode": mode, "why": why, "skipped_images": len(skipped),
-                 "skipped": [{"path": p, "reason": r} for p, r in sorted(skipped.items())]},
-    }  # fmt: skip
-    if peak is not None:
-        result["gpu_peak_memory_mib"] = round(peak, 1)
-    rule, why = selection_rule(cfg.monitor, sets["val"][1], n_classes)
-    result["selection"] = {
-        "rule": rule,
-        "reason": why,
-        "steps": int(sum(m.steps for m in members)),  # optimiser steps of the tested model(s)
-        "steps_total": int(sum(m.history[-1]["steps"] for m in members)),
-        "max_steps": cfg.max_steps,
-        "stage": "crt" if cfg.crt_epochs else "train",  # the stage the tested model ends
-    }
-    if cfg.crt_epochs:  # which stage the tested model comes from, and what it started from
-        stage1 = [m.stage1_epoch for m in members]
-        result["selection"]["crt"] = {
-            "epochs": cfg.crt_epochs,
-            "stage1_epoch": stage1[0] if len(members) == 1 else stage1,
-            "sampler": "class-balanced",
-            "loss": "ce",
-        }
-    return result
+    return Trained(members, history, skipped, mode, why, train_s)
+
+
+def train_torch(
+    cfg: RunConfig, split: SplitData, train: TrainSet, out: Path, log: Any, progress: Any = None
+) -> dict[str, Any]:
+    """Train and evaluate one torch run in this process; writes the model and history."""
+    device = pick_device(cfg.device)
+    t_load = time.perf_counter()
+    data = plan_data(cfg, split, train, device, log)
+    threads = cfg.workers or min(8, os.cpu_count() or 2)
+    sets = eval_sets(cfg, split, ("val", "test"), data[0], device, threads)
+    trained = train_members(cfg, len(split.classes), train, sets["val"], data, device, log,
+                            threads=threads, progress=progress, t_load=t_load)  # fmt: skip
+    return write_trained(cfg, split, trained, sets, out, device)
