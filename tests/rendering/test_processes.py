@@ -33,7 +33,7 @@ def big_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (root / name).mkdir(parents=True)
         for i in range(n):
             px = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)
-            Image.fromarray(px).resize((600, 600)).save(root / name / f"{i}.png")
+            Image.fromarray(px).resize((600, 600)).save(root / name / f"{i}.jpg", quality=90)
     return root
 
 
