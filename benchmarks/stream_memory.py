@@ -27,12 +27,16 @@ from PIL import Image
 COLOURS = [(200, 40, 40), (40, 200, 40), (40, 40, 200), (200, 200, 40), (40, 200, 200)]
 
 
+def split_sizes(n: int) -> dict[str, int]:
+    """Images per split of the generated tree: ``n`` to train on, 1% each to score."""
+    return {"train": n, "val": max(50, n // 100), "test": max(50, n // 100)}
+
+
 def make_tree(root: Path, n: int, size: int, seed: int = 0) -> None:
     if (root / "done").is_file():
         return
     rng = np.random.default_rng(seed)
-    counts = {"train": n, "val": max(50, n // 100), "test": max(50, n // 100)}
-    for split, total in counts.items():
+    for split, total in split_sizes(n).items():
         for k in range(total):
             c = k % len(COLOURS)
             folder = root / split / f"class{c}"
@@ -74,7 +78,7 @@ def main() -> None:
     print(
         f"dataset: {args.images} training JPEGs at {args.size} px ({time.perf_counter() - t:.0f} s)"
     )
-    decoded = (args.images + 2 * max(50, args.images // 100)) * 3 * args.size**2 / 2**30
+    decoded = sum(split_sizes(args.images).values()) * 3 * args.size**2 / 2**30
     seen = args.steps * args.batch_size
     results: dict[str, Any] = {
         "command": "python " + " ".join(sys.argv), "images": args.images,

@@ -1,10 +1,13 @@
-"""Helpers that write tiny real image files for the tests."""
+"""Helpers that write tiny real image files for the tests, and run the command line."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -125,3 +128,22 @@ def all_gone(pids: list[int], timeout: float = 10.0) -> bool:
     while any(is_running(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     return not any(is_running(p) for p in pids)
+
+
+_SCRIPT = Path(sys.executable).parent / "imgbalance"
+#: the installed console script (``python -m imgbalance`` where there is none)
+ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "imgbalance"]
+
+
+def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``imgbalance ARGS...`` through the console script: wide, uncoloured, no stdin."""
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    return subprocess.run(
+        [*ENTRY, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )

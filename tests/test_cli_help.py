@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-_SCRIPT = Path(sys.executable).parent / "imgbalance"
-_ENV = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+from imgtools import run_cli
 
 
 def _help(*args: str) -> str:
-    r = subprocess.run(
-        [str(_SCRIPT), *args, "--help"], capture_output=True, text=True, env=_ENV, timeout=120
-    )
+    r = run_cli(*args, "--help")
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -41,7 +33,5 @@ def test_a_flag_shows_no_value_and_an_option_shows_its_type() -> None:
 
 
 def test_a_missing_argument_is_named_as_the_usage_shows_it() -> None:
-    r = subprocess.run(
-        [str(_SCRIPT), "predict"], capture_output=True, text=True, env=_ENV, timeout=120
-    )
+    r = run_cli("predict")
     assert r.returncode == 2 and "Missing argument 'RUN'" in r.stderr

@@ -7,10 +7,7 @@ import csv
 import hashlib
 import importlib.util
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +17,12 @@ from PIL import Image
 import imgbalance
 from imgbalance import plan_arrays
 
-from imgtools import rgb, save
+from imgtools import rgb, run_cli, save
 
-_SCRIPT = Path(sys.executable).parent / "imgbalance"
-ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "imgbalance"]
 HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run(
-        [*ENTRY, *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
+run = run_cli
 
 
 def one_line(text: str) -> str:

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +18,17 @@ from imgbalance.errors import ImgBalanceError
 from imgbalance.experiments import RunConfig, run_training
 from imgbalance.experiments.predict import find_images, load_run
 
-from imgtools import COLOURS, colour_image
+from imgtools import COLOURS, colour_image, run_cli
 
 torch = pytest.importorskip("torch", reason="torch runs need the torch extra")
-
-_SCRIPT = Path(sys.executable).parent / "imgbalance"
-ENTRY = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "imgbalance"]
 
 
 def cli(*args: str | Path, process: bool = False) -> subprocess.CompletedProcess[str]:
     """The command line: in this process (the same command the console script runs; a
     torch import less per call), or, with ``process``, through the console script."""
-    env = {"COLUMNS": "200", "NO_COLOR": "1"}
     if process:
-        return subprocess.run(
-            [*ENTRY, *map(str, args)], capture_output=True, text=True,
-            env={**os.environ, **env}, timeout=300, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-    r = CliRunner().invoke(app, [str(a) for a in args], env=env)
+        return run_cli(*args)
+    r = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200", "NO_COLOR": "1"})
     if r.exception is not None and not isinstance(r.exception, SystemExit):
         raise r.exception  # a bug, which the console script would show as a traceback
     return subprocess.CompletedProcess(list(args), r.exit_code, r.stdout, r.stderr)
