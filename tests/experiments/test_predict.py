@@ -56,13 +56,24 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "cnn": {},
         "ensemble": {"ensemble": 2},
         "linear": {"model": "linear", "features": "pca:5:thumbnail:8"},
+        # the CIFAR recipe: a cosine head (LDAM's) that predict must rebuild as it was
+        "ldam": {
+            "model": "resnet20",
+            "loss": "ldam",
+            "drw_epoch": 2,
+            "optimizer": "sgd",
+            "lr": 0.05,
+            "augment": "crop-flip",
+            "schedule": "multistep",
+            "milestones": [1],
+        },
     }.items():
         out[name] = base / name
         run_training(RunConfig.from_dict({**common, **extra}), out[name])
     return out
 
 
-@pytest.mark.parametrize("name", ["cnn", "ensemble", "linear"])
+@pytest.mark.parametrize("name", ["cnn", "ensemble", "linear", "ldam"])
 def test_predicting_the_test_split_gives_the_runs_files_byte_for_byte(
     runs: dict[str, Path], tmp_path: Path, name: str
 ) -> None:

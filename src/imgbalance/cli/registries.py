@@ -12,7 +12,7 @@ __all__ = ["FAMILIES", "LOSS_NAMES", "registry_of"]
 FAMILIES = ("methods", "losses", "class-weights", "samplers", "mixing", "models")
 #: the registered losses, for help texts without importing torch (a test checks that this
 #: equals ``imgbalance.torch.losses.list_losses()``)
-LOSS_NAMES = ("ce", "weighted-ce", "focal", "balanced-softmax")
+LOSS_NAMES = ("ce", "weighted-ce", "focal", "balanced-softmax", "logit-adjusted", "ldam")
 
 
 def registry_of(family: str) -> tuple[Registry[Any], list[tuple[str, str]]]:

@@ -42,6 +42,7 @@ from typing import Any
 
 from .._fs import atomic_write_text, output_faults
 from ..errors import ConfigError, DatasetError
+from .config import NATIVE_SIZE
 from .grid import run_grid
 from .repeats import SPLITS_DIR, make_splits
 from .results import MIN_EVAL_IMAGES
@@ -227,7 +228,7 @@ def _first_plan(
     else:
         names, why = default_techniques(counts, model)
         notes += why
-    size = 64 if model in ("small-cnn", "linear") else 224
+    size = 64 if model == "linear" else NATIVE_SIZE.get(model, 224)
     defaults: dict[str, Any] = {"image_size": size, "epochs": 20, "batch_size": 32}
     if model == "linear":
         defaults = {"image_size": size, "features": "thumbnail"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import json
@@ -15,15 +16,52 @@ from ..torch.samplers import SAMPLERS
 from ..torch.weights import CLASS_WEIGHTS
 
 __all__ = [
-    "ADDED_SETTINGS", "AUGMENT", "FREEZE", "LINEAR_LOSSES", "MIN_VAL_FOR_SELECTION", "MONITORS",
+    "ADDED_SETTINGS",
+    "AUGMENT",
+    "FREEZE",
+    "HEADS",
+    "LINEAR_LOSSES",
+    "MIN_VAL_FOR_SELECTION",
+    "MONITORS",
+    "NATIVE_SIZE",
+    "OPTIMIZERS",
+    "PROTOCOLS",
+    "SCHEDULES",
     "RunConfig",
 ]  # fmt: skip
 
-AUGMENT = ("none", "light")
+#: online augmentation of training batches (see :class:`imgbalance.torch.data.MemoryBatches`)
+AUGMENT = ("none", "light", "crop-flip")
 #: settings added after runs were first fingerprinted, with their defaults: at the default
 #: a setting is left out of the fingerprint, so a finished grid stays finished (its runs
 #: are the same runs) when imgbalance learns a new setting
-ADDED_SETTINGS: dict[str, Any] = {"freeze": "none", "backbone_lr_mult": 1.0, "crt_epochs": 0}
+ADDED_SETTINGS: dict[str, Any] = {
+    "freeze": "none", "backbone_lr_mult": 1.0, "crt_epochs": 0, "head": "linear",
+    "head_scale": 30.0, "ldam_margin": 0.5, "optimizer": "adam", "momentum": 0.9,
+    "warmup_epochs": 0, "schedule": "step", "milestones": None,
+}  # fmt: skip
+#: the image size a model is built for, when ``image_size`` is not given (else 224)
+NATIVE_SIZE = {"small-cnn": 64, "resnet20": 32, "resnet32": 32}
+#: the classifier head: ``auto`` is ``cosine`` for the LDAM loss (its margins are in cosine
+#: units, as in Cao et al.), ``linear`` otherwise
+HEADS = ("auto", "linear", "cosine")
+#: the optimiser and learning-rate schedules (see :mod:`imgbalance.torch.finetune`)
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("step", "multistep", "cosine")
+#: named protocols: settings a run starts from (the run's own settings win). ``cifar-lt``
+#: is the long-tailed CIFAR protocol of Cao et al. 2019 (LDAM-DRW) and the papers after it:
+#: SGD 0.1, momentum 0.9, weight decay 2e-4, batch 128, 200 epochs, 5 of linear warm-up,
+#: lr x 0.01 after epochs 160 and 180 (their code's steps), pad-and-crop + flip, the last
+#: epoch tested (no selection), effective-number beta 0.9999 for DRW
+PROTOCOLS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "cifar-lt": {
+        "optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 2e-4,
+        "batch_size": 128, "epochs": 200, "warmup_epochs": 5, "schedule": "multistep",
+        "milestones": [160, 180], "step_gamma": 0.01, "augment": "crop-flip",
+        "monitor": "none", "beta": 0.9999,
+    },
+}  # fmt: skip
 #: what trains: ``none`` every parameter, ``backbone`` only the classifier head (the final
 #: linear layer; see :func:`imgbalance.torch.models.split_parameters`)
 FREEZE = ("none", "backbone")
@@ -71,6 +109,9 @@ class RunConfig:
     freeze: str = "none"
     #: the backbone's learning rate is lr x this (the head's is lr)
     backbone_lr_mult: float = 1.0
+    #: the classifier head (see HEADS) and a cosine head's logit scale
+    head: str = "auto"
+    head_scale: float = 30.0
     # offline balancing of the training split, through the engine
     technique: str = "none"
     technique_params: dict[str, Any] = field(default_factory=dict)
@@ -81,6 +122,8 @@ class RunConfig:
     beta: float = 0.999
     focal_gamma: float = 2.0
     tau: float = 1.0
+    #: LDAM: the rarest class's margin, in cosine units
+    ldam_margin: float = 0.5
     drw_epoch: int | None = None
     sampler: str = "none"
     mixing: str = "none"
@@ -91,6 +134,17 @@ class RunConfig:
     #: this many epochs on the frozen backbone, class-balanced sampling, plain CE; 0: off
     crt_epochs: int = 0
     # protocol
+    #: a named protocol (see PROTOCOLS) whose settings this run starts from
+    protocol: str = "default"
+    optimizer: str = "adam"
+    #: SGD's momentum
+    momentum: float = 0.9
+    #: the first epochs' learning rate rises linearly to lr (0: no warm-up)
+    warmup_epochs: int = 0
+    #: step (x step_gamma every step_size epochs), multistep (x step_gamma at each of
+    #: milestones), cosine
+    schedule: str = "step"
+    milestones: list[int] | None = None
     epochs: int = 30
     batch_size: int = 32
     lr: float = 5e-4
@@ -123,15 +177,29 @@ class RunConfig:
                 f"Unknown run setting(s) {unknown}.{hint} Valid settings: "
                 f"{', '.join(sorted(names))}."
             )
-        cfg = cls(**d)
+        protocol = d.get("protocol", "default")
+        if protocol not in PROTOCOLS:
+            raise ConfigError(
+                f"protocol must be one of {', '.join(PROTOCOLS)}; got {protocol!r}. Write it "
+                f"like protocol=cifar-lt (--set protocol=cifar-lt on the command line)."
+            )
+        cfg = cls(**{**copy.deepcopy(PROTOCOLS[protocol]), **d})
         cfg.validate()
         return cfg
+
+    def model_head(self) -> dict[str, Any]:
+        """The head keywords of :func:`imgbalance.torch.models.create_model` for this run."""
+        head = self.head
+        if head == "auto":
+            head = "cosine" if self.loss == "ldam" else "linear"
+        return {"head": head, "head_scale": float(self.head_scale)}
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` default filled in."""
         d = asdict(self)
         if d["image_size"] is None:
-            d["image_size"] = 64 if self.model == "small-cnn" else 224
+            d["image_size"] = NATIVE_SIZE.get(self.model, 224)
+        d["head"] = self.model_head()["head"]
         if d["class_weights"] is None:
             d["class_weights"] = "inverse" if self.loss == "weighted-ce" else "none"
         return RunConfig(**d)
@@ -202,6 +270,7 @@ class RunConfig:
                 f"batch), got {self.batch_size}."
             )
         self._check_finetune()
+        self._check_protocol()
         if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
             raise ImgBalanceError(
                 f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "
@@ -242,6 +311,66 @@ class RunConfig:
                 f"classifier on: {named} is for CNNs. Drop it or choose a CNN model."
             )
 
+    def _check_protocol(self) -> None:
+        """The head, LDAM's settings, the optimiser and the schedule."""
+
+        def number(key: str, low: float, high: float, example: str) -> None:
+            v = getattr(self, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not low <= v < high:
+                raise ConfigError(
+                    f"{key} must be a number in [{low:g}, {high:g}), got {v!r}. Write it like "
+                    f"{key}={example} (--set {key}={example} on the command line)."
+                )
+
+        for key, options in (("head", HEADS), ("optimizer", OPTIMIZERS),
+                             ("schedule", SCHEDULES)):  # fmt: skip
+            if getattr(self, key) not in options:
+                raise ConfigError(
+                    f"{key} must be one of {', '.join(options)}; got {getattr(self, key)!r}."
+                )
+        number("head_scale", 1e-6, float("inf"), "30")
+        number("ldam_margin", 1e-6, float("inf"), "0.5")
+        number("momentum", 0.0, 1.0, "0.9")
+        w = self.warmup_epochs
+        if not isinstance(w, int) or isinstance(w, bool) or not 0 <= w < self.epochs:
+            raise ConfigError(
+                f"warmup_epochs must be an integer from 0 to epochs - 1 ({self.epochs - 1}), "
+                f"got {w!r}: lower it or raise epochs (--set warmup_epochs=1 on the command "
+                f"line; a protocol's warm-up counts too)."
+            )
+        ms = self.milestones
+        if ms is not None and (
+            not isinstance(ms, list)
+            or not all(isinstance(m, int) and not isinstance(m, bool) for m in ms)
+            or ms != sorted(set(ms))
+            or not all(1 <= m < self.epochs for m in ms)
+        ):
+            raise ConfigError(
+                f"milestones must be increasing epochs between 1 and epochs - 1 "
+                f"({self.epochs - 1}), got {ms!r}. Write it like milestones: [160, 180] in a "
+                f"grid (--set 'milestones=[160, 180]' on the command line)."
+            )
+        if (self.schedule == "multistep") != bool(ms):
+            raise ConfigError(
+                "milestones go with schedule=multistep, and schedule=multistep needs them; got "
+                f"schedule={self.schedule!r}, milestones={ms!r}. Set both, e.g. "
+                "schedule=multistep with milestones [160, 180], or neither."
+            )
+        if self.loss == "ldam" and self.head == "linear":
+            raise ConfigError(
+                "loss ldam puts its margins on a cosine head's logits (Cao et al. 2019); "
+                "head=linear would take them off raw logits of any size. Leave head at auto "
+                "(cosine for ldam) or set head=cosine."
+            )
+        given = [k for k in ("head", "optimizer", "schedule")
+                 if getattr(self, k) not in ("auto", ADDED_SETTINGS[k])]  # fmt: skip
+        if self.model == "linear" and (given or self.warmup_epochs):
+            raise ConfigError(
+                f"model linear (logistic regression) has no head, optimiser or schedule to "
+                f"set: {', '.join(given) or 'warmup_epochs'} is for CNNs. Drop it or choose "
+                f"a CNN model."
+            )
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -251,6 +380,7 @@ class RunConfig:
         d.pop("workers", None)
         d.pop("device", None)
         d.pop("data_mode", None)
+        d.pop("protocol", None)  # its settings are in d already
         for key, default in ADDED_SETTINGS.items():  # at its default, a run is what it was
             if d[key] == default:
                 d.pop(key)

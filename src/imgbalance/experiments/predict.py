@@ -201,7 +201,10 @@ class Predictor:
         n = len(self.classes)
         models = []
         for state in states:
-            model = create_model(str(self.record["model"]), n, None).to(device)
+            model = create_model(
+                str(self.record["model"]), n, None, head=str(self.record.get("head", "linear")),
+                head_scale=float(self.record.get("head_scale", 30.0)),
+            ).to(device)  # fmt: skip
             model.load_state_dict(state)
             models.append(model.eval())
         self._members[str(device)] = models

@@ -158,6 +158,7 @@ def inference_record(
     }
     if torch_model:
         record["input"] = {"image_size": int(cfg.image_size or 64), **PREPROCESSING}
+        record.update(cfg.model_head())
     else:
         record["input"] = {"features": cfg.features}
     return record

@@ -127,7 +127,7 @@ def write_trained(
     members, history, skipped = trained.members, trained.history, trained.skipped
     size = int(cfg.image_size or 64)
     n_classes = len(split.classes)
-    model = create_model(cfg.model, n_classes, None).to(device)
+    model = create_model(cfg.model, n_classes, None, **cfg.model_head()).to(device)
     probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
     for member in members:
         model.load_state_dict(member.state)

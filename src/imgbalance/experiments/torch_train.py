@@ -16,7 +16,14 @@ from torch import nn
 from ..errors import ConfigError
 from ..torch.data import MemoryBatches, load_pixels
 from ..torch.distributed import DistributedWeightedSampler, RankGroup
-from ..torch.finetune import build_optimizer, freeze_backbone, group_lr, reset_head, train_mode
+from ..torch.finetune import (
+    build_optimizer,
+    build_schedule,
+    freeze_backbone,
+    group_lr,
+    reset_head,
+    train_mode,
+)  # fmt: skip
 from ..torch.losses import ClassLoss, LossSpec, create_loss
 from ..torch.mixing import create_mixing
 from ..torch.models import create_model
@@ -76,7 +83,7 @@ def _train_member(
     # Initial weights first, before any data pass. Module constructors take no generator,
     # so the global one is seeded; torchvision's MixUp/CutMix draw from it as well.
     torch.manual_seed(seed)
-    model = create_model(cfg.model, n_classes, cfg.pretrained).to(device)
+    model = create_model(cfg.model, n_classes, cfg.pretrained, **cfg.model_head()).to(device)
     if cfg.freeze == "backbone":
         freeze_backbone(model)
         if cfg.pretrained is None:
@@ -90,6 +97,8 @@ def _train_member(
         prior=prior,
         gamma=cfg.focal_gamma,
         tau=cfg.tau,
+        max_margin=cfg.ldam_margin,
+        scale=cfg.head_scale,
     )
     loss = create_loss(cfg.loss, n_classes, spec)
     set_weight = getattr(loss, "set_weight", None)
@@ -106,10 +115,11 @@ def _train_member(
     steps = 0
 
     def validate(
-        stage: str, epoch: int, train_loss: float, opt: torch.optim.Optimizer, t0: float
+        stage: str, epoch: int, train_loss: float, lrs: tuple[float, float], t0: float
     ) -> tuple[dict[str, Any], float]:
-        """The model after an epoch on validation: its history row, and its score under
-        the selection rule (higher is better)."""
+        """The model after an epoch on validation: its history row (``lrs``: the head's and
+        the backbone's learning rates during the epoch), and its score under the selection
+        rule (higher is better)."""
         val_p = predict_batches(model, val_batches, len(val_y), cfg.batch_size * 2, device)
         vm = classification_metrics(val_y, val_p, [str(i) for i in range(n_classes)])
         with torch.no_grad():
@@ -131,13 +141,13 @@ def _train_member(
             "val_macro_f1": vm["macro_f1"],
             "val_balanced_accuracy": vm["balanced_accuracy"],
             "val_accuracy": vm["accuracy"],
-            "lr": group_lr(opt, "head"),
+            "lr": lrs[0],
             "steps": steps,
             "seconds": round(time.perf_counter() - t0, 3),
             "stage": stage,
         }
         if cfg.backbone_lr_mult != 1:
-            row["backbone_lr"] = group_lr(opt, "backbone")
+            row["backbone_lr"] = lrs[1]
         if tag:
             row["member"] = tag
         history.append(row)
@@ -159,7 +169,13 @@ def _train_member(
         sampler = DistributedWeightedSampler(n, cfg.batch_size, weights=sample_w,
                                              seed=draw_seed, rank=group.rank,
                                              world_size=group.world_size)  # fmt: skip
-        sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.step_gamma)
+        # cRT (Kang et al.) re-trains the head on a cosine schedule when the run's own is
+        # not today's step schedule; no warm-up, no milestones (they count stage 1's epochs)
+        sched = build_schedule(
+            opt, cfg.schedule if stage == "train" or cfg.schedule == "step" else "cosine",
+            epochs, step_size=cfg.step_size, gamma=cfg.step_gamma,
+            milestones=cfg.milestones or (), warmup_epochs=cfg.warmup_epochs * (stage == "train"),
+        )  # fmt: skip
         first = len(history)  # epochs are numbered on across stages
         best: tuple[float, int, int, dict[str, Any]] | None = None
         bad = 0
@@ -191,6 +207,7 @@ def _train_member(
                 steps += 1
                 total += float(batch_loss.detach()) * len(idx)
                 seen += len(idx)
+            lrs = (group_lr(opt, "head"), group_lr(opt, "backbone"))  # this epoch's
             sched.step()
             total, seen_all = group.sum([total, float(seen)])
             epoch = first + k
@@ -200,7 +217,7 @@ def _train_member(
             warming = drw_epoch is not None and k < drw_epoch
             decision: tuple[bool, bool, float] | None = None
             if group.main:  # rank 0 validates and decides for every rank
-                row, score = validate(stage, epoch, total / max(seen_all, 1), opt, t0)
+                row, score = validate(stage, epoch, total / max(seen_all, 1), lrs, t0)
                 improved = not warming and (best is None or score > best[0])
                 bad = 0 if improved else bad + int(not warming)
                 label = (
@@ -223,7 +240,8 @@ def _train_member(
         assert best is not None
         return best[1], best[2], best[3]
 
-    opt = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult)
+    opt = build_optimizer(model, cfg.lr, cfg.weight_decay, cfg.backbone_lr_mult,
+                          kind=cfg.optimizer, momentum=cfg.momentum)  # fmt: skip
     sample_w = None
     if cfg.sampler != "none":
         sample_w = torch.as_tensor(sample_weights(y_train.numpy(), cfg.sampler))
@@ -241,7 +259,8 @@ def _train_member(
     reset_head(model, seed + _CRT_SEED)
     freeze_backbone(model)
     balanced = torch.as_tensor(sample_weights(y_train.numpy(), "class-balanced"))
-    opt = build_optimizer(model, cfg.lr, cfg.weight_decay)
+    opt = build_optimizer(model, cfg.lr, cfg.weight_decay, kind=cfg.optimizer,
+                          momentum=cfg.momentum)  # fmt: skip
     plain = ClassLoss(n_classes).to(device)
     crt_epoch, crt_at, crt_state = fit(
         "crt", cfg.crt_epochs, opt, plain, None, balanced, None, seed + _CRT_SEED + 1
@@ -255,7 +274,7 @@ def check_model(cfg: RunConfig, n_classes: int) -> None:
     """Build the run's model once, with its pretrained weights, before any image is
     decoded: an unknown model or weights that cannot be had fail in a second, not after
     the decoding, and before the run folder is written."""
-    create_model(cfg.model, n_classes, cfg.pretrained)
+    create_model(cfg.model, n_classes, cfg.pretrained, **cfg.model_head())
 
 
 def plan_data(
@@ -271,7 +290,7 @@ def plan_data(
     n_images = len(train.paths) + len(split.rows["val"]) + len(split.rows["test"])
     step = 0  # on a GPU the step's memory is the GPU's
     if device.type == "cpu":
-        model = create_model(cfg.model, len(split.classes), None)
+        model = create_model(cfg.model, len(split.classes), None, **cfg.model_head())
         step = training_memory(model, size, cfg.batch_size)
     mode, why = choose_data_mode(cfg.data_mode, n_images, size, step)
     log(why)

@@ -75,7 +75,9 @@ class MemoryBatches:
     (rotation up to 10 degrees, shift up to 5%, zoom 0.95-1.05, reflected borders),
     drawn per image from ``generator`` and applied to the whole batch at once with
     ``affine_grid`` / ``grid_sample`` (a per-image torchvision transform loop costs
-    more than the model's forward pass at these sizes).
+    more than the model's forward pass at these sizes). ``crop-flip`` is the CIFAR
+    recipe (He et al. 2016, and every CIFAR-LT paper): pad 4 pixels of black on each
+    side, take a random crop of the original size, flip half the images horizontally.
     """
 
     def __init__(
@@ -114,6 +116,19 @@ class MemoryBatches:
             x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
         )
 
+    def _crop_flip(self, x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        n, _, h, w = x.shape
+        g = self.generator
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=g).tolist()
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=g).tolist()
+        flip = (torch.rand(n, generator=g) < 0.5).tolist()
+        padded = F.pad(x, (pad, pad, pad, pad))  # zeros: black before normalisation
+        out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+        flipped = torch.tensor(flip, device=x.device)
+        return torch.where(flipped.view(n, 1, 1, 1), out.flip(3), out)
+
     def get(self, idx: torch.Tensor, train: bool) -> torch.Tensor:
         return self.prepare(self.pixels[idx], train)
 
@@ -123,6 +138,8 @@ class MemoryBatches:
         x = pixels.to(self.device, non_blocking=True).float().div_(255.0)
         if train and self.augment == "light":
             x = self._affine(x)
+        elif train and self.augment == "crop-flip":
+            x = self._crop_flip(x)
         return (x - self.mean) / self.std
 
     def iterate(

@@ -9,6 +9,11 @@ one-hot or soft target, ``w`` per-class weights (all 1 for none) and the mean
 taken like PyTorch's weighted cross-entropy: divided by ``sum_i sum_c w_c t_ic``.
 So focal loss with ``gamma = 0`` is exactly ``F.cross_entropy(weight=w)`` and
 balanced softmax is cross-entropy on log-prior-adjusted logits (tests check both).
+Logit-adjusted cross-entropy (Menon et al. 2021) is the same loss with the prior's weight
+``tau`` as a setting: at ``tau = 1`` it *is* balanced softmax (Ren et al. 2020), two names
+the literature gives one formula. LDAM (Cao et al. 2019, :class:`LDAMLoss`) subtracts a
+per-class margin ``scale * m_y`` from the true class's logit, ``m_j`` proportional to
+``n_j ** -1/4``, before the same cross-entropy; it is defined on a cosine head's logits.
 
 Losses are chosen by name: ``@register_loss("name")`` adds a builder
 ``(n_classes, LossSpec) -> nn.Module``; :func:`create_loss` and :func:`list_losses`
@@ -28,7 +33,10 @@ from torch import nn
 
 from ..registry import Registry
 
-__all__ = ["LOSSES", "ClassLoss", "LossSpec", "create_loss", "list_losses", "register_loss"]
+__all__ = [
+    "LOSSES", "ClassLoss", "LDAMLoss", "LossSpec", "create_loss", "ldam_margins", "list_losses",
+    "register_loss",
+]  # fmt: skip
 
 
 class ClassLoss(nn.Module):
@@ -78,12 +86,19 @@ class ClassLoss(nn.Module):
             return logits + self.tau * self.log_prior
         return logits
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        logits = self.adjusted(logits.float())
+    def targets(self, target: torch.Tensor) -> torch.Tensor:
+        """Hard labels as one-hot rows (soft targets as they are), label-smoothed."""
         if target.ndim == 1:
             target = F.one_hot(target.long(), self.n_classes).float()
         if self.label_smoothing:
             target = target * (1 - self.label_smoothing) + self.label_smoothing / self.n_classes
+        return target
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.cross_entropy(self.adjusted(logits.float()), self.targets(target))
+
+    def cross_entropy(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The weighted (focal) cross-entropy of ``logits`` against target rows."""
         log_p = F.log_softmax(logits, dim=1)
         term = -log_p
         if self.gamma:
@@ -91,6 +106,43 @@ class ClassLoss(nn.Module):
         w = self.weight * target
         denom = w.sum()
         return (w * term).sum() / torch.clamp(denom, min=1e-12)
+
+
+def ldam_margins(counts: Sequence[float] | np.ndarray, max_margin: float = 0.5) -> np.ndarray:
+    """LDAM's margins: ``m_j = C / n_j ** (1/4)`` with ``C`` such that the rarest class's
+    margin is ``max_margin`` (Cao et al. 2019, eq. 13 and their code). A class with no
+    training image counts as one."""
+    n = np.maximum(np.asarray(counts, dtype=np.float64), 1.0)
+    m = n**-0.25
+    return np.asarray(m * (max_margin / m.max()))
+
+
+class LDAMLoss(ClassLoss):
+    """Label-distribution-aware margin loss: cross-entropy (weighted like
+    :class:`ClassLoss`, so deferred re-weighting applies) on
+    ``logits - scale * m_y`` for the true class ``y``; a soft (mixed) target ``t`` takes
+    ``scale * t_c * m_c`` off each class's logit (one-hot: exactly the paper's loss).
+    ``scale`` is the cosine head's (its logits are ``scale * cos``), so the margin is
+    ``m_y`` in cosine units, as in the paper."""
+
+    margins: torch.Tensor
+
+    def __init__(
+        self,
+        n_classes: int,
+        counts: Sequence[float] | np.ndarray,
+        *,
+        max_margin: float = 0.5,
+        scale: float = 30.0,
+        weight: Sequence[float] | np.ndarray | None = None,
+    ) -> None:
+        super().__init__(n_classes, weight=weight)
+        margins = torch.as_tensor(ldam_margins(counts, max_margin), dtype=torch.float32)
+        self.register_buffer("margins", margins * float(scale))
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        t = self.targets(target)
+        return self.cross_entropy(logits.float() - t * self.margins, t)
 
 
 @dataclass(frozen=True)
@@ -103,6 +155,9 @@ class LossSpec:
     prior: np.ndarray | None = None
     gamma: float = 2.0
     tau: float = 1.0
+    #: LDAM: the rarest class's margin (cosine units) and the cosine head's scale
+    max_margin: float = 0.5
+    scale: float = 30.0
 
 
 Builder = Callable[[int, LossSpec], nn.Module]
@@ -133,6 +188,26 @@ def _focal(n_classes: int, spec: LossSpec) -> nn.Module:
 @register_loss("balanced-softmax", help="cross-entropy on logits + tau * log prior")
 def _balanced_softmax(n_classes: int, spec: LossSpec) -> nn.Module:
     return ClassLoss(n_classes, weight=spec.weight, prior=spec.prior, tau=spec.tau)
+
+
+@register_loss(
+    "logit-adjusted",
+    help="logit-adjusted cross-entropy (Menon et al.): logits + tau * log prior; "
+    "tau=1 is balanced-softmax",
+)
+def _logit_adjusted(n_classes: int, spec: LossSpec) -> nn.Module:
+    return ClassLoss(n_classes, weight=spec.weight, prior=spec.prior, tau=spec.tau)
+
+
+@register_loss(
+    "ldam", help="LDAM (Cao et al.): margins ~ n^-1/4 on a cosine head; with drw_epoch: LDAM-DRW"
+)
+def _ldam(n_classes: int, spec: LossSpec) -> nn.Module:
+    if spec.prior is None:
+        raise ValueError("LDAM needs the training counts (LossSpec.prior).")
+    weight = spec.weight if spec.weighted else None
+    return LDAMLoss(n_classes, spec.prior, max_margin=spec.max_margin, scale=spec.scale,
+                    weight=weight)  # fmt: skip
 
 
 def list_losses() -> list[str]:

@@ -1,5 +1,6 @@
-"""Models, by registry name: ``small-cnn`` (our CPU-sized CNN) and any torchvision
-classifier, with pretrained weights or a clear error.
+"""Models, by registry name: ``small-cnn`` (our CPU-sized CNN), the CIFAR ResNets of He
+et al. 2016 (``resnet20``, ``resnet32``: the long-tailed CIFAR literature's model) and any
+torchvision classifier, with pretrained weights or a clear error.
 
 :func:`create_model` is the way in for training (a fresh ``n_classes`` head);
 ``@register_model("name")`` adds a model (a function ``(n_classes, weights) ->
@@ -22,6 +23,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ from ..registry import Registry
 
 try:
     import torch
+    import torch.nn.functional as F
     import torchvision
     from torch import nn
 except ImportError as exc:  # pragma: no cover - exercised by the no-torch test
@@ -39,9 +42,12 @@ except ImportError as exc:  # pragma: no cover - exercised by the no-torch test
     ) from exc
 
 __all__ = [
+    "HEADS",
     "MEAN",
     "MODELS",
     "STD",
+    "CifarResNet",
+    "CosineLinear",
     "LoadedModel",
     "SmallCNN",
     "build_model",
@@ -270,16 +276,127 @@ def _small_cnn(n_classes: int, weights: str | None = None) -> nn.Module:
     return SmallCNN(n_classes)
 
 
-def create_model(name: str, n_classes: int, weights: str | None = None) -> nn.Module:
+#: the classification heads :func:`create_model` can put on a model
+HEADS = ("linear", "cosine")
+
+
+class CosineLinear(nn.Linear):
+    """A cosine classifier: ``scale * cos(x, w_c)``, the normalised linear layer LDAM is
+    defined on (Cao et al. 2019, their ``NormedLinear``), no bias. The logits are bounded by
+    ``scale``; the loss's margins are in those units. It is an ``nn.Linear``, so freezing,
+    cRT's re-drawn head and export treat it as the head it is."""
+
+    scale: torch.Tensor
+
+    def __init__(self, in_features: int, out_features: int, scale: float = 30.0) -> None:
+        super().__init__(in_features, out_features, bias=False)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cos = F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
+        return cos * self.scale
+
+
+class _Shortcut(nn.Module):
+    """Option A of He et al.: subsample by 2 and pad the new channels with zeros (no
+    parameters; the CIFAR ResNets' 0.27 M / 0.46 M counts assume it)."""
+
+    def __init__(self, pad: int) -> None:
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad))
+
+
+class _Block(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut: nn.Module = (
+            _Shortcut((c_out - c_in) // 2) if stride != 1 or c_in != c_out else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNet of He et al. 2016 (section 4.2): a 3x3 convolution, three stages of
+    ``n`` basic blocks at 16, 32 and 64 channels (32, 16 and 8 px for a 32 px input), global
+    average pooling, a linear head; depth ``6n + 2`` (ResNet-20: n=3, 0.27 M parameters;
+    ResNet-32: n=5, 0.46 M). Shortcuts are option A, weights Kaiming-normal, as in the code
+    of the LDAM-DRW paper the CIFAR-LT results come from."""
+
+    def __init__(self, depth: int, n_classes: int) -> None:
+        super().__init__()
+        if (depth - 2) % 6:
+            raise ConfigError(f"A CIFAR ResNet's depth is 6n + 2 (20, 32, 44, 56), not {depth}.")
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(3, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        stages: list[nn.Module] = []
+        c_in = 16
+        for k, c_out in enumerate((16, 32, 64)):
+            blocks = [_Block(c_in if i == 0 else c_out, c_out, 2 if i == 0 and k else 1)
+                      for i in range(n)]  # fmt: skip
+            stages.append(nn.Sequential(*blocks))
+            c_in = c_out
+        self.layers = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(64, n_classes)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(m.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.pool(self.layers(F.relu(self.bn1(self.conv1(x))))).flatten(1)
+        logits: torch.Tensor = self.fc(out)
+        return logits
+
+
+def _cifar_resnet(depth: int, n_classes: int, weights: str | None = None) -> nn.Module:
+    if weights is not None:
+        raise ConfigError(f"resnet{depth} (CIFAR) has no pretrained weights; drop --pretrained.")
+    return CifarResNet(depth, n_classes)
+
+
+for _depth in (20, 32):
+    register_model(
+        f"resnet{_depth}",
+        help=f"the CIFAR ResNet-{_depth} (He et al. 2016), "
+        f"{'0.27' if _depth == 20 else '0.46'} M parameters, for 32 px images",
+    )(partial(_cifar_resnet, _depth))
+
+
+def create_model(
+    name: str,
+    n_classes: int,
+    weights: str | None = None,
+    *,
+    head: str = "linear",
+    head_scale: float = 30.0,
+) -> nn.Module:
     """A registered model or a torchvision classifier (random init, or ``weights``) with an
-    ``n_classes`` head. The caller seeds torch first: the initial weights come from it."""
+    ``n_classes`` head: ``linear``, or ``cosine`` (:class:`CosineLinear`, logits
+    ``head_scale * cos``). The caller seeds torch first: the initial weights come from it."""
+    if head not in HEADS:
+        raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {head!r}.")
     if name in MODELS:
         model: nn.Module = MODELS.get(name)(n_classes, weights)
-        return model
-    if name not in classification_models():
+    elif name not in classification_models():
         raise MODELS.unknown(name, extra=["<any torchvision classifier>"])
-    option = "--pretrained {file} (in Python or a grid: pretrained: {file})"
-    model = build_model(name, weights, file_option=option).model
-    parent, attr, head = final_linear(model)
-    setattr(parent, attr, nn.Linear(head.in_features, n_classes))
+    else:
+        option = "--pretrained {file} (in Python or a grid: pretrained: {file})"
+        model = build_model(name, weights, file_option=option).model
+        parent, attr, old = final_linear(model)
+        setattr(parent, attr, nn.Linear(old.in_features, n_classes))
+    if head == "cosine":
+        parent, attr, old = final_linear(model)
+        setattr(parent, attr, CosineLinear(old.in_features, n_classes, head_scale))
     return model
