@@ -108,6 +108,8 @@ def test_split_command(tmp_path: Path, balanced_tree: Path) -> None:
     out = tmp_path / "splits"
     r = run("split", balanced_tree, "--out", out, "--materialize", "link", "--seed", "3")
     assert r.returncode == 0, r.stderr
+    # the table's title is one line at a wide terminal (a rich title wraps at the table)
+    assert "split (seed 3): train 70%, val 15%, test 15%\n" in r.stdout
     rows = list(csv.DictReader((out / "splits.csv").open(encoding="utf-8")))
     assert len(rows) == 67
     assert sum(1 for _ in (out / "test").rglob("*.png")) == sum(r["split"] == "test" for r in rows)

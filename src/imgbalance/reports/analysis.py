@@ -67,6 +67,14 @@ def _problem_table(problems: list[Problem], per_code: int, written_to: Path | No
     return table
 
 
+def _print_titled(console: Console, title: str, table: Table) -> None:
+    """``title`` on a line of its own above ``table``: a rich table's own title wraps at the
+    table's width (a narrow table broke "split (seed 42): train 70%, val 15%, test 15%" in
+    two at any terminal width); this one wraps only at the terminal's."""
+    console.print(title, style="table.title")
+    console.print(table)
+
+
 def print_analysis(
     catalog: Catalog, console: Console, per_code: int = 5, *, written_to: Path | None = None
 ) -> None:
@@ -76,11 +84,11 @@ def print_analysis(
     none is written, and the report points at ``--json`` instead)."""
     data = catalog.to_dict()
     minority = set(data["minority_classes"])
-    table = Table(
-        title=f"{shown(catalog.root)}  ({data['total_images']} readable images, "
-        f"{len(catalog.classes)} classes)",
-        title_justify="left",
+    title = (
+        f"{shown(catalog.root)}  ({data['total_images']} readable images, "
+        f"{len(catalog.classes)} classes)"
     )
+    table = Table()
     for col, kw in (
         ("idx", {"justify": "right"}),
         ("class", {}),
@@ -111,7 +119,7 @@ def print_analysis(
             str(row["problems"] or ""),
             style=style,
         )
-    console.print(table)
+    _print_titled(console, title, table)
     br, ir = data["balance_ratio"], data["imbalance_ratio"]
     if br is not None:
         counts = data["counts"]
@@ -170,11 +178,10 @@ def write_analysis(catalog: Catalog, out: Path, samples_per_class: int = 6) -> l
 def print_split(result: SplitResult, summary: dict[str, Any], console: Console) -> None:
     """Per-class counts in each split."""
     counts = result.counts()
-    table = Table(
-        title=f"split (seed {result.seed}): "
-        + ", ".join(f"{s} {result.fractions[s]:.0%}" for s in counts),
-        title_justify="left",
+    title = f"split (seed {result.seed}): " + ", ".join(
+        f"{s} {result.fractions[s]:.0%}" for s in counts
     )
+    table = Table()
     table.add_column("class")
     for s in counts:
         table.add_column(s, justify="right")
@@ -186,7 +193,7 @@ def print_split(result: SplitResult, summary: dict[str, Any], console: Console) 
             style="dark_orange" if missing else None,
         )
     table.add_row("[bold]total[/]", *(f"[bold]{sum(counts[s].values())}[/]" for s in counts))
-    console.print(table)
+    _print_titled(console, title, table)
     console.print(
         f"{summary['groups']} group(s) kept whole (groups, exact and near duplicates never "
         "cross splits)"
@@ -199,11 +206,8 @@ def print_balance(result: BalanceResult, console: Console) -> None:
     before, after, synth = p.counts_before(), p.counts_after(), p.synthetic_by_op()
     target = p.config.get("target")
     target = STEP_DEFAULTS if target is None else target
-    table = Table(
-        title=f"{shown(p.config.get('method'))} (target {shown(target)}, seed "
-        f"{p.config.get('seed')})",
-        title_justify="left",
-    )
+    title = f"{shown(p.config.get('method'))} (target {shown(target)}, seed {p.config.get('seed')})"
+    table = Table()
     for col in ("class", "before", "after", "new images", "originals removed"):
         table.add_column(col, justify="left" if col in ("class", "new images") else "right")
     kept: dict[str, int] = dict.fromkeys(p.classes, 0)
@@ -218,7 +222,7 @@ def print_balance(result: BalanceResult, console: Console) -> None:
             made or "-",
             str(before[c] - kept[c]) if before[c] - kept[c] else "",
         )
-    console.print(table)
+    _print_titled(console, title, table)
     for label, counts in (("before", before), ("after", after)):
         r = ratios(counts)
         if r["balance_ratio"] is not None:
