@@ -226,3 +226,13 @@ def test_report_over_a_broken_summary_is_a_clear_error(
     (tmp_path / "grid.json").write_text("[corrupt")  # a broken grid.json is only ignored
     with pytest.raises(ImgBalanceError, match=match):
         write_report(tmp_path)
+
+
+def test_a_grid_without_a_baseline_arm_is_told_why_there_is_no_verdict() -> None:
+    from imgbalance.experiments.report import verdict_lines
+
+    aggs = [{"arm": "ce", "model": "small-cnn"}, {"arm": "ldam-drw", "model": "small-cnn"}]
+    (line,) = verdict_lines(aggs, {"splits": 1})
+    assert "No arm is named baseline" in line and "ce, ldam-drw" in line
+    with_base = [{"arm": "baseline", "model": "small-cnn"}, *aggs[1:]]
+    assert verdict_lines(with_base, {"splits": 1})[0].startswith("Nothing to compare yet")

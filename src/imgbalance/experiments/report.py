@@ -110,7 +110,14 @@ def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str
                 "same result): no uncertainty can be given; use more splits or seeds."
             )
         lines.append(" ".join(parts))
-    if not lines:
+    if not lines and not any(a["arm"] == "baseline" for a in aggs):
+        lines.append(
+            f"No arm is named baseline, so there is nothing to compare with: every technique "
+            f"is compared with the grid's arm called baseline (arms here: "
+            f"{', '.join(dict.fromkeys(a['arm'] for a in aggs))}). Rename the reference arm "
+            f"baseline in the grid; finished runs are kept when the folders are renamed alike."
+        )
+    elif not lines:
         lines.append(
             "Nothing to compare yet: no technique has a run paired with the baseline's (a "
             "comparison stopped before its first whole split resumes with the same command)."
