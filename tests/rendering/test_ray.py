@@ -92,3 +92,41 @@ def test_grid_on_ray_matches_local_and_records_failures(
         tables.append(sorted(tuple(r.get(k) for k in keep) for r in rows))
     assert tables[0] == tables[1]
     assert run_grid(grid, tmp_path / "ray", backend="ray")["skipped"] == 6  # resumes
+
+
+def test_a_killed_command_takes_its_local_ray_instance_with_it(tmp_path: Path) -> None:
+    """kill -9 of a command that started a local Ray instance: every process it started
+    (GCS, raylet, agents, workers) is gone within seconds (Ray's agents outlived the
+    driver by one to two minutes before the watchdog)."""
+    import signal
+    import subprocess
+    import time
+
+    import psutil
+
+    ready = tmp_path / "ready"
+    driver = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time\n"
+         "from imgbalance._cluster import ensure_ray\n"
+         "ray = ensure_ray()\n"
+         "ray.get(ray.remote(lambda: 1).remote())\n"  # a worker process too
+         f"open({str(ready)!r}, 'w').close()\n"
+         "time.sleep(120)\n"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            assert driver.poll() is None and time.monotonic() < deadline, "Ray did not start"
+            time.sleep(0.2)
+        time.sleep(1.0)  # the watchdog's next look
+        started = [p for p in psutil.Process(driver.pid).children(recursive=True)]
+        assert len(started) >= 3  # the watchdog, GCS, raylet, ...
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        _gone, alive = psutil.wait_procs(started, timeout=15)
+        assert not alive, f"still running 15 s after kill -9: {[p.name() for p in alive]}"
+    finally:
+        if driver.poll() is None:
+            driver.kill()
