@@ -170,6 +170,14 @@ def gap_table(results: Path) -> tuple[str, list[dict[str, object]]]:
     return "\n".join(lines) + "\n", table
 
 
+def run_seconds(runs: Path) -> float:
+    """The runs' own wall times (``total_time_s`` of each run's summary), added up."""
+    total = 0.0
+    for summary in runs.glob("*/experiment_summary.json"):
+        total += float(json.loads(summary.read_text()).get("total_time_s") or 0.0)
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--if", dest="imbalance", type=float, default=100.0,
@@ -219,7 +227,10 @@ def main() -> None:
             "counts": counts,
             "grid": args.grid.name,
             "jobs": args.jobs,
-            "minutes": round(minutes, 1),
+            # this invocation's wall time (a resumed grid counts only the runs it ran) and
+            # the runs' own times added up (each run's total_time_s)
+            "wall_minutes": round(minutes, 1),
+            "run_minutes": round(run_seconds(runs) / 60, 1),
             "table": table,
         },
         paths={str(args.work.resolve()): "WORK", str(args.work): "WORK"},
