@@ -163,7 +163,43 @@ def test_demo_grid_is_valid(tmp_path: Path) -> None:
     from imgbalance.experiments.grid import plan_grid
 
     runs = plan_grid(demo_grid(tmp_path))
-    assert len(runs) == 30 and {r.model for r in runs} == {"linear", "small-cnn"}
+    assert len(runs) == 18 and {r.model for r in runs} == {"small-cnn"}
+
+
+def test_a_second_demo_keeps_the_runs_of_the_same_version_only(tmp_path: Path) -> None:
+    from imgbalance.demo import DEMO_MARKER, prepare_demo_dir
+
+    out = tmp_path / "demo"
+    assert prepare_demo_dir(out) is False  # a new folder: nothing to keep
+    (out / "runs" / "baseline__small-cnn__seed0").mkdir(parents=True)
+    (out / "runs" / "baseline__small-cnn__seed0" / "history.csv").write_text("epoch\n")
+    (out / "data").mkdir()
+    assert prepare_demo_dir(out) is True
+    assert (out / "runs" / "baseline__small-cnn__seed0" / "history.csv").exists()
+    assert not (out / "data").exists()  # everything else is made again
+    (out / DEMO_MARKER).write_text("made by imgbalance demo 0.0.1; safe to delete\n")
+    assert prepare_demo_dir(out) is False and not (out / "runs").exists()
+
+
+def test_the_demo_table_gives_the_change_with_its_interval() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from imgbalance.demo import print_comparison
+
+    row = {"arm": "baseline", "model": "small-cnn", "macro_f1": 0.5, "macro_f1_std": 0.01,
+           "minority_recall": 0.2}  # fmt: skip
+    smote = {**row, "arm": "smote", "macro_f1_delta": 0.123, "macro_f1_ci_low": 0.05,
+             "macro_f1_ci_high": 0.196, "macro_f1_p_holm": 0.031}  # fmt: skip
+    flat = {**row, "arm": "focal", "macro_f1_delta": 0.0, "macro_f1_ci_low": float("nan"),
+            "macro_f1_ci_high": float("nan"), "macro_f1_p_holm": None}  # fmt: skip
+    buf = StringIO()
+    print_comparison([row, smote, flat], Console(file=buf, width=80, no_color=True))
+    text = buf.getvalue()
+    assert "+0.123 [+0.050, +0.196]" in text and "0.031" in text
+    assert "+0.000 [no interval]" in text
+    assert max(len(line) for line in text.splitlines()) <= 80  # a plain terminal's width
 
 
 def test_entry_point_is_installed() -> None:

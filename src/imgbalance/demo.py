@@ -18,6 +18,7 @@ from PIL import Image
 
 from ._fs import atomic_path
 from ._text import shown
+from ._version import __version__
 from .errors import OutputError
 
 if TYPE_CHECKING:
@@ -78,38 +79,59 @@ def make_demo_dataset(
     return counts
 
 
-def prepare_demo_dir(out: Path) -> None:
-    """Create ``out`` for the demo, replacing an earlier demo there, refusing anything else."""
+#: the demo's folder of training runs, kept by the next demo of the same version
+DEMO_RUNS = "runs"
+
+
+def _marker_text() -> str:
+    return f"made by imgbalance demo {__version__}; safe to delete\n"
+
+
+def prepare_demo_dir(out: Path) -> bool:
+    """Create ``out`` for the demo, replacing an earlier demo there, refusing anything else.
+
+    An earlier demo's training runs are kept when the same imgbalance version made them:
+    the demo's data, split and grid are the same from one demo to the next (one seed), so
+    the grid finds every run finished and the second demo trains nothing. Returns whether
+    runs were kept. A demo of another version starts afresh (its numbers may differ)."""
+    keep = False
     if out.exists():
         if not out.is_dir():
             raise OutputError(f'Demo output "{out}" exists and is a file. Pass --out elsewhere.')
-        if any(out.iterdir()) and not (out / DEMO_MARKER).exists():
+        marker = out / DEMO_MARKER
+        if any(out.iterdir()) and not marker.exists():
             raise OutputError(
                 f'Destination path "{out}" already exists and was not made by '
                 "`imgbalance demo`. Pass --out with a new folder."
             )
+        try:
+            keep = marker.read_text(encoding="utf-8") == _marker_text()
+        except (OSError, UnicodeDecodeError):
+            keep = False
         for child in out.iterdir():
-            if child.name != DEMO_MARKER:
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if child.name == DEMO_MARKER or (keep and child.name == DEMO_RUNS):
+                continue
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
     out.mkdir(parents=True, exist_ok=True)
-    (out / DEMO_MARKER).write_text("made by imgbalance demo; safe to delete\n")
+    (out / DEMO_MARKER).write_text(_marker_text(), encoding="utf-8")
+    return keep and (out / DEMO_RUNS).is_dir()
 
 
 def demo_grid(split_dir: Path) -> dict[str, object]:
-    """A small comparison on the demo split: linear and small CNN, five techniques, 3 seeds."""
+    """A small comparison on the demo split: the small CNN, five techniques, 3 seeds."""
     return {
         "name": "demo: long-tailed digits",
         "data": str(split_dir.resolve()),
         "seeds": [0, 1, 2],
-        "models": ["linear", "small-cnn"],
+        "models": ["small-cnn"],
         "defaults": {"image_size": 32, "epochs": 15, "patience": 4, "batch_size": 32},
         "arms": {
             "baseline": {},
             "random-over": {"technique": "random-over"},
             "smote": {"technique": "smote"},
             "weighted-ce": {"loss": "weighted-ce"},
-            "focal": {"model": "small-cnn", "loss": "focal", "class_weights": "inverse"},
-            "balanced-softmax": {"model": "small-cnn", "loss": "balanced-softmax"},
+            "focal": {"loss": "focal", "class_weights": "inverse"},
+            "balanced-softmax": {"loss": "balanced-softmax"},
         },
     }
 
@@ -132,7 +154,7 @@ def run_demo(
     from .dataset.splits import split, write_split
     from .reports.analysis import print_analysis, print_balance, print_split, write_analysis
 
-    prepare_demo_dir(out)
+    kept = prepare_demo_dir(out)
     data = out / "data"
     counts = make_demo_dataset(data)
     err_console.print(
@@ -180,7 +202,8 @@ def run_demo(
             from .experiments.results import aggregate, collect_runs
 
             out_console.print(
-                "\n[bold]Comparing techniques[/] (linear and small CNN, 3 seeds, test split)"
+                "\n[bold]Comparing techniques[/] (small CNN, 3 seeds, test split)"
+                + (" - reusing the runs of the last demo" if kept else "")
             )
             status = run_grid(
                 demo_grid(out / "split"),
@@ -208,20 +231,44 @@ def run_demo(
         out_console.print(f"  {shown(p)}", highlight=False)
 
 
+def _change_cell(a: dict[str, Any]) -> tuple[str, str]:
+    """The change of macro-F1 against the baseline with its 95% interval, and its
+    Holm-corrected p (what the report's verdict reads)."""
+    delta = a.get("macro_f1_delta")
+    if delta is None:
+        return "", ""
+    lo, hi = a.get("macro_f1_ci_low"), a.get("macro_f1_ci_high")
+    if lo is None or hi is None or lo != lo or hi != hi:
+        interval = "no interval"
+    else:
+        interval = f"{lo:+.3f}, {hi:+.3f}"
+    p = a.get("macro_f1_p_holm")
+    # the brackets escaped: "[no interval]" is rich markup's syntax for a style
+    return f"{delta:+.3f} \\[{interval}]", "" if p is None or p != p else f"{p:.2g}"
+
+
 def print_comparison(aggs: list[dict[str, Any]], console: Any) -> None:
-    """The comparison as a console table: mean ± std per arm, and the change vs baseline."""
+    """The comparison as a console table that fits 80 columns: mean ± std per technique,
+    and the change of macro-F1 against the baseline with its 95% interval and
+    Holm-corrected p (the post-hoc variants of the baseline's models are named
+    ``+ post-hoc LA`` and ``+ thresholds``)."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(title="test split, mean ± std over 3 seeds", title_justify="left")
-    for col in ("technique", "model", "macro-F1", "vs baseline", "minority recall"):
-        table.add_column(col, justify="left" if col in ("technique", "model") else "right")
+    models = ", ".join(dict.fromkeys(str(a["model"]) for a in aggs))
+    console.print(f"test split, {shown(models)}, mean ± std over 3 seeds", style="table.title")
+    table = Table(box=box.SIMPLE_HEAD)
+    for col in ("technique", "macro-F1", "vs baseline\n[95% CI]", "p\n(Holm)", "minority\nrecall"):
+        table.add_column(col, justify="left" if col == "technique" else "right",
+                         min_width=23 if col.startswith("vs") else None)  # fmt: skip
     for a in aggs:
-        delta = a.get("macro_f1_delta")
+        change, p = _change_cell(a)
+        recall = a.get("minority_recall")
         table.add_row(
-            shown(a["arm"]),
-            shown(a["model"]),
+            shown(str(a["arm"]).replace("baseline + ", "+ ", 1)),
             f"{a['macro_f1']:.3f} ± {a['macro_f1_std']:.3f}",
-            "" if delta is None else f"{delta:+.3f}",
-            f"{a['minority_recall']:.3f}",
+            change,
+            p,
+            "" if recall is None or recall != recall else f"{recall:.3f}",
         )
     console.print(table)
