@@ -30,6 +30,8 @@ def test_a_flag_shows_no_value_and_an_option_shows_its_type() -> None:
     lines = {ln.split()[1]: ln for ln in _help("analyze").splitlines() if ln.startswith("│ --")}
     assert "<bool>" not in lines["--verify"] and "<bool>" not in lines["--strict"]
     assert "<path>" in lines["--out"] and "<int>" in lines["--max-pixels"]
+    for cmd in ("analyze", "experiment", "demo"):  # --help itself is a flag too
+        assert "<bool>" not in _help(cmd), cmd
 
 
 def test_a_missing_argument_is_named_as_the_usage_shows_it() -> None:

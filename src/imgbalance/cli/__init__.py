@@ -34,6 +34,16 @@ def tidy_help(cmd: Any) -> Any:
             setattr(param, "get_usage_pieces", lambda ctx, usage=usage: [usage])  # noqa: B010
         elif isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
             param.metavar = ""
+    # --help is not among the params: click makes it per context
+    made = cmd.get_help_option
+
+    def help_option(ctx: Any, made: Any = made) -> Any:
+        option = made(ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    setattr(cmd, "get_help_option", help_option)  # noqa: B010
     if isinstance(cmd, TyperGroup):
         for sub in cmd.commands.values():
             tidy_help(sub)
