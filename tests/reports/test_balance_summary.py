@@ -177,3 +177,22 @@ def test_stem_shows_the_smote_enn_stage() -> None:
     assert "method:   stem" in text and "target:   ratio:0.7" in text
     steps = _block(text, "Steps:")
     assert [s.split(":")[0].strip() for s in steps] == [s["step"].split(":")[0] for s in plan.log]
+
+
+def test_class_breakdown_counts_kept_new_and_distinct_sources() -> None:
+    from imgbalance.planning.recipes import Recipe
+    from imgbalance.reports.balance import class_breakdown
+
+    recipes = [
+        Recipe("smote", 1, (3, 4), (0.5, 0.5), "smote"),
+        Recipe("smote", 1, (4, 3), (0.7, 0.3), "smote"),
+        Recipe("copy", 1, (4,), (1.0,), "random-over"),
+    ]
+    plan = Plan(classes=["cats", "dogs"], n_originals=5, original_labels=[0, 0, 0, 1, 1],
+                originals=[f"{i}.png" for i in range(5)], kept=[0, 2, 3, 4], recipes=recipes,
+                log=[], notes=[], config={})  # fmt: skip
+    assert class_breakdown(plan) == {
+        "cats": {"before": 3, "kept": 2, "new": 0, "sources": 0},
+        # three new dogs, made from the two dog originals only
+        "dogs": {"before": 2, "kept": 2, "new": 3, "sources": 2},
+    }

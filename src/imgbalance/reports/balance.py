@@ -14,9 +14,10 @@ from ..rendering.outputs import parse_list
 from .plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
+    from ..planning.recipes import Plan
     from ..rendering.outputs import BalanceResult
 
-__all__ = ["plot_balance", "summary_text"]
+__all__ = ["class_breakdown", "plot_balance", "summary_text"]
 
 
 #: how a pipeline's target reads when the user gave none (each step uses its own)
@@ -86,23 +87,52 @@ def summary_text(result: BalanceResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def class_breakdown(plan: Plan) -> dict[str, dict[str, int]]:
+    """Per class: ``before`` (originals), ``kept`` (originals in the output), ``new``
+    (synthetic images) and ``sources`` (the distinct originals the new images were made
+    from): a class of 6 images balanced to 170 shows 6 sources, however many new images."""
+    out = {c: {"before": 0, "kept": 0, "new": 0, "sources": 0} for c in plan.classes}
+    for label in plan.original_labels:
+        out[plan.classes[label]]["before"] += 1
+    for i in plan.kept:
+        out[plan.classes[plan.original_labels[i]]]["kept"] += 1
+    sources: dict[str, set[int]] = {c: set() for c in plan.classes}
+    for r in plan.recipes:
+        out[plan.classes[r.label]]["new"] += 1
+        sources[plan.classes[r.label]].update(r.parents)
+    for c, parents in sources.items():
+        out[c]["sources"] = len(parents)
+    return out
+
+
 def plot_balance(result: BalanceResult, out: Path, per_class: int = 2, seed: int = 0) -> None:
-    """Write ``class_distribution.png`` (before vs after) and ``preview.png``."""
+    """Write ``class_distribution.png`` and ``preview.png``. The distribution has a bar
+    before and a bar after for each class. The after bar stacks the originals kept and the
+    new images, labelled with how many distinct originals the new images came from."""
     plt = pyplot()
     p = result.plan
-    before, after = p.counts_before(), p.counts_after()
-    order = sorted(p.classes, key=lambda c: (-before[c], c))
-    fig, ax = plt.subplots(figsize=(8, max(2.8, 0.42 * len(order) + 1.4)))
+    parts = class_breakdown(p)
+    order = sorted(p.classes, key=lambda c: (-parts[c]["before"], c))
+    fig, ax = plt.subplots(figsize=(9, max(2.8, 0.46 * len(order) + 1.6)))
     y = np.arange(len(order))
-    ax.barh(y - 0.2, [before[c] for c in order], height=0.4, label="before", color="#4C72B0")
-    ax.barh(y + 0.2, [after[c] for c in order], height=0.4, label="after", color="#55A868")
-    top = max([*before.values(), *after.values(), 1])
+    before = [parts[c]["before"] for c in order]
+    kept = [parts[c]["kept"] for c in order]
+    new = [parts[c]["new"] for c in order]
+    ax.barh(y - 0.2, before, height=0.4, label="before", color="#4C72B0")
+    ax.barh(y + 0.2, kept, height=0.4, label="after: originals kept", color="#55A868")
+    ax.barh(y + 0.2, new, left=kept, height=0.4, label="after: new images", color="#B7E1C1",
+            edgecolor="#55A868", hatch="//", linewidth=0.5)  # fmt: skip
+    top = max([*before, *(k + n for k, n in zip(kept, new, strict=True)), 1])
     for yi, c in zip(y, order, strict=True):
-        ax.text(before[c] + top * 0.01, yi - 0.2, str(before[c]), va="center", fontsize=8)
-        ax.text(after[c] + top * 0.01, yi + 0.2, str(after[c]), va="center", fontsize=8)
+        b = parts[c]
+        ax.text(b["before"] + top * 0.01, yi - 0.2, str(b["before"]), va="center", fontsize=8)
+        label = f"{b['kept'] + b['new']}"
+        if b["new"]:
+            label += f" ({b['kept']} + {b['new']} new, from {b['sources']} originals)"
+        ax.text(b["kept"] + b["new"] + top * 0.01, yi + 0.2, label, va="center", fontsize=8)
     ax.set_yticks(y, labels=order)
     ax.invert_yaxis()
-    ax.set_xlim(0, top * 1.15)
+    ax.set_xlim(0, top * 1.6)
     ax.set_xlabel("images")
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"{p.config.get('method')}: before vs after", fontsize=10)
