@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -44,6 +43,7 @@ from pathlib import Path
 
 from _study import copy_report, run
 
+from imgbalance._fs import file_sha256
 from imgbalance.errors import ImgBalanceError
 
 HERE = Path(__file__).resolve().parent
@@ -70,14 +70,6 @@ def lt_counts(imbalance: float, head: int) -> dict[str, int]:
             for i, c in enumerate(CLASSES)}  # fmt: skip
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def unpack(archive: Path, work: Path) -> Path:
     """The archive's ``train/`` and ``test/`` under ``work/cifar10`` (once: a marker file
     written last says the unpacking finished)."""
@@ -85,7 +77,9 @@ def unpack(archive: Path, work: Path) -> Path:
     done = dest / ".unpacked"
     if done.is_file() and done.read_text() == SHA256:
         return dest
-    got = sha256(archive)
+    got = file_sha256(archive)
+    if got is None:
+        raise ImgBalanceError(f'"{archive}" cannot be read: pass a readable --archive FILE.')
     if got != SHA256:
         raise ImgBalanceError(
             f'"{archive}" has sha256 {got}, not {SHA256}: it is not the archive this benchmark '

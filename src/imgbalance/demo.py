@@ -255,8 +255,9 @@ def print_comparison(aggs: list[dict[str, Any]], console: Any) -> None:
     from rich import box
     from rich.table import Table
 
+    from .reports.analysis import print_titled
+
     models = ", ".join(dict.fromkeys(str(a["model"]) for a in aggs))
-    console.print(f"test split, {shown(models)}, mean ± std over 3 seeds", style="table.title")
     table = Table(box=box.SIMPLE_HEAD)
     for col in ("technique", "macro-F1", "vs baseline\n[95% CI]", "p\n(Holm)", "minority\nrecall"):
         table.add_column(col, justify="left" if col == "technique" else "right",
@@ -271,4 +272,4 @@ def print_comparison(aggs: list[dict[str, Any]], console: Any) -> None:
             p,
             "" if recall is None or recall != recall else f"{recall:.3f}",
         )
-    console.print(table)
+    print_titled(console, f"test split, {shown(models)}, mean ± std over 3 seeds", table)

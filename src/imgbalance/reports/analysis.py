@@ -13,14 +13,14 @@ from rich.table import Table
 from .._fs import atomic_write_text, output_faults
 from .._text import shown
 from ..dataset.catalog import ratios
-from .balance import STEP_DEFAULTS
+from .balance import STEP_DEFAULTS, class_breakdown
 
 if TYPE_CHECKING:
     from ..dataset.catalog import Catalog, Problem
     from ..dataset.splits import SplitResult
     from ..rendering.outputs import BalanceResult
 
-__all__ = ["print_analysis", "print_split", "write_analysis"]
+__all__ = ["print_analysis", "print_split", "print_titled", "write_analysis"]
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -67,7 +67,7 @@ def _problem_table(problems: list[Problem], per_code: int, written_to: Path | No
     return table
 
 
-def _print_titled(console: Console, title: str, table: Table) -> None:
+def print_titled(console: Console, title: str, table: Table) -> None:
     """``title`` on a line of its own above ``table``: a rich table's own title wraps at the
     table's width (a narrow table broke "split (seed 42): train 70%, val 15%, test 15%" in
     two at any terminal width); this one wraps only at the terminal's."""
@@ -119,7 +119,7 @@ def print_analysis(
             str(row["problems"] or ""),
             style=style,
         )
-    _print_titled(console, title, table)
+    print_titled(console, title, table)
     br, ir = data["balance_ratio"], data["imbalance_ratio"]
     if br is not None:
         counts = data["counts"]
@@ -193,7 +193,7 @@ def print_split(result: SplitResult, summary: dict[str, Any], console: Console) 
             style="dark_orange" if missing else None,
         )
     table.add_row("[bold]total[/]", *(f"[bold]{sum(counts[s].values())}[/]" for s in counts))
-    _print_titled(console, title, table)
+    print_titled(console, title, table)
     console.print(
         f"{summary['groups']} group(s) kept whole (groups, exact and near duplicates never "
         "cross splits)"
@@ -210,9 +210,7 @@ def print_balance(result: BalanceResult, console: Console) -> None:
     table = Table()
     for col in ("class", "before", "after", "new images", "originals removed"):
         table.add_column(col, justify="left" if col in ("class", "new images") else "right")
-    kept: dict[str, int] = dict.fromkeys(p.classes, 0)
-    for i in p.kept:
-        kept[p.classes[p.original_labels[i]]] += 1
+    kept = {c: part["kept"] for c, part in class_breakdown(p).items()}
     for c in p.classes:
         made = ", ".join(f"{k} {v}" for k, v in synth.get(c, {}).items())
         table.add_row(
@@ -222,7 +220,7 @@ def print_balance(result: BalanceResult, console: Console) -> None:
             made or "-",
             str(before[c] - kept[c]) if before[c] - kept[c] else "",
         )
-    _print_titled(console, title, table)
+    print_titled(console, title, table)
     for label, counts in (("before", before), ("after", after)):
         r = ratios(counts)
         if r["balance_ratio"] is not None:

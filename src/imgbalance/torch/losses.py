@@ -185,17 +185,14 @@ def _focal(n_classes: int, spec: LossSpec) -> nn.Module:
     return ClassLoss(n_classes, weight=spec.weight, gamma=spec.gamma)
 
 
+# one formula, two names in the literature (see the module docstring)
 @register_loss("balanced-softmax", help="cross-entropy on logits + tau * log prior")
-def _balanced_softmax(n_classes: int, spec: LossSpec) -> nn.Module:
-    return ClassLoss(n_classes, weight=spec.weight, prior=spec.prior, tau=spec.tau)
-
-
 @register_loss(
     "logit-adjusted",
     help="logit-adjusted cross-entropy (Menon et al.): logits + tau * log prior; "
     "tau=1 is balanced-softmax",
 )
-def _logit_adjusted(n_classes: int, spec: LossSpec) -> nn.Module:
+def _prior_adjusted(n_classes: int, spec: LossSpec) -> nn.Module:
     return ClassLoss(n_classes, weight=spec.weight, prior=spec.prior, tau=spec.tau)
 
 
