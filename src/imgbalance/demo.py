@@ -199,7 +199,7 @@ def run_demo(
 
             from .experiments.grid import run_grid
             from .experiments.report import write_report
-            from .experiments.results import aggregate, collect_runs
+            from .experiments.results import aggregate, collect_runs, small_class_warnings
 
             out_console.print(
                 "\n[bold]Comparing techniques[/] (small CNN, 3 seeds, test split)"
@@ -213,7 +213,11 @@ def run_demo(
             paths = write_report(out / "runs")
             report = paths["html"]
             grid_runs = json.loads((out / "runs" / "grid.json").read_text())["runs"]
-            print_comparison(aggregate(collect_runs(out / "runs")[0], grid_runs), out_console)
+            rows = collect_runs(out / "runs")[0]
+            print_comparison(aggregate(rows, grid_runs), out_console)
+            # the report's warnings, here too: the demo's tail has a handful of test images
+            for warning in small_class_warnings(rows, catalog.classes):
+                out_console.print(f"[yellow]Warning:[/] {shown(warning)}", highlight=False)
             if status["failed"]:
                 err_console.print(f"[red]{status['failed']} run(s) failed[/]", highlight=False)
     out_console.print("\n[bold]Outputs[/]")
