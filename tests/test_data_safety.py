@@ -508,3 +508,24 @@ def test_compare_on_a_full_or_read_only_disk_is_a_clear_error_and_resumes(
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     with pytest.raises(OutputError, match=r"Cannot write .*read-only"):
         compare(src, small_disk / "other", model="linear", repeats=3)
+
+
+def test_the_demo_on_a_full_disk_is_a_clear_error_and_the_next_demo_finishes(
+    small_disk: Path,
+) -> None:
+    import subprocess
+
+    out = small_disk / "demo"
+    r = subprocess.run(
+        [sys_executable(), "-m", "imgbalance", "demo", "--out", str(out), "--no-experiment"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "the disk is full" in r.stderr and "run `imgbalance demo` again" in r.stderr
+    subprocess.run(["mount", "-o", "remount,size=16m", str(small_disk)], check=True)
+    r = subprocess.run(
+        [sys_executable(), "-m", "imgbalance", "demo", "--out", str(out), "--no-experiment"],
+        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert (out / "balanced" / "manifest.csv").is_file()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from ._fs import atomic_path
+from ._fs import atomic_path, output_faults
 from ._text import shown
 from ._version import __version__
 from .errors import OutputError
@@ -148,7 +148,23 @@ def run_demo(
     (with the torch extra and ``experiment``) train and compare techniques over 3 seeds.
 
     ``progress()`` opens progress bars (the command line's); the consoles get the tables.
+    A full disk or a read-only folder ends with an error naming the file; the next demo
+    replaces what this one wrote.
     """
+    with output_faults(out, "run `imgbalance demo` again"):
+        _story(out, experiment=experiment, out_console=out_console, err_console=err_console,
+               progress=progress)  # fmt: skip
+
+
+def _story(
+    out: Path,
+    *,
+    experiment: bool,
+    out_console: Console,
+    err_console: Console,
+    progress: Callable[[], AbstractContextManager[Callable[[str, int, int], None]]],
+) -> None:
+    """:func:`run_demo`'s steps."""
     from .balancing import balance
     from .dataset.scanner import scan
     from .dataset.splits import split, write_split
