@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from imgbalance._fs import atomic_path, atomic_write_text, check_output_dir, link_or_copy
+from imgbalance._fs import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    check_output_dir,
+    link_or_copy,
+)
 from imgbalance.errors import OutputError
 
 
@@ -28,6 +34,34 @@ def test_atomic_path_keeps_old_file_on_failure(tmp_path: Path) -> None:
         raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_bytes_makes_folders_and_leaves_nothing_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    atomic_write_bytes(tmp_path / "a" / "b" / "x.bin", b"1")  # folders made on demand
+    assert (tmp_path / "a" / "b" / "x.bin").read_bytes() == b"1"
+    atomic_write_bytes(tmp_path / "a" / "b" / "x.bin", b"22")  # replaced whole
+    assert (tmp_path / "a" / "b" / "x.bin").read_bytes() == b"22"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):  # a folder that cannot be made: clear error, no leftovers
+        atomic_write_bytes(tmp_path / "file" / "x.bin", b"1")
+
+    def full(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OSError) as err:
+        atomic_write_bytes(tmp_path / "a" / "b" / "x.bin", b"333")
+    monkeypatch.undo()
+    assert err.value.filename == str(tmp_path / "a" / "b" / "x.bin")
+    assert (tmp_path / "a" / "b" / "x.bin").read_bytes() == b"22"
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["x.bin"]
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C during the write: no temporary left
+        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+        atomic_write_bytes(tmp_path / "a" / "b" / "y.bin", b"1")
+    monkeypatch.undo()
+    assert sorted(p.name for p in (tmp_path / "a" / "b").iterdir()) == ["x.bin"]
 
 
 def test_link_or_copy(tmp_path: Path) -> None:

@@ -52,6 +52,18 @@ def is_within(path: Path, parent: Path) -> bool:
     return path == parent or parent in path.parents
 
 
+def _tmp_name(target: Path) -> Path:
+    # Not mkstemp: its files are mode 0600. The writer creates this path itself,
+    # so the output gets the user's usual permissions.
+    return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _named(exc: OSError, target: Path) -> OSError:
+    if exc.filename is None:  # a failed write() names no file: name the one written
+        return OSError(exc.errno, exc.strerror, str(target))
+    return exc
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it into place on success.
@@ -60,24 +72,47 @@ def atomic_path(target: Path) -> Iterator[Path]:
     atomic: a reader sees the old file or the complete new one, never half.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its files are mode 0600. The writer creates this path itself,
-    # so the output gets the user's usual permissions.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = _tmp_name(target)
     try:
         yield tmp
         os.replace(tmp, target)
     except OSError as exc:
-        if exc.filename is None:  # a failed write() names no file: name the one written
-            raise OSError(exc.errno, exc.strerror, str(target)) from exc
-        raise
-    finally:
         tmp.unlink(missing_ok=True)
+        named = _named(exc, target)
+        if named is exc:
+            raise
+        raise named from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` through a temporary file and a rename."""
-    with atomic_path(target) as tmp:
-        tmp.write_bytes(data)
+    """Write ``data`` to ``target`` through a temporary file and a rename.
+
+    The common case costs four system calls (open, write, close, rename): the folder
+    is created only when the first open finds it missing, and the temporary name is
+    removed only when something failed (it is gone after the rename).
+    """
+    tmp = _tmp_name(target)
+    try:
+        try:
+            fh = open(tmp, "xb")  # noqa: SIM115 - closed below, before the rename
+        except FileNotFoundError:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(tmp, "xb")  # noqa: SIM115
+        with fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        named = _named(exc, target)
+        if named is exc:
+            raise
+        raise named from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(target: Path, text: str) -> None:

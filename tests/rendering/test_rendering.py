@@ -80,6 +80,46 @@ def test_copy_is_byte_for_byte_and_image_size_resizes(tmp_path: Path) -> None:
     assert Image.open(io.BytesIO(resized)).size == (16, 8)
 
 
+def test_each_parent_is_decoded_once_and_resized_copies_do_not_evict_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recipes sharing parents of different sizes: one decode per distinct file, and the
+    outputs are those of rendering each recipe with a fresh cache."""
+    from imgbalance.rendering import kernel
+
+    rng = np.random.default_rng(1)
+    files = [
+        arr_png(tmp_path / f"p{i}.png", rng.integers(0, 256, (20 + i, 30 - i, 3))) for i in range(4)
+    ]
+    jobs = [
+        RenderJob(n, f"o{n}.png", "smote", (files[a], files[b]), (0.6, 0.4), "RGB")
+        for n, (a, b) in enumerate([(0, 1), (0, 1), (0, 2), (1, 3), (2, 0), (3, 1), (0, 3)])
+    ]
+
+    def fresh() -> None:
+        kernel._CACHE.items.clear()
+        kernel._CACHE.bytes = 0
+        kernel._RESIZED.items.clear()
+        kernel._RESIZED.bytes = 0
+
+    alone = []
+    for job in jobs:
+        fresh()
+        alone.append(render_recipe(job, RenderOptions()))
+    fresh()
+    # room for the four decoded files and nothing more: a resized copy kept in the same
+    # cache would evict one, and it would be decoded again
+    monkeypatch.setattr(kernel._CACHE, "max_bytes", sum((20 + i) * (30 - i) * 3 for i in range(4)))
+    before = kernel._CACHE.decodes
+    shared = [render_recipe(job, RenderOptions()) for job in jobs]
+    assert kernel._CACHE.decodes - before == len(files)
+    assert shared == alone
+    # a budget too small for one image still renders correctly (decoding again)
+    monkeypatch.setattr(kernel._CACHE, "max_bytes", 1)
+    fresh()
+    assert [render_recipe(job, RenderOptions()) for job in jobs] == alone
+
+
 def _tree(root: Path) -> Path:
     seed = 0
     for name, n in (("cat", 12), ("dog", 4), ("emu", 2)):
