@@ -229,8 +229,13 @@ def test_balance_command(tmp_path: Path, balanced_tree: Path) -> None:
     assert summary["after"]["wasps"] == 40 and summary["config"]["seed"] == 1
     rows = list(csv.DictReader((out / "manifest.csv").open(encoding="utf-8")))
     assert {r["origin"] for r in rows} == {"original", "synthetic"}
+    assert (out / "preview.png").is_file() and (out / "class_distribution.png").is_file()
     again = run("balance", balanced_tree, out)
     assert again.returncode == 1 and "already exists" in again.stderr
+    quiet = run("balance", balanced_tree, tmp_path / "np", "--seed", "1", "--no-plots")
+    assert quiet.returncode == 0, quiet.stderr
+    assert not list((tmp_path / "np").glob("*.png")) and "preview.png" not in quiet.stderr
+    assert (tmp_path / "np" / "manifest.csv").is_file()
 
 
 def test_balance_command_errors(tmp_path: Path, balanced_tree: Path) -> None:

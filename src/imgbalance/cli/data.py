@@ -295,6 +295,13 @@ def balance_cmd(
         ),
     ] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan; write nothing.")] = False,
+    plots: Annotated[
+        bool,
+        typer.Option(
+            help="Draw preview.png and class_distribution.png (about a tenth of a small job; "
+            "--no-plots skips them)."
+        ),
+    ] = True,
     save_stages: Annotated[
         bool,
         typer.Option(
@@ -349,6 +356,7 @@ def balance_cmd(
                 overwrite=overwrite,
                 resume=resume,
                 dry_run=dry_run,
+                plots=plots,
                 save_stages=save_stages,
                 backend=check_backend(backend),
                 address=address,
@@ -361,8 +369,9 @@ def balance_cmd(
         if dry_run:
             err_console.print("dry run: nothing was written", highlight=False)
         else:
+            drawn = ", preview.png, class_distribution.png" if plots else ""
             err_console.print(
                 f"wrote {shown(out)}/<class>/..., manifest.csv, summary.json, "
-                "balance_summary.txt, preview.png, class_distribution.png",
+                f"balance_summary.txt{drawn}",
                 highlight=False,
             )
