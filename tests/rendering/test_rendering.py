@@ -185,6 +185,28 @@ def test_manifest_only_and_png_format(tmp_path: Path) -> None:
     assert all(r["path"].endswith(".png") for r in rows if r["origin"] == "synthetic")
 
 
+def test_webp_format_is_lossless_and_reads_back(tmp_path: Path) -> None:
+    """format=webp: the same pixels as png, in files the scanner and training read."""
+    src = _tree(tmp_path / "src")
+    for fmt in ("png", "webp"):
+        imgbalance.balance(src, tmp_path / fmt, method="smote", random_state=0, workers=1,
+                           format=fmt, plots=False)  # fmt: skip
+    png = sorted((tmp_path / "png").glob("*/synthetic/*.png"))
+    webp = sorted((tmp_path / "webp").glob("*/synthetic/*.webp"))
+    assert png and [p.stem for p in png] == [p.stem for p in webp]
+    for a, b in zip(png, webp, strict=True):
+        np.testing.assert_array_equal(
+            np.asarray(Image.open(a).convert("RGB")), np.asarray(Image.open(b).convert("RGB"))
+        )
+    rows = list(csv.DictReader((tmp_path / "webp" / "manifest.csv").open(encoding="utf-8")))
+    assert all(r["path"].endswith(".webp") for r in rows if r["origin"] == "synthetic")
+    cat = imgbalance.scan(tmp_path / "webp")
+    assert not [s for s in cat.skipped if "/" in s.path]  # every image inside a class read
+    assert len(cat.records) == len(rows)
+    with pytest.raises(imgbalance.ConfigError, match="webp"):
+        imgbalance.balance(src, tmp_path / "x", method="smote", format="gif", plots=False)
+
+
 def test_output_inside_input_and_existing_output_refused(tmp_path: Path) -> None:
     src = _tree(tmp_path / "src")
     before = tree_digest(src)

@@ -212,6 +212,7 @@ class OutFormat(str, Enum):
     keep = "keep"
     png = "png"
     jpg = "jpg"
+    webp = "webp"
 
 
 @app.command("balance")
@@ -276,7 +277,9 @@ def balance_cmd(
     fmt: Annotated[
         OutFormat,
         typer.Option(
-            "--format", help="Format of synthetic images: keep the base parent's, png or jpg."
+            "--format",
+            help="Format of synthetic images: keep the base parent's, png, jpg, or webp "
+            "(lossless; faster to write than png, for PNG datasets).",
         ),
     ] = OutFormat.keep,
     png_compress_level: Annotated[

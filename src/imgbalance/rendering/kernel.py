@@ -33,7 +33,7 @@ _RESIZED_BYTES = 8 << 20
 class RenderOptions:
     """How synthetic images are encoded."""
 
-    format: str = "keep"  # keep | png | jpg
+    format: str = "keep"  # keep | png | jpg | webp (lossless, the fastest lossless choice)
     jpeg_quality: int = 95
     png_compress_level: int = 1  # Pillow's default 6 is ~4x slower for ~10% smaller files
     image_size: tuple[int, int] | None = None  # (width, height); None keeps native size
@@ -58,6 +58,8 @@ def output_extension(base_format: str | None, opts: RenderOptions) -> str:
         return ".png"
     if opts.format == "jpg":
         return ".jpg"
+    if opts.format == "webp":
+        return ".webp"
     return _FORMAT_EXT.get(base_format or "", ".png")
 
 
@@ -177,6 +179,10 @@ def _encode(image: Image.Image, out: str, opts: RenderOptions) -> bytes:
     buf = io.BytesIO()
     if out.endswith(".jpg"):
         image.save(buf, format="JPEG", quality=opts.jpeg_quality)
+    elif out.endswith(".webp"):
+        # lossless, fastest method: a PNG dataset's job 1.6x faster than with PNG level 1,
+        # files 20% smaller (benchmarks/README.md); a gray image is stored as equal RGB
+        image.save(buf, format="WEBP", lossless=True, method=0)
     else:
         image.save(buf, format="PNG", compress_level=opts.png_compress_level)
     return buf.getvalue()
