@@ -113,3 +113,23 @@ def test_balance_on_embeddings(tmp_path: Path, weights_file: Path) -> None:
     assert result.counts_after == {"a": 5, "b": 5}
     assert result.plan.config["features"].startswith("embedding:resnet18:")
     assert any("not images" in n for n in result.plan.notes)
+
+
+def test_batches_decoded_ahead_give_the_same_rows(tmp_path: Path, weights_file: Path) -> None:
+    """The next batch is decoded while the model runs: rows, order and failures are those
+    of one batch at a time, whatever the batch size (a bad file in the middle batch)."""
+    from imgbalance.planning.embeddings import embed_images
+
+    paths, _ = _files(tmp_path, 7)
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    paths.insert(3, str(tmp_path / "bad.png"))
+    loaded = torch_models.build_model("resnet18", str(weights_file))
+    whole, failed_whole = embed_images(paths, loaded, batch_size=len(paths))
+    steps: list[int] = []
+    for size in (1, 3):
+        feats, failed = embed_images(paths, loaded, batch_size=size, progress=steps.append)
+        np.testing.assert_allclose(feats, whole, atol=1e-4)
+        assert list(failed) == list(failed_whole) == [3]
+    assert sum(steps) == 2 * len(paths)
+    empty, none = embed_images([], loaded)
+    assert empty.shape == (0, 512) and not none

@@ -2,14 +2,14 @@
 
 The feature of an image is the input of the model's last linear layer (its
 classification head) after the weights' own preprocessing (resize, centre
-crop, normalisation). Images are decoded and preprocessed in threads while the
-model runs in batches; decoding failures are returned, not raised.
+crop, normalisation). Images are decoded and preprocessed in threads, the next
+batch while the model runs on this one; decoding failures are returned, not raised.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -46,17 +46,28 @@ def embed_images(
     hook = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
     feats = np.zeros((len(paths), head.in_features), dtype=np.float32)
     failed: dict[int, str] = {}
+    starts = range(0, len(paths), batch_size)
+
+    def submit(start: int) -> tuple[list[int], list[Future[Any]]]:
+        idx = list(range(start, min(start + batch_size, len(paths))))
+        return idx, [pool.submit(_prepare, paths[i], loaded.transforms) for i in idx]
+
     try:
         with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
-            for start in range(0, len(paths), batch_size):
-                idx = list(range(start, min(start + batch_size, len(paths))))
-                items = list(pool.map(lambda i: _prepare(paths[i], loaded.transforms), idx))
+            # The next batch is decoded while the model runs on this one (Pillow's decode
+            # and resize release the GIL), as a DataLoader's workers would.
+            ahead = submit(starts[0]) if starts else None
+            for n in range(len(starts)):
+                assert ahead is not None
+                idx, futures = ahead
+                items = [f.result() for f in futures]
+                ahead = submit(starts[n + 1]) if n + 1 < len(starts) else None
                 ok = [i for i, item in zip(idx, items, strict=True) if not isinstance(item, str)]
                 for i, item in zip(idx, items, strict=True):
                     if isinstance(item, str):
                         failed[i] = item
                 if ok:
-                    batch = torch.stack([items[i - start] for i in ok]).to(device)
+                    batch = torch.stack([items[i - idx[0]] for i in ok]).to(device)
                     captured.clear()
                     model(batch)
                     out = captured[-1].reshape(len(ok), -1).float().cpu().numpy()
