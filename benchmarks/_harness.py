@@ -86,5 +86,8 @@ def run_measured(
     for part in last.split():
         if "=" in part:
             k, v = part.split("=", 1)
-            result[k] = float(v)
+            try:
+                result[k] = float(v)
+            except ValueError:  # a line of prose with an "=" in it
+                continue
     return result

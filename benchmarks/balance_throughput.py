@@ -11,8 +11,10 @@ in its own process (peak RSS is the whole process tree's, workers included):
 * ``I/O + resize``: the same, plus resizing the other parents to the base
   parent's size, which any blend of parents of different sizes needs;
 * ``tutorial SMOTE``: what common tutorials show - every image resized to
-  224x224, flattened into one array, imbalanced-learn ``SMOTE().fit_resample``,
-  then each synthetic row saved as a JPEG.
+  224x224, flattened into one float32 array, imbalanced-learn
+  ``SMOTE().fit_resample``, then each synthetic row saved as a JPEG. (The results
+  committed before 2026-12-07 used a uint8 array, whose output is wrong: see
+  ``peers/smote_tutorial.py``. ``balance_floor.py`` supersedes this script's peers.)
 
 Usage::
 
@@ -118,7 +120,9 @@ from imblearn.over_sampling import SMOTE
 root, out = Path({src!r}), Path({out!r})
 paths = sorted(root.glob("*/*.jpg"))
 classes = sorted({{p.parent.name for p in paths}})
-X = np.array([np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths])
+# float32: in uint8, imbalanced-learn's X[nn] - X[row] wraps around (peers/smote_tutorial.py)
+X = np.array([np.asarray(Image.open(p).convert("RGB").resize((224, 224))) for p in paths],
+             dtype=np.float32)
 y = np.array([classes.index(p.parent.name) for p in paths])
 n = len(X)
 X_res, y_res = SMOTE(random_state=0).fit_resample(X.reshape(n, -1), y)

@@ -17,7 +17,6 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TIMES = "\u00d7"
-TUTORIAL = "tutorial SMOTE (imbalanced-learn on flattened 224x224 arrays)"
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -37,25 +36,31 @@ def ratios() -> list[dict[str, Any]]:
         """How many times faster, and how many times less memory, than ``peer``."""
         return peer["wall_s"] / ours["wall_s"], peer["peak_rss_mib"] / ours["peak_rss_mib"]
 
-    tutorial = "imbalanced-learn SMOTE on flattened 224x224 arrays"
     if scan := _load("scan_throughput"):
         for tree, res in scan["trees"].items():
             speed = res["imgbalance scan (2 processes)"]["speedup_vs_decode_loop"]
             add(f"scan, {tree.split(' (')[0]}", "decode every file with Pillow",
                 "scan_throughput", speed, None)  # fmt: skip
-    if bal := _load("balance_throughput"):
-        ours = bal["contenders"]["imgbalance smote"]
-        add(f"SMOTE, {bal['images']:,} RGB images", tutorial, "balance_throughput",
-            *vs(bal["contenders"][TUTORIAL], ours))  # fmt: skip
-        add("SMOTE render vs I/O floor", "floor: decode the parents, encode one image per recipe",
-            "balance_throughput", ours["render_vs_pure_io"], None)  # fmt: skip
-    if scale := _load("balance_scaling"):
-        res = scale["results"]
-        tut = {r["n_images"]: r for r in res.get("tutorial SMOTE", [])}
-        for r in res["imgbalance smote"]:
-            if tut and r["n_images"] == max(tut):
-                add(f"SMOTE, {r['n_images']:,} RGB images", tutorial, "balance_scaling",
-                    *vs(tut[r["n_images"]], r))  # fmt: skip
+    # balance_throughput and balance_scaling compared with the tutorial way in uint8, whose
+    # output is wrong (peers/smote_tutorial.py); balance_floor's peers replace them here
+    if floor := _load("balance_floor"):
+        c, pss = floor["contenders"], floor["tree_pss_mib"]
+        ours = c["imgbalance smote"]
+        job = f"SMOTE CLI job, {floor['images']:,} RGB JPEGs"
+        if "tutorial float32" in c:
+            add(f"{job} vs the tutorial",
+                "tutorial: imbalanced-learn SMOTE on flattened 224x224 float32", "balance_floor",
+                c["tutorial float32"]["wall_s"] / ours["wall_s"],
+                pss["tutorial float32"] / pss["imgbalance smote"])  # fmt: skip
+        add(f"{job} vs a careful script", "smart peer: SMOTE on 16x16 thumbnails, Image.blend",
+            "balance_floor", c["smart peer"]["wall_s"] / ours["wall_s"],
+            pss["smart peer"] / pss["imgbalance smote"])  # fmt: skip
+        add(f"{job}, CPU vs its floor", "true floor: each parent decoded once, each output once",
+            "balance_floor", c["floor smote"]["floor_cpu_s"] / ours["cpu_s"], None)  # fmt: skip
+    if emb := _load("embedding_features"):
+        add(f"embedding features, {emb['data']}, {emb['model']}",
+            "torchvision ImageFolder + DataLoader(num_workers=2)", "embedding_features",
+            emb["imgbalance_over_plain_images_per_s"], None)  # fmt: skip
     if stem := _load("stem_vs_reference"):
         ref = stem["results"].get("reference")
         for name in ("imgbalance 256", "imgbalance native"):
@@ -100,7 +105,7 @@ def main() -> None:
     speed = [r["speed"] for r in rows][::-1]
     memory = [r["memory"] or 0 for r in rows][::-1]
     ax1.barh(names, speed, color=["#4C72B0" if s >= 1 else "#C44E52" for s in speed])
-    ax2.barh(names, memory, color="#55A868")
+    ax2.barh(names, memory, color=["#55A868" if m >= 1 else "#C44E52" for m in memory])
     for ax, values, title in (
         (ax1, speed, "speed: peer time / imgbalance time"),
         (ax2, memory, "memory: peer peak / imgbalance peak"),
