@@ -114,3 +114,21 @@ def split_tree(tmp_path: Path) -> Path:
             for i in range(n):
                 colour_image(rng, colour).save(folder / f"{name} {i}.png")
     return root
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> object:
+    """A real 400 KiB tmpfs (root only; skipped where mounting is not allowed)."""
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True
+    )
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -266,24 +266,6 @@ def test_two_writers_one_output_the_second_gets_a_clear_error(
     assert all((out / row["path"]).is_file() for row in result.manifest)
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> object:
-    """A real 400 KiB tmpfs (root only; skipped where mounting is not allowed)."""
-    import subprocess
-
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(mnt)], capture_output=True
-    )
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.decode(errors='replace').strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def _noisy_tree(root: Path, n: int = 40) -> Path:
     """Incompressible 48x48 PNGs (~7 KiB each): 40 of them fill a 400 KiB disk with copies."""
     import numpy as np

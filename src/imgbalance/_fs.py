@@ -24,6 +24,7 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "cache_dir",
     "check_inside",
     "check_output_dir",
     "file_sha256",
@@ -186,6 +187,17 @@ def check_inside(out: Path, paths: Iterable[str]) -> None:
                 f'to "{(out / folder).resolve()}"). imgbalance writes only inside its output '
                 "folder: remove the link, or choose another folder."
             )
+
+
+def cache_dir() -> Path:
+    """Where imgbalance's caches live (feature rows, balanced training sets, decoded
+    pixels): ``$IMGBALANCE_CACHE_DIR``, or ``imgbalance`` under ``$XDG_CACHE_HOME`` or
+    ``~/.cache``. Never inside a dataset."""
+    env = os.environ.get("IMGBALANCE_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imgbalance"
 
 
 def file_sha256(path: Path) -> str | None:

@@ -303,7 +303,7 @@ def test_weights_are_checked_before_decoding_and_a_failed_run_leaves_no_folder(
     import torchvision
 
     decoded: list[int] = []
-    monkeypatch.setattr(torch_loop, "load_pixels", lambda paths, size: decoded.append(1))
+    monkeypatch.setattr(torch_loop, "cached_pixels", lambda paths, size: decoded.append(1))
     out = tmp_path / "run"
     with pytest.raises(ImgBalanceError, match="neither a torchvision weights name"):
         run_training(_cfg(split_tree, model="resnet18", pretrained=str(tmp_path / "no.pth")), out)

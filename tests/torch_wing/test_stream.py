@@ -86,7 +86,7 @@ def test_an_image_size_that_cannot_fit_fails_before_decoding(
 
     monkeypatch.setattr(torch_train, "choose_data_mode",
                         lambda *a, **k: choose_data_mode(*a, **k, available=4 * 2**30))  # fmt: skip
-    monkeypatch.setattr(torch_train, "load_pixels", lambda *a, **k: pytest.fail("decoded"))
+    monkeypatch.setattr(torch_train, "cached_pixels", lambda *a, **k: pytest.fail("decoded"))
     with pytest.raises(ImgBalanceError, match="cannot train here"):
         run_training(_cfg(split_tree, image_size=1024, batch_size=32), tmp_path / "run")
     assert not (tmp_path / "run").exists()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..torch.data import MemoryBatches, load_pixels
+from ..torch.data import MemoryBatches
 from ..torch.distributed import DistributedWeightedSampler, RankGroup
 from ..torch.finetune import (
     build_optimizer,
@@ -27,6 +27,7 @@ from ..torch.finetune import (
 from ..torch.losses import ClassLoss, LossSpec, create_loss
 from ..torch.mixing import create_mixing
 from ..torch.models import create_model
+from ..torch.pixel_cache import cached_pixels
 from ..torch.samplers import sample_weights
 from ..torch.stream import StreamBatches, choose_data_mode, training_memory
 from ..torch.weights import class_weights
@@ -312,7 +313,7 @@ def eval_sets(
         rows = split.rows[name]
         paths = [p for p, _ in rows]
         batches: Batches = (
-            MemoryBatches(torch.from_numpy(load_pixels(paths, size) if rows else
+            MemoryBatches(torch.from_numpy(cached_pixels(paths, size) if rows else
                                            np.zeros((0, 3, size, size), np.uint8)), device, "none")
             if mode == "memory"
             else StreamBatches(paths, size, device, "none", threads=threads)
@@ -348,7 +349,7 @@ def train_members(
     y_train = torch.as_tensor(train.labels, dtype=torch.long)
     aug = 1 + group.rank * AUGMENT_STRIDE  # rank 0 augments as one process does
     if mode == "memory":
-        x_train = torch.from_numpy(load_pixels(train.paths, size))
+        x_train = torch.from_numpy(cached_pixels(train.paths, size))
 
         def source(idx: np.ndarray | None, seed: int) -> Batches:
             gen = torch.Generator().manual_seed(seed + aug)
@@ -364,7 +365,10 @@ def train_members(
 
     took = time.perf_counter() - t_load
     if mode == "memory":
-        log(f"decoded {len(train.paths)} training images at {size}px in {took:.1f} s")
+        log(
+            f"{len(train.paths)} training images at {size}px in memory after {took:.1f} s "
+            "(decoded, or read from the pixel cache)"
+        )
     skipped: dict[str, str] = {}
     t0 = time.perf_counter()
     members: list[Member] = []

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._fs import atomic_path
+from .._fs import atomic_path, cache_dir
 from .._procs import process_pool
 from ..dataset.images import load_image
 from ..errors import ConfigError
@@ -106,15 +106,6 @@ def parse_feature_spec(text: str | FeatureSpec) -> FeatureSpec:
     if pca is not None and pca < 1:
         raise ConfigError(f"pca dimensions must be at least 1, got {pca}")
     return FeatureSpec(size=size, color=m["color"] or "rgb", pca=pca)
-
-
-def cache_dir() -> Path:
-    """Where feature caches live: ``$IMGBALANCE_CACHE_DIR`` or ``~/.cache/imgbalance``."""
-    env = os.environ.get("IMGBALANCE_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "imgbalance"
 
 
 def thumbnail(path: str, size: int, color: str) -> np.ndarray:

@@ -1,0 +1,85 @@
+"""What the decoded-pixel cache saves a grid: one short run, cache on and off, interleaved.
+
+On the CIFAR-10-LT split of ``effectiveness/cifar10_lt.py`` (IF 100: 12,406 training,
+500 validation and 10,000 test images, 32 px), one run of ``small-cnn`` for one
+epoch in memory mode, in this process; the cache is warmed by a first run, then the
+runs alternate between the cache on and off (``$IMGBALANCE_PIXEL_CACHE_GB=0``), so
+each "on" run reads what a grid's later runs read. The predictions of every run
+are compared byte for byte. Usage::
+
+    python benchmarks/pixel_cache.py --work /tmp/pixel-cache \\
+        --out benchmarks/results/pixel_cache.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "effectiveness"))
+import cifar10_lt
+
+import imgbalance
+from imgbalance.experiments import RunConfig, run_training
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--archive", type=Path, default=cifar10_lt.ARCHIVE)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    raw = cifar10_lt.unpack(args.archive, args.work)
+    split = args.work / "split-if100"
+    if not (split / "test").is_dir():
+        cifar10_lt.make_split(raw, split, 100, 50)
+    os.environ["IMGBALANCE_CACHE_DIR"] = str(args.work / "cache")
+    cfg = RunConfig.from_dict({"data": str(split), "model": "small-cnn", "image_size": 32,
+                               "epochs": 1, "batch_size": 128, "seed": 0,
+                               "data_mode": "memory"})  # fmt: skip
+    runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+    outputs = []
+    order = ["warm-up"] + ["on", "off"] * args.repeats
+    for i, mode in enumerate(order):
+        os.environ["IMGBALANCE_PIXEL_CACHE_GB"] = "0" if mode == "off" else "4"
+        t0, c0 = time.perf_counter(), time.process_time()
+        run_training(cfg, args.work / "runs" / f"{i}-{mode}")
+        res = {"wall_s": round(time.perf_counter() - t0, 2),
+               "cpu_s": round(time.process_time() - c0, 2)}  # fmt: skip
+        outputs.append((args.work / "runs" / f"{i}-{mode}" / "predictions.csv").read_bytes())
+        if mode in runs:
+            runs[mode].append(res)
+        print(f"{mode}: {res}", flush=True)
+    med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
+    saved = med["off"]["wall_s"] - med["on"]["wall_s"]
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "imgbalance": imgbalance.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "runs": runs,
+        "median": med,
+        "saved_per_run_s": round(saved, 2),
+        "off_over_on_wall": round(med["off"]["wall_s"] / med["on"]["wall_s"], 3),
+        "same_predictions": all(o == outputs[0] for o in outputs),
+    }
+    print(f"median: {json.dumps(med)}")
+    print(f"saved per run: {saved:.1f} s; same predictions: {result['same_predictions']}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
