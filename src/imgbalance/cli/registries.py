@@ -49,5 +49,6 @@ def registry_of(family: str) -> tuple[Registry[Any], list[tuple[str, str]]]:
         return MODELS, [
             ("linear", "logistic regression on the engine's features (no torch)"),
             ("<torchvision name>", "any torchvision classifier, e.g. resnet18"),
+            ("timm:<name>", "any timm model, e.g. timm:convnext_tiny (the timm extra)"),
         ]
     raise ValueError(f"unknown registry family {family!r}")

@@ -52,13 +52,16 @@ def train(
     model: Annotated[
         str,
         typer.Option(
-            help="small-cnn, linear (logistic regression), or a torchvision name "
-            "(`imgbalance list models`)."
+            help="small-cnn, linear (logistic regression), a torchvision name, or "
+            "timm:NAME with the timm extra (`imgbalance list models`)."
         ),
     ] = "small-cnn",
     pretrained: Annotated[
         str | None,
-        typer.Option(help="Weights for a torchvision model: DEFAULT, a name, or a .pth file."),
+        typer.Option(
+            help="Weights for a torchvision or timm model: DEFAULT, a torchvision weights "
+            "name, or a weights file (.pth; .safetensors for timm)."
+        ),
     ] = None,
     technique: Annotated[
         str, typer.Option(help="Offline balancing of the training split (a balance method).")

@@ -235,10 +235,7 @@ class RunConfig:
         else:
             losses, models = _torch_registries()
             registered("loss", losses, none=False)
-            if self.model not in models.MODELS and self.model not in models.classification_models():
-                raise models.MODELS.unknown(
-                    self.model, extra=["linear", "<any torchvision classifier>"]
-                )
+            models.check_model_name(self.model)
         for key in ("lr", "weight_decay", "step_gamma", "beta", "focal_gamma", "tau",
                     "mixing_alpha"):  # fmt: skip
             v = getattr(self, key)

@@ -23,7 +23,7 @@ def environment() -> dict[str, Any]:
     versions: dict[str, str | None] = {}
     for pkg in (
         "imgbalance", "torch", "torchvision", "numpy", "scikit-learn",
-        "imbalanced-learn", "pillow", "matplotlib",
+        "imbalanced-learn", "pillow", "matplotlib", "timm",
     ):  # fmt: skip
         try:
             versions[pkg] = metadata.version(pkg)

@@ -1,6 +1,7 @@
 """Models, by registry name: ``small-cnn`` (our CPU-sized CNN), the CIFAR ResNets of He
-et al. 2016 (``resnet20``, ``resnet32``: the long-tailed CIFAR literature's model) and any
-torchvision classifier, with pretrained weights or a clear error.
+et al. 2016 (``resnet20``, ``resnet32``: the long-tailed CIFAR literature's model), any
+torchvision classifier and, with the ``timm`` extra, any timm model as ``timm:<name>``
+(:mod:`.timm_models`), with pretrained weights or a clear error.
 
 :func:`create_model` is the way in for training (a fresh ``n_classes`` head);
 ``@register_model("name")`` adds a model (a function ``(n_classes, weights) ->
@@ -29,6 +30,7 @@ from typing import Any
 
 from ..errors import ConfigError, ImgBalanceError, MissingDependencyError
 from ..registry import Registry
+from .timm_models import check_timm_name, create_timm_model, is_timm
 
 try:
     import torch
@@ -51,6 +53,7 @@ __all__ = [
     "LoadedModel",
     "SmallCNN",
     "build_model",
+    "check_model_name",
     "classification_models",
     "create_model",
     "final_linear",
@@ -374,6 +377,17 @@ for _depth in (20, 32):
     )(partial(_cifar_resnet, _depth))
 
 
+def check_model_name(name: str) -> None:
+    """A clear error unless ``name`` is a registered model, a torchvision classifier or
+    ``timm:<name>`` (the ``timm`` extra)."""
+    if is_timm(name):
+        check_timm_name(name)
+    elif name not in MODELS and name not in classification_models():
+        raise MODELS.unknown(
+            name, extra=["linear", "<any torchvision classifier>", "timm:<any timm model>"]
+        )
+
+
 def create_model(
     name: str,
     n_classes: int,
@@ -387,10 +401,12 @@ def create_model(
     ``head_scale * cos``). The caller seeds torch first: the initial weights come from it."""
     if head not in HEADS:
         raise ConfigError(f"head must be one of {', '.join(HEADS)}; got {head!r}.")
-    if name in MODELS:
-        model: nn.Module = MODELS.get(name)(n_classes, weights)
+    if is_timm(name):
+        model: nn.Module = create_timm_model(name, n_classes, weights)
+    elif name in MODELS:
+        model = MODELS.get(name)(n_classes, weights)
     elif name not in classification_models():
-        raise MODELS.unknown(name, extra=["<any torchvision classifier>"])
+        raise MODELS.unknown(name, extra=["<any torchvision classifier>", "timm:<any timm model>"])
     else:
         option = "--pretrained {file} (in Python or a grid: pretrained: {file})"
         model = build_model(name, weights, file_option=option).model
