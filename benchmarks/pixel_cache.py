@@ -1,6 +1,6 @@
 """What the decoded-pixel cache saves a grid: one short run, cache on and off, interleaved.
 
-On the CIFAR-10-LT split of ``effectiveness/cifar10_lt.py`` (IF 100: 12,406 training,
+On the CIFAR-10-LT split of ``effectiveness/cifar10_lt.py`` (IF 100: 12,356 training,
 500 validation and 10,000 test images, 32 px), one run of ``small-cnn`` for one
 epoch in memory mode, in this process; the cache is warmed by a first run, then the
 runs alternate between the cache on and off (``$IMGBALANCE_PIXEL_CACHE_GB=0``), so

@@ -44,8 +44,9 @@ def test_atomic_write_bytes_makes_folders_and_leaves_nothing_on_failure(
     atomic_write_bytes(tmp_path / "a" / "b" / "x.bin", b"22")  # replaced whole
     assert (tmp_path / "a" / "b" / "x.bin").read_bytes() == b"22"
     (tmp_path / "file").write_text("")
-    with pytest.raises(OSError):  # a folder that cannot be made: clear error, no leftovers
+    with pytest.raises(OSError) as blocked:  # a folder that cannot be made: the target named
         atomic_write_bytes(tmp_path / "file" / "x.bin", b"1")
+    assert blocked.value.filename == str(tmp_path / "file" / "x.bin")
 
     def full(src: object, dst: object) -> None:
         raise OSError(28, "No space left on device")

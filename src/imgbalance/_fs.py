@@ -59,8 +59,15 @@ def _tmp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _named(exc: OSError, target: Path) -> OSError:
-    if exc.filename is None:  # a failed write() names no file: name the one written
+def _discard(tmp: Path) -> None:
+    """Remove a temporary after a failure; a second error here must not hide the first."""
+    with contextlib.suppress(OSError):
+        tmp.unlink()
+
+
+def _named(exc: OSError, target: Path, tmp: Path) -> OSError:
+    # a failed write() names no file, a failed open() the temporary: name the target
+    if exc.filename is None or exc.filename == str(tmp):
         return OSError(exc.errno, exc.strerror, str(target))
     return exc
 
@@ -78,13 +85,13 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        named = _named(exc, target)
+        _discard(tmp)
+        named = _named(exc, target, tmp)
         if named is exc:
             raise
         raise named from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
@@ -106,13 +113,13 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
             fh.write(data)
         os.replace(tmp, target)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        named = _named(exc, target)
+        _discard(tmp)
+        named = _named(exc, target, tmp)
         if named is exc:
             raise
         raise named from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _discard(tmp)
         raise
 
 
