@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 
 def _children(pid: int) -> list[int]:
@@ -91,3 +92,32 @@ def run_measured(
             except ValueError:  # a line of prose with an "=" in it
                 continue
     return result
+
+
+def provenance(**extra: Any) -> dict[str, Any]:
+    """The head of a result file: machine, Python, imgbalance's version, the date."""
+    import platform
+
+    import imgbalance
+
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            **extra,
+        },
+        "imgbalance": imgbalance.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def write_result(out: Path | None, result: dict[str, Any]) -> None:
+    """Write ``result`` as indented JSON to ``out`` (when given) and say so."""
+    if out is None:
+        return
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")

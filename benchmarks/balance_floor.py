@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -51,10 +50,9 @@ from pathlib import Path
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import imgbalance
 from balance_throughput import make_tree
 
-from _harness import run_measured
+from _harness import provenance, run_measured, write_result
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -147,13 +145,7 @@ def main() -> None:
     args = ap.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     results: dict[str, object] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "imgbalance": imgbalance.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
         "images": args.images,
         "repeats": args.repeats,
         "workers": args.workers,
@@ -226,10 +218,7 @@ def main() -> None:
         print(f"baseline / now: {results['baseline_over_now']}")
     for k, v in results["goals"].items():  # type: ignore[union-attr]
         print(f"{k}: {v}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_result(args.out, results)
 
 
 def goals(

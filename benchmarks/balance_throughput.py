@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,9 +36,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-import imgbalance
 
-from _harness import run_measured
+from _harness import provenance, run_measured
 
 
 def make_tree(root: Path, n: int, seed: int = 0) -> dict[str, int]:
@@ -143,13 +140,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     results: dict[str, object] = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "imgbalance": imgbalance.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
         "images": args.images,
         "repeats": args.repeats,
         "contenders": {},

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import time
@@ -33,9 +31,10 @@ import torch
 from torch.utils.data import DataLoader
 from torchvision.datasets import ImageFolder
 
-import imgbalance
 from imgbalance.planning.embeddings import embed_images
 from imgbalance.torch.models import build_model, final_linear
+
+from _harness import provenance, write_result
 
 
 def cpu_now() -> float:
@@ -92,15 +91,7 @@ def main() -> None:
     med = {n: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for n, rs in runs.items()}
     ratio = med["imgbalance"]["images_per_s"] / med["plain"]["images_per_s"]
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-        },
-        "imgbalance": imgbalance.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(torch=torch.__version__, torch_threads=torch.get_num_threads()),
         "data": args.data.name,
         "images": len(paths),
         "model": args.model,
@@ -111,10 +102,7 @@ def main() -> None:
     }
     print(f"median: {json.dumps(med)}")
     print(f"imgbalance / plain images/s: {ratio:.2f} (features equal: {same})")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

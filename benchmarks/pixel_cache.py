@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,8 +24,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "effectiveness"))
 import cifar10_lt
 
-import imgbalance
 from imgbalance.experiments import RunConfig, run_training
+
+from _harness import provenance, write_result
 
 
 def main() -> None:
@@ -60,13 +60,7 @@ def main() -> None:
     med = {m: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for m, rs in runs.items()}
     saved = med["off"]["wall_s"] - med["on"]["wall_s"]
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "imgbalance": imgbalance.__version__,
-        "date": time.strftime("%Y-%m-%d"),
+        **provenance(),
         "runs": runs,
         "median": med,
         "saved_per_run_s": round(saved, 2),
@@ -75,10 +69,7 @@ def main() -> None:
     }
     print(f"median: {json.dumps(med)}")
     print(f"saved per run: {saved:.1f} s; same predictions: {result['same_predictions']}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {args.out}")
+    write_result(args.out, result)
 
 
 if __name__ == "__main__":

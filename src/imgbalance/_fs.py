@@ -73,17 +73,10 @@ def _named(exc: OSError, target: Path, tmp: Path) -> OSError:
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it into place on success.
-
-    The temporary file lives in the same folder, so the final ``os.replace`` is
-    atomic: a reader sees the old file or the complete new one, never half.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(target)
+def _replacing(target: Path, tmp: Path) -> Iterator[None]:
+    """On a failure inside the block, remove ``tmp`` and re-raise, naming ``target``."""
     try:
-        yield tmp
-        os.replace(tmp, target)
+        yield
     except OSError as exc:
         _discard(tmp)
         named = _named(exc, target, tmp)
@@ -93,6 +86,20 @@ def atomic_path(target: Path) -> Iterator[Path]:
     except BaseException:
         _discard(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it into place on success.
+
+    The temporary file lives in the same folder, so the final ``os.replace`` is
+    atomic: a reader sees the old file or the complete new one, never half.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_name(target)
+    with _replacing(target, tmp):
+        yield tmp
+        os.replace(tmp, target)
 
 
 def atomic_write_bytes(target: Path, data: bytes) -> None:
@@ -103,7 +110,7 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
     removed only when something failed (it is gone after the rename).
     """
     tmp = _tmp_name(target)
-    try:
+    with _replacing(target, tmp):
         try:
             fh = open(tmp, "xb")  # noqa: SIM115 - closed below, before the rename
         except FileNotFoundError:
@@ -112,15 +119,6 @@ def atomic_write_bytes(target: Path, data: bytes) -> None:
         with fh:
             fh.write(data)
         os.replace(tmp, target)
-    except OSError as exc:
-        _discard(tmp)
-        named = _named(exc, target, tmp)
-        if named is exc:
-            raise
-        raise named from exc
-    except BaseException:
-        _discard(tmp)
-        raise
 
 
 def atomic_write_text(target: Path, text: str) -> None:
