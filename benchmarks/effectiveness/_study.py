@@ -48,9 +48,13 @@ def copy_report(
 def run(main: Callable[[], None]) -> None:
     """Run a script's ``main``: a user error (a bad grid, an output inside the input) ends
     it with the library's message and exit code 1 (``EXIT_ERROR``), as the CLI does, not a
-    traceback (the exit codes are listed in ``imgbalance.errors``)."""
+    traceback (the exit codes are listed in ``imgbalance.errors``); Ctrl-C ends it with
+    one line and exit code 130."""
     try:
         main()
     except ImgBalanceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_ERROR) from None
+    except KeyboardInterrupt:  # the grid keeps its finished runs: the same command resumes
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        raise SystemExit(130) from None
