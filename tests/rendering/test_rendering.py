@@ -185,6 +185,23 @@ def test_manifest_only_and_png_format(tmp_path: Path) -> None:
     assert all(r["path"].endswith(".png") for r in rows if r["origin"] == "synthetic")
 
 
+def test_a_parent_edited_between_two_renders_in_one_process_is_read_again(
+    tmp_path: Path,
+) -> None:
+    """A notebook re-balances in the same process after editing an image: neither the
+    decoded nor the resized copy of the old file is served."""
+    import os
+
+    a = arr_png(tmp_path / "a.png", np.full((6, 8, 3), 10))
+    b = arr_png(tmp_path / "b.png", np.full((12, 16, 3), 100))  # another size: resized
+    job = RenderJob(0, "x.png", "smote", (a, b), (0.5, 0.5), "RGB")
+    assert (decode(render_recipe(job, RenderOptions())) == 55).all()
+    arr_png(tmp_path / "b.png", np.full((12, 16, 3), 200))
+    st = os.stat(b)
+    os.utime(b, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a later modification time
+    assert (decode(render_recipe(job, RenderOptions())) == 105).all()
+
+
 def test_webp_format_is_lossless_and_reads_back(tmp_path: Path) -> None:
     """format=webp: the same pixels as png, in files the scanner and training read."""
     src = _tree(tmp_path / "src")

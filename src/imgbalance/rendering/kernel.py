@@ -71,7 +71,7 @@ class _PixelCache:
     the cache. Neighbours resized to a base parent's size live in their own small
     cache (:data:`_RESIZED`): kept with the decoded files, they evicted them (1,341
     decodes of 811 distinct parents in one process on a 2,000-image SMOTE job, against
-    975 now; ``benchmarks/balance_floor.py`` counts them).
+    975 now, counted by :attr:`decodes`).
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -92,8 +92,10 @@ class _PixelCache:
     def resized(
         self, path: str, mode: str, size: tuple[int, int], native: np.ndarray
     ) -> np.ndarray:
-        """``native`` (the pixels of ``path``) resized to ``size``, bilinear."""
-        key = (path, mode, size)
+        """``native`` (the pixels of ``path``) resized to ``size``, bilinear; keyed like
+        :meth:`get`, so a file changed since is resized again."""
+        st = os.stat(path)
+        key = (path, st.st_mtime_ns, st.st_size, mode, size)
         arr = self.items.get(key)
         if arr is not None:
             self.items.move_to_end(key)
