@@ -46,9 +46,10 @@ def embed_images(
     hook = head.register_forward_pre_hook(lambda _m, inputs: captured.append(inputs[0]))
     feats = np.zeros((len(paths), head.in_features), dtype=np.float32)
     failed: dict[int, str] = {}
-    starts = range(0, len(paths), batch_size)
 
-    def submit(start: int) -> tuple[list[int], list[Future[Any]]]:
+    def submit(start: int) -> tuple[list[int], list[Future[Any]]] | None:
+        if start >= len(paths):
+            return None
         idx = list(range(start, min(start + batch_size, len(paths))))
         return idx, [pool.submit(_prepare, paths[i], loaded.transforms) for i in idx]
 
@@ -56,12 +57,11 @@ def embed_images(
         with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
             # The next batch is decoded while the model runs on this one (Pillow's decode
             # and resize release the GIL), as a DataLoader's workers would.
-            ahead = submit(starts[0]) if starts else None
-            for n in range(len(starts)):
-                assert ahead is not None
+            ahead = submit(0)
+            while ahead is not None:
                 idx, futures = ahead
                 items = [f.result() for f in futures]
-                ahead = submit(starts[n + 1]) if n + 1 < len(starts) else None
+                ahead = submit(idx[-1] + 1)
                 ok = [i for i, item in zip(idx, items, strict=True) if not isinstance(item, str)]
                 for i, item in zip(idx, items, strict=True):
                     if isinstance(item, str):

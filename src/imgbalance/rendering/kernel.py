@@ -63,6 +63,16 @@ def output_extension(base_format: str | None, opts: RenderOptions) -> str:
     return _FORMAT_EXT.get(base_format or "", ".png")
 
 
+#: (path, modification time, size in bytes, mode): a file changed since it was cached (a
+#: notebook that re-balances after editing images) has another key and is read again
+FileKey = tuple[str, int, int, str]
+
+
+def _file_key(path: str, mode: str) -> FileKey:
+    st = os.stat(path)
+    return (path, st.st_mtime_ns, st.st_size, mode)
+
+
 class _PixelCache:
     """Least-recently-used decoded parents, bounded in bytes (one per worker process).
 
@@ -80,6 +90,12 @@ class _PixelCache:
         self.bytes = 0
         self.decodes = 0  # files decoded by this process (read by the benchmarks)
 
+    def _hit(self, key: tuple[Any, ...]) -> np.ndarray | None:
+        arr = self.items.get(key)
+        if arr is not None:
+            self.items.move_to_end(key)
+        return arr
+
     def _keep(self, key: tuple[Any, ...], arr: np.ndarray) -> np.ndarray:
         arr.flags.writeable = False  # shared by later recipes
         self.items[key] = arr
@@ -89,37 +105,27 @@ class _PixelCache:
             self.bytes -= old.nbytes
         return arr
 
-    def resized(
-        self, path: str, mode: str, size: tuple[int, int], native: np.ndarray
-    ) -> np.ndarray:
-        """``native`` (the pixels of ``path``) resized to ``size``, bilinear; keyed like
-        :meth:`get`, so a file changed since is resized again."""
-        st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size, mode, size)
-        arr = self.items.get(key)
-        if arr is not None:
-            self.items.move_to_end(key)
-            return arr
-        image = Image.fromarray(native).resize(size, Image.Resampling.BILINEAR)
-        return self._keep(key, np.asarray(image))
+    def get(self, file: FileKey, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Pixels of ``file`` in its mode, at native size or resized to the fixed ``size``."""
+        key = (*file, size)
+        arr = self._hit(key)
+        if arr is None:
+            path, _, _, mode = file
+            image = load_image(path).convert(mode)
+            self.decodes += 1
+            if size is not None and image.size != size:
+                image = image.resize(size, Image.Resampling.BILINEAR)
+            arr = self._keep(key, np.asarray(image))
+        return arr
 
-    def get(self, path: str, mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
-        """Pixels of ``path`` in ``mode``, at native size or resized to the fixed ``size``.
-
-        The key holds the file's size and modification time, so a file changed since it
-        was cached (a notebook that re-balances after editing images) is decoded again.
-        """
-        st = os.stat(path)
-        key = (path, st.st_mtime_ns, st.st_size, mode, size)
-        arr = self.items.get(key)
-        if arr is not None:
-            self.items.move_to_end(key)
-            return arr
-        image = load_image(path).convert(mode)
-        self.decodes += 1
-        if size is not None and image.size != size:
-            image = image.resize(size, Image.Resampling.BILINEAR)
-        return self._keep(key, np.asarray(image))
+    def resized(self, file: FileKey, size: tuple[int, int], native: np.ndarray) -> np.ndarray:
+        """``native`` (the pixels of ``file``) resized to ``size``, bilinear."""
+        key = (*file, size)
+        arr = self._hit(key)
+        if arr is None:
+            image = Image.fromarray(native).resize(size, Image.Resampling.BILINEAR)
+            arr = self._keep(key, np.asarray(image))
+        return arr
 
 
 _CACHE = _PixelCache(_CACHE_BYTES)
@@ -134,12 +140,13 @@ def _parent(path: str, mode: str, size: tuple[int, int], opts: RenderOptions) ->
     """A parent's pixels at ``size``: decoded once (the cache of files), resized to the
     base parent's size when that differs (bilinear) and kept apart, so resized copies
     never evict decoded parents."""
+    file = _file_key(path, mode)
     if opts.image_size is not None:
-        return _CACHE.get(path, mode, opts.image_size)
-    native = _CACHE.get(path, mode)
+        return _CACHE.get(file, opts.image_size)
+    native = _CACHE.get(file)
     if native.shape[1::-1] == size:  # (h, w[, c]) -> (w, h)
         return native
-    return _RESIZED.resized(path, mode, size, native)
+    return _RESIZED.resized(file, size, native)
 
 
 def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
@@ -148,7 +155,7 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
         with open(job.parents[0], "rb") as fh:
             return fh.read()
     if opts.image_size is None:
-        base = _CACHE.get(job.parents[0], job.mode)
+        base = _CACHE.get(_file_key(job.parents[0], job.mode))
         size = (base.shape[1], base.shape[0])
     else:
         size = opts.image_size
