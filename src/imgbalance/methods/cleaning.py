@@ -27,7 +27,7 @@ from ..errors import ImgBalanceError
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
 from ._base import Method, register
-from ._neighbors import neighbours
+from ._knn import alive_neighbours
 
 _STRATEGIES = ("auto", "all", "majority", "not majority", "not minority")
 #: which originals cleaning may remove: those of the input's largest class (default),
@@ -118,7 +118,7 @@ class Cleaner(Method):
         before = state.counts()
         rows = state.indices()
         labels = strategy_labels(self.params["sampling_strategy"], before, state.classes)
-        fails = self.fails(state.take(rows), state.y[rows], labels)
+        fails = self.fails(state, rows, labels)
         drop = fails & self.removable(state, rows)
         if self.guard_originals:
             self._refuse_heavy_losses(state, rows[drop])
@@ -132,7 +132,9 @@ class Cleaner(Method):
             protected=int((fails & ~drop).sum()),
         )
 
-    def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
+    def fails(self, state: PlanState, rows: np.ndarray, labels: set[int]) -> np.ndarray:
+        """Mask over ``rows`` (the alive rows): True where the row fails the rule and its
+        label is in ``labels``."""
         raise NotImplementedError
 
     def _refuse_heavy_losses(self, state: PlanState, dropped: np.ndarray) -> None:
@@ -178,18 +180,24 @@ class ENN(Cleaner):
         self._positive_int("n_neighbors")
         self._choice("kind_sel", ("all", "mode"))
 
-    def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
-        k = min(self.params["n_neighbors"], len(y) - 1)
-        if k < 1:
-            return np.zeros(len(y), dtype=bool)
-        nbr_labels = y[neighbours(X, k)]
+    def fails(self, state: PlanState, rows: np.ndarray, labels: set[int]) -> np.ndarray:
+        all_y = state.y
+        y = all_y[rows]
+        out = np.zeros(len(rows), dtype=bool)
+        k = min(self.params["n_neighbors"], len(rows) - 1)
+        asked = np.isin(y, list(labels))  # only these can fail: no other row is searched
+        if k < 1 or not asked.any():
+            return out
+        nbr_labels = all_y[alive_neighbours(state, rows[asked], k)]
+        y = y[asked]
         if self.params["kind_sel"] == "all":
             keep = np.all(nbr_labels == y[:, None], axis=1)
         else:
-            n_labels = int(y.max()) + 1
+            n_labels = len(state.classes)
             votes = np.apply_along_axis(np.bincount, 1, nbr_labels, minlength=n_labels)
             keep = votes.argmax(axis=1) == y  # ties go to the smaller label, like scipy's mode
-        return np.asarray(~keep & np.isin(y, list(labels)), dtype=bool)
+        out[asked] = ~keep
+        return out
 
 
 @register
@@ -203,9 +211,12 @@ class Tomek(Cleaner):
         "clean_originals": "majority",
     }
 
-    def fails(self, X: np.ndarray, y: np.ndarray, labels: set[int]) -> np.ndarray:
-        if len(y) < 2:
-            return np.zeros(len(y), dtype=bool)
-        nn = neighbours(X, 1)[:, 0]
-        linked = (y[nn] != y) & (nn[nn] == np.arange(len(y)))
-        return np.asarray(linked & np.isin(y, list(labels)), dtype=bool)
+    def fails(self, state: PlanState, rows: np.ndarray, labels: set[int]) -> np.ndarray:
+        if len(rows) < 2:
+            return np.zeros(len(rows), dtype=bool)
+        y = state.y
+        nn = np.full(len(state.alive), -1, dtype=np.int64)
+        nn[rows] = alive_neighbours(state, rows, 1)[:, 0]
+        mine = nn[rows]
+        linked = (y[mine] != y[rows]) & (nn[mine] == rows)
+        return np.asarray(linked & np.isin(y[rows], list(labels)), dtype=bool)

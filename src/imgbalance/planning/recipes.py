@@ -70,6 +70,8 @@ class PlanState:
         self.log: list[dict[str, Any]] = []
         self.notes: list[str] = []
         self.stages: dict[str, np.ndarray] = {}
+        #: what steps keep for later steps of the same plan (the cleaners' neighbour index)
+        self.cache: dict[str, Any] = {}
         #: (height, width, channels) when feature rows are thumbnails, else None
         self.feature_shape: tuple[int, int, int] | None = None
         counts = np.bincount(self._y[0], minlength=len(classes))
