@@ -6,6 +6,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -92,6 +93,34 @@ def run_measured(
             except ValueError:  # a line of prose with an "=" in it
                 continue
     return result
+
+
+def run_timed(argv: list[str], env: dict[str, str]) -> dict[str, float]:
+    """Run ``argv``; wall and CPU seconds (children included) and the largest process's
+    peak RSS, all from the kernel; the last stdout line's ``key=value`` pairs too."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env={**os.environ, **env})
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(), err.read().decode()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    res = {
+        "wall_s": round(wall, 3),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
+        "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
+    }
+    lines = stdout.strip().splitlines()
+    for part in (lines[-1] if lines else "").split():
+        if "=" in part:
+            k, v = part.split("=", 1)
+            with contextlib.suppress(ValueError):  # a line of prose with an "=" in it
+                res[k] = float(v)
+    return res
 
 
 def provenance(**extra: Any) -> dict[str, Any]:

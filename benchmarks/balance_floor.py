@@ -36,15 +36,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from PIL import Image
@@ -52,39 +49,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from balance_throughput import make_tree
 
-from _harness import provenance, run_measured, write_result
+from _harness import provenance, run_measured, run_timed, write_result
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
 METHODS = ("smote", "adasyn", "mixup", "stem", "augment")
-
-
-def run_timed(argv: list[str], env: dict[str, str]) -> dict[str, float]:
-    """Run ``argv``; wall and CPU seconds (children included) and the largest process's
-    peak RSS, all from the kernel; the last stdout line's ``key=value`` pairs too."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, env={**os.environ, **env})
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        stdout, stderr = out.read().decode(), err.read().decode()
-    if proc.returncode != 0:
-        raise RuntimeError(f"{argv} failed ({proc.returncode}):\n{stderr[-3000:]}")
-    res = {
-        "wall_s": round(wall, 3),
-        "cpu_s": round(usage.ru_utime + usage.ru_stime, 3),
-        "max_rss_mib": round(usage.ru_maxrss / 1024, 1),
-    }
-    lines = stdout.strip().splitlines()
-    for part in (lines[-1] if lines else "").split():
-        if "=" in part:
-            k, v = part.split("=", 1)
-            with contextlib.suppress(ValueError):  # a line of prose with an "=" in it
-                res[k] = float(v)
-    return res
 
 
 def png_copy(src: Path, dst: Path) -> None:
