@@ -149,6 +149,23 @@ def test_importing_imgbalance_imports_no_torch_and_no_scikit_learn() -> None:
     assert r.stdout.strip() == "[]"
 
 
+def test_planning_imports_no_scikit_learn_and_no_scipy() -> None:
+    """Every feature-space method plans without scikit-learn or SciPy (their import
+    costs ~1.5 s of every balance job): neighbours come from imgbalance's exact search."""
+    code = (
+        "import sys, numpy as np\n"
+        "from imgbalance.planner import plan_arrays\n"
+        "X = np.random.default_rng(0).random((120, 6), dtype=np.float32)\n"
+        "y = np.array([0] * 80 + [1] * 30 + [2] * 10)\n"
+        "for m in ('smote', 'adasyn', 'borderline-smote', 'smote-enn', 'smote-tomek', 'stem',\n"
+        "          'mixup', 'random-over', 'random-under', 'smote,tomek'):\n"
+        "    plan_arrays(X, y, ['a', 'b', 'c'], m, random_state=0)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy', 'imblearn'}))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert r.stdout.strip() == "[]"
+
+
 def test_public_api() -> None:
     for name in imgbalance.__all__:
         assert getattr(imgbalance, name) is not None

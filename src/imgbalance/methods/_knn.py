@@ -23,14 +23,15 @@ which differs only where a duplicate is listed before the row itself).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NeighbourIndex", "alive_neighbours"]
+__all__ = ["NeighbourIndex", "alive_neighbours", "nearest"]
 
 #: float32 distances computed at once (MiB): one chunk of queries x all alive rows
-_CHUNK_MIB = 64
+_CHUNK_MIB = 32
 #: candidate pairs listed at once (a few per query unless the space is degenerate)
 _MAX_PAIRS = 1 << 20
 #: pairs measured exactly at once (float64 differences: _PAIRS x d x 8 bytes)
@@ -47,13 +48,13 @@ def _error_bound(d: int) -> float:
     return 2.5 * (d + 4) * _U32
 
 
-def _exact(X: np.ndarray, q: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Exact squared distances of the pairs of rows (X[q], X[a]), in float64, in slices
+def _exact(XQ: np.ndarray, XF: np.ndarray, q: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Exact squared distances of the pairs of rows (XQ[q], XF[f]), in float64, in slices
     (float32 values: their differences and squares are exact in float64)."""
     out = np.empty(len(q), dtype=np.float64)
     for s in range(0, len(q), _PAIRS):
-        diff = X[a[s : s + _PAIRS]].astype(np.float64)
-        diff -= X[q[s : s + _PAIRS]]
+        diff = XF[f[s : s + _PAIRS]].astype(np.float64)
+        diff -= XQ[q[s : s + _PAIRS]]
         np.square(diff, out=diff)
         out[s : s + _PAIRS] = diff.sum(axis=1)
     return out
@@ -84,6 +85,60 @@ def _top(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n_rows: int, widt
     nb[rows[keep], rank[keep]] = cols[keep]
     dd[rows[keep], rank[keep]] = dist[keep]
     return nb, dd, counts
+
+
+def _chunks(
+    XQ: np.ndarray, XF: np.ndarray, width: int, exclude: np.ndarray | None
+) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """The ``width`` nearest rows of ``XF`` to each row of ``XQ``, exactly, chunk by chunk.
+
+    Yields ``(lo, hi, prod, nb, dd, counts)`` for queries ``lo:hi``: ``prod`` is the
+    float32 ``|f|^2 - 2 q.f`` block (``|q|^2`` left out), ``nb`` / ``dd`` the lists
+    (positions in ``XF``, exact squared distances; padded with -1 / inf) and ``counts``
+    the candidates each query had (``>= width`` means the list is full). ``exclude[i]``
+    is a position of ``XF`` query i may not list (itself), or -1.
+    """
+    n_fit, d = XF.shape
+    c = _error_bound(d)
+    sq_q = np.einsum("ij,ij->i", XQ, XQ, dtype=np.float64)
+    sq_f = np.einsum("ij,ij->i", XF, XF, dtype=np.float64)
+    sq_max = float(sq_f.max()) if n_fit else 0.0
+    sq32 = sq_f.astype(np.float32)
+    chunk = max(1, (_CHUNK_MIB << 20) // (4 * max(n_fit, 1)))
+    for lo in range(0, len(XQ), chunk):
+        hi = min(lo + chunk, len(XQ))
+        # |f|^2 - 2 q.f: the query's own |q|^2 does not change its order (the -2 is exact)
+        prod = (XQ[lo:hi] * np.float32(-2)) @ XF.T
+        prod += sq32[None, :]
+        if exclude is not None:
+            own = exclude[lo:hi]
+            prod[np.flatnonzero(own >= 0), own[own >= 0]] = np.inf
+        kth = np.partition(prod, width - 1, axis=1)[:, width - 1]
+        limit = kth + 2 * c * (sq_q[lo:hi] + sq_max)
+        mask = prod <= limit[:, None]
+        # queries with many candidates (duplicates, a degenerate feature space) are
+        # measured in groups of at most _MAX_PAIRS candidates
+        ends = np.cumsum(mask.sum(axis=1))
+        cuts = np.searchsorted(ends, np.arange(_MAX_PAIRS, int(ends[-1]), _MAX_PAIRS), "right")
+        parts = []
+        for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, hi - lo].tolist(), strict=True):
+            if b > a:
+                r, col = _where(mask[a:b])
+                dist = _exact(XQ, XF, lo + a + r, col)
+                parts.append(_top(r, col, dist, b - a, width))
+        nb, dd, counts = (np.concatenate(x) for x in zip(*parts, strict=True))
+        yield lo, hi, prod, nb, dd, counts
+
+
+def nearest(XF: np.ndarray, k: int, XQ: np.ndarray | None = None) -> np.ndarray:
+    """Row indices of the ``k`` nearest rows of ``XF`` to each row of ``XQ`` (``XF`` itself
+    when None), nearest first, ties to the earlier row; exact, as scikit-learn's brute
+    search is where there are no ties, without importing it."""
+    query = XF if XQ is None else XQ
+    out = np.empty((len(query), k), dtype=np.int64)
+    for lo, hi, _, nb, _, _ in _chunks(query, XF, k, None):
+        out[lo:hi] = nb
+    return out
 
 
 class NeighbourIndex:
@@ -135,20 +190,18 @@ class NeighbourIndex:
         else:
             short = np.zeros(0, dtype=bool)
         XA = state.take(alive)
-        sq = np.einsum("ij,ij->i", XA, XA, dtype=np.float64)
         pos = np.full(n, -1, dtype=np.int64)
         pos[alive] = np.arange(len(alive))
-        merges = self._search(XA, sq, pos[new], pos[old], old, alive)
+        merges = self._search(XA, pos[new], pos[old], old, alive)
         self._merge(old, merges, state.alive)
         again = old[short]
         if len(again):
-            self._search(XA, sq, pos[again], np.zeros(0, np.int64), again, alive)
+            self._search(XA, pos[again], np.zeros(0, np.int64), again, alive)
         self.known = n
 
     def _search(
         self,
         XA: np.ndarray,
-        sq: np.ndarray,
         queries: np.ndarray,
         others: np.ndarray,
         others_rows: np.ndarray,
@@ -157,57 +210,30 @@ class NeighbourIndex:
         """Search ``queries`` (positions in ``alive``) against every alive row and store
         their lists; return the pairs (other row, query row, distance) that may enter
         the lists of ``others`` (positions of rows with lists, not searched again)."""
-        n_alive, d = XA.shape
-        width = min(self.width, n_alive - 1)
-        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        width = min(self.width, len(XA) - 1)
         if width < 1 or not len(queries):
             return _empty_pairs()
-        c = _error_bound(d)
-        sq_max = float(sq.max())
-        other_bound = self.bound_d[others_rows] + c * (sq[others] + sq_max) if len(others) else None
-        chunk = max(1, (_CHUNK_MIB << 20) // (4 * n_alive))
-        sq32 = sq.astype(np.float32)
-        for s in range(0, len(queries), chunk):
-            q = queries[s : s + chunk]
-            # |a|^2 - 2 a.b: the query's own |q|^2 does not change its order (the -2 is exact)
-            prod = (XA[q] * np.float32(-2)) @ XA.T
-            prod += sq32[None, :]
-            prod[np.arange(len(q)), q] = np.inf  # never its own neighbour
-            kth = np.partition(prod, width - 1, axis=1)[:, width - 1]
-            limit = kth + 2 * c * (sq[q] + sq_max)
-            mask = prod <= limit[:, None]
-            # rows of many candidates (duplicates, a degenerate feature space) are measured
-            # in groups of at most _MAX_PAIRS candidates
-            ends = np.cumsum(mask.sum(axis=1))
-            cuts = np.searchsorted(ends, np.arange(_MAX_PAIRS, int(ends[-1]), _MAX_PAIRS), "right")
-            for lo, hi in zip(np.r_[0, cuts].tolist(), np.r_[cuts, len(q)].tolist(), strict=True):
-                if hi > lo:
-                    r, col = _where(mask[lo:hi])
-                    self._keep(XA, alive, q[lo:hi], r, col, width)
-            if other_bound is not None:
-                # the product lacks the query's |q|^2, added back here for the comparison
-                r, o = _where(prod[:, others] + sq32[q][:, None] <= other_bound[None, :])
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        XQ = XA[queries]
+        bound = None
+        if len(others):
+            sq = np.einsum("ij,ij->i", XA, XA, dtype=np.float64)
+            c = _error_bound(XA.shape[1])
+            # |q|^2 left out of the product, so out of the bound too
+            bound = self.bound_d[others_rows] + c * (sq[others] + sq.max())
+            sq_q32 = sq[queries].astype(np.float32)
+        for lo, hi, prod, nb, dd, counts in _chunks(XQ, XA, width, queries):
+            rows = alive[queries[lo:hi]]
+            self._store(rows, alive[np.where(nb >= 0, nb, 0)], nb >= 0, dd, counts, width)
+            if bound is not None:
+                r, o = _where(prod[:, others] + sq_q32[lo:hi, None] <= bound[None, :])
                 if len(r):
-                    dist = _exact(XA, q[r], others[o])
-                    found.append((o, alive[q[r]], dist))
+                    dist = _exact(XA, XA, queries[lo + r], others[o])
+                    found.append((o, alive[queries[lo + r]], dist))
         self.searches += len(queries)
         if not found:
             return _empty_pairs()
         return tuple(np.concatenate(p) for p in zip(*found, strict=True))  # type: ignore[return-value]
-
-    def _keep(
-        self,
-        XA: np.ndarray,
-        alive: np.ndarray,
-        q: np.ndarray,
-        r: np.ndarray,
-        col: np.ndarray,
-        width: int,
-    ) -> None:
-        """Measure the candidate pairs (q[r], col) exactly and store the lists of ``q``."""
-        dist = _exact(XA, q[r], col)
-        nb, dd, counts = _top(r, col, dist, len(q), width)
-        self._store(alive[q], alive[np.where(nb >= 0, nb, 0)], nb >= 0, dd, counts, width)
 
     def _store(
         self,

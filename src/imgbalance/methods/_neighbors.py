@@ -6,27 +6,21 @@ import numpy as np
 
 from .._options import option, option_name
 from ..errors import ImgBalanceError
+from ._knn import nearest
 
 FALLBACKS = ("adapt", "error", "random-over", "augment")
-_WORKING_MEMORY_MIB = 64
 
 
 def neighbours(X_fit: np.ndarray, k: int, X_query: np.ndarray | None = None) -> np.ndarray:
     """Indices of the ``k`` nearest rows of ``X_fit`` for each query row, self excluded.
 
-    Like imbalanced-learn, asks for ``k + 1`` neighbours and drops the first
-    (the sample itself, or an exact duplicate of it).
+    Like imbalanced-learn, asks for ``k + 1`` neighbours and drops the first (the
+    sample itself, or an exact duplicate of it listed before it). The search is
+    :func:`._knn.nearest`: exact, ties to the earlier row, scikit-learn's answer
+    where there are no ties, and no scikit-learn import (~1.5 s) on the way.
     """
-    # scikit-learn is imported here, not at the top: it costs ~1.5 s, and `analyze`,
-    # `split` and `--help` import the methods without ever asking for neighbours.
-    from sklearn import config_context
-    from sklearn.neighbors import NearestNeighbors
-
-    nn = NearestNeighbors(n_neighbors=k + 1).fit(X_fit)
-    query = X_fit if X_query is None else X_query
-    # Distances are computed in chunks of this many MiB (scikit-learn's default is 1 GiB).
-    with config_context(working_memory=_WORKING_MEMORY_MIB):
-        return np.asarray(nn.kneighbors(query, return_distance=False)[:, 1:])
+    query = None if X_query is None else np.asarray(X_query, dtype=np.float32)
+    return nearest(np.asarray(X_fit, dtype=np.float32), k + 1, query)[:, 1:]
 
 
 def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> int | None:
