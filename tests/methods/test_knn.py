@@ -111,3 +111,19 @@ def test_stem_reuses_the_index_across_iterations(monkeypatch) -> None:
     monkeypatch.setattr("imgbalance.methods.cleaning.alive_neighbours", fresh)
     again = plan_arrays(X, y, ["a", "b", "c"], "stem", random_state=0, max_iterations=5)
     assert again.to_json() == plan.to_json()
+
+
+def test_nearest_for_separate_queries_and_the_smote_rule() -> None:
+    from imgbalance.methods._neighbors import neighbours
+
+    rng = np.random.default_rng(4)
+    XF = rng.random((150, 12), dtype=np.float32)
+    XQ = rng.random((40, 12), dtype=np.float32)
+    XF64, XQ64 = XF.astype(np.float64), XQ.astype(np.float64)
+    d = ((XQ64[:, None, :] - XF64[None, :, :]) ** 2).sum(axis=2)
+    want = np.argsort(d, axis=1, kind="stable")[:, :5]
+    np.testing.assert_array_equal(_knn.nearest(XF, 5, XQ), want)
+    # SMOTE's rule: k + 1 nearest of the fitted rows themselves, the first dropped
+    self_d = ((XF64[:, None, :] - XF64[None, :, :]) ** 2).sum(axis=2)
+    want_self = np.argsort(self_d, axis=1, kind="stable")[:, 1:4]
+    np.testing.assert_array_equal(neighbours(XF, 3), want_self)

@@ -11,14 +11,16 @@ alive x alive.
 
 The search is exact. Distances come from one float32 matrix product per chunk
 of queries; every row within a proven bound of that product's rounding error
-(:func:`_error_bound`) of the k-th is then measured again exactly, as
-``sum((a - b) ** 2)`` in float64, so the rounding can never change a result.
-Neighbours are ordered by that distance, then by row index: ties (duplicate
-images, integer-valued thumbnails) go to the earlier row, and a search from
-scratch and an updated one give the same lists. A row is never its own
-neighbour; an exact duplicate of it is, at distance 0. Without ties these are
-scikit-learn's neighbours (imbalanced-learn drops the first of k + 1 instead,
-which differs only where a duplicate is listed before the row itself).
+(:func:`_error_bound`) of the k-th is then measured again as
+``sum((a - b) ** 2)`` in float64 (the differences and squares of float32 values
+are exact there; only the sum rounds, some 1e-13 relative), so the float32
+rounding can never change a result. Neighbours are ordered by that distance,
+then by row index: ties (duplicate images, integer-valued thumbnails) go to the
+earlier row, and a search from scratch and an updated one give the same lists.
+In the index a row is never its own neighbour (an exact duplicate of it is, at
+distance 0); :func:`nearest` lists every row of the fitted matrix, and SMOTE's
+caller drops the first of k + 1, as imbalanced-learn does. Without ties these
+are scikit-learn's neighbours.
 """
 
 from __future__ import annotations
