@@ -185,7 +185,7 @@ class ENN(Cleaner):
         y = all_y[rows]
         out = np.zeros(len(rows), dtype=bool)
         k = min(self.params["n_neighbors"], len(rows) - 1)
-        asked = np.isin(y, list(labels))  # only these can fail: no other row is searched
+        asked = np.isin(y, list(labels))  # only rows of these labels can fail
         if k < 1 or not asked.any():
             return out
         nbr_labels = all_y[alive_neighbours(state, rows[asked], k)]
