@@ -50,6 +50,12 @@ def _error_bound(d: int) -> float:
     return 2.5 * (d + 4) * _U32
 
 
+def _sq_norms(X: np.ndarray) -> np.ndarray:
+    """Squared norms of the rows, accumulated in float64."""
+    out: np.ndarray = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+    return out
+
+
 def _exact(XQ: np.ndarray, XF: np.ndarray, q: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Exact squared distances of the pairs of rows (XQ[q], XF[f]), in float64, in slices
     (float32 values: their differences and squares are exact in float64)."""
@@ -90,7 +96,11 @@ def _top(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n_rows: int, widt
 
 
 def _chunks(
-    XQ: np.ndarray, XF: np.ndarray, width: int, exclude: np.ndarray | None
+    XQ: np.ndarray,
+    XF: np.ndarray,
+    width: int,
+    exclude: np.ndarray | None,
+    norms: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Iterator[tuple[int, int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """The ``width`` nearest rows of ``XF`` to each row of ``XQ``, exactly, chunk by chunk.
 
@@ -98,12 +108,14 @@ def _chunks(
     float32 ``|f|^2 - 2 q.f`` block (``|q|^2`` left out), ``nb`` / ``dd`` the lists
     (positions in ``XF``, exact squared distances; padded with -1 / inf) and ``counts``
     the candidates each query had (``>= width`` means the list is full). ``exclude[i]``
-    is a position of ``XF`` query i may not list (itself), or -1.
+    is a position of ``XF`` query i may not list (itself), or -1. ``norms`` are the
+    rows' float64 squared norms (queries', fitted rows'), when the caller has them.
     """
     n_fit, d = XF.shape
     c = _error_bound(d)
-    sq_q = np.einsum("ij,ij->i", XQ, XQ, dtype=np.float64)
-    sq_f = np.einsum("ij,ij->i", XF, XF, dtype=np.float64)
+    if norms is None:
+        norms = (_sq_norms(XQ), _sq_norms(XF))
+    sq_q, sq_f = norms
     sq_max = float(sq_f.max()) if n_fit else 0.0
     sq32 = sq_f.astype(np.float32)
     chunk = max(1, (_CHUNK_MIB << 20) // (4 * max(n_fit, 1)))
@@ -216,15 +228,15 @@ class NeighbourIndex:
         if width < 1 or not len(queries):
             return _empty_pairs()
         found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        XQ = XA[queries]
+        sq = _sq_norms(XA)  # once, for the search and for the others' bound
         bound = None
         if len(others):
-            sq = np.einsum("ij,ij->i", XA, XA, dtype=np.float64)
             c = _error_bound(XA.shape[1])
             # |q|^2 left out of the product, so out of the bound too
             bound = self.bound_d[others_rows] + c * (sq[others] + sq.max())
             sq_q32 = sq[queries].astype(np.float32)
-        for lo, hi, prod, nb, dd, counts in _chunks(XQ, XA, width, queries):
+        chunks = _chunks(XA[queries], XA, width, queries, (sq[queries], sq))
+        for lo, hi, prod, nb, dd, counts in chunks:
             rows = alive[queries[lo:hi]]
             self._store(rows, alive[np.where(nb >= 0, nb, 0)], nb >= 0, dd, counts, width)
             if bound is not None:
