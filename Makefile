@@ -30,10 +30,10 @@ $(VENV)/.torch: $(VENV)/.installed
 
 torch: $(VENV)/.torch
 
-# The optional trackers, the Ray backend, the statistics, ONNX and timm extras, so that their tests
-# run too.
+# The optional trackers, the Ray backend, the statistics, ONNX, timm and ann extras, so that their
+# tests run too.
 $(VENV)/.trackers: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb,ray,stats,onnx,timm]'
+	$(BIN)/python -m pip install --quiet -e '.[mlflow,wandb,ray,stats,onnx,timm,ann]'
 	touch $@
 
 # pytest exits 5 when it collects no tests; make treats that as a failure.

@@ -104,7 +104,7 @@ def test_stem_reuses_the_index_across_iterations(monkeypatch) -> None:
     plan = plan_arrays(X, y, ["a", "b", "c"], "stem", random_state=0, max_iterations=5)
     assert sum(e["step"] == "enn" for e in plan.log) >= 2  # the premise: several passes
 
-    def fresh(state: PlanState, rows: np.ndarray, k: int) -> np.ndarray:
+    def fresh(state: PlanState, rows: np.ndarray, k: int, search: str = "exact") -> np.ndarray:
         state.cache.pop("neighbours", None)  # a new index for every pass
         return alive_neighbours(state, rows, k)
 

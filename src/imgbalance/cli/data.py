@@ -202,6 +202,7 @@ BALANCE_FLAGS = (
     "features",
     "k_neighbors",
     "method",
+    "neighbor_search",
     "overwrite",
     "resume",
     "small_class_fallback",
@@ -271,6 +272,14 @@ def balance_cmd(
             "class), all (imbalanced-learn's behaviour) or none."
         ),
     ] = None,
+    neighbor_search: Annotated[
+        str | None,
+        typer.Option(
+            help="How ENN/Tomek (and smote-enn, smote-tomek, stem) find neighbours: exact (the "
+            "default; imbalanced-learn's answer, cost grows with the square of the images) or "
+            "approximate (an HNSW graph from 10,000 rows on, near-linear; the ann extra)."
+        ),
+    ] = None,
     param: Annotated[
         list[str] | None, typer.Option(help="Any method parameter, key=value (repeatable).")
     ] = None,
@@ -332,6 +341,7 @@ def balance_cmd(
         ("k_neighbors", k_neighbors),
         ("small_class_fallback", small_class_fallback),
         ("clean_originals", clean_originals),
+        ("neighbor_search", neighbor_search),
     ):
         if value is not None:
             params[key] = value

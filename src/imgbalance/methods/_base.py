@@ -31,6 +31,10 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     #: the target a method aims at when the user names none
     default_target: ClassVar[str] = "auto"
+    #: parameters added after plans were first written, with the default that is the
+    #: behaviour of those plans: a plan records them only when set otherwise, so a plan
+    #: of the same job stays the same file (and ``--resume`` accepts it)
+    added_later: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.defaults))
@@ -64,7 +68,12 @@ class Method:
         return self.default_target if user_target is None else user_target
 
     def describe(self) -> dict[str, Any]:
-        return {"method": self.name, "params": dict(self.params)}
+        params = {
+            k: v
+            for k, v in self.params.items()
+            if not (k in self.added_later and v == self.added_later[k])
+        }
+        return {"method": self.name, "params": params}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.params.items())

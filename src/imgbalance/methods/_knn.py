@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NeighbourIndex", "alive_neighbours", "nearest"]
+__all__ = ["SLACK", "NeighbourIndex", "alive_neighbours", "exact_pairs", "nearest", "top_per_row"]
 
 #: float32 distances computed at once (MiB): one chunk of queries x all alive rows
 _CHUNK_MIB = 32
@@ -39,7 +39,7 @@ _MAX_PAIRS = 1 << 20
 #: pairs measured exactly at once (float64 differences: _PAIRS x d x 8 bytes)
 _PAIRS = 4096
 #: rows kept per list beyond the k asked for, so that removals rarely force a new search
-_SLACK = 5
+SLACK = 5
 _U32 = float(np.finfo(np.float32).eps) / 2  # unit roundoff of float32
 
 
@@ -56,7 +56,7 @@ def _sq_norms(X: np.ndarray) -> np.ndarray:
     return out
 
 
-def _exact(XQ: np.ndarray, XF: np.ndarray, q: np.ndarray, f: np.ndarray) -> np.ndarray:
+def exact_pairs(XQ: np.ndarray, XF: np.ndarray, q: np.ndarray, f: np.ndarray) -> np.ndarray:
     """Exact squared distances of the pairs of rows (XQ[q], XF[f]), in float64, in slices
     (float32 values: their differences and squares are exact in float64)."""
     out = np.empty(len(q), dtype=np.float64)
@@ -79,7 +79,9 @@ def _where(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return r, col
 
 
-def _top(rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n_rows: int, width: int) -> Any:
+def top_per_row(
+    rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, n_rows: int, width: int
+) -> Any:
     """Per row (0..n_rows-1), the first ``width`` (dist, col) pairs in order, as padded
     arrays (col -1, dist inf), and how many each row had before truncation."""
     order = np.lexsort((cols, dist, rows))
@@ -138,8 +140,8 @@ def _chunks(
         for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, hi - lo].tolist(), strict=True):
             if b > a:
                 r, col = _where(mask[a:b])
-                dist = _exact(XQ, XF, lo + a + r, col)
-                parts.append(_top(r, col, dist, b - a, width))
+                dist = exact_pairs(XQ, XF, lo + a + r, col)
+                parts.append(top_per_row(r, col, dist, b - a, width))
         nb, dd, counts = (np.concatenate(x) for x in zip(*parts, strict=True))
         yield lo, hi, prod, nb, dd, counts
 
@@ -242,7 +244,7 @@ class NeighbourIndex:
             if bound is not None:
                 r, o = _where(prod[:, others] + sq_q32[lo:hi, None] <= bound[None, :])
                 if len(r):
-                    dist = _exact(XA, XA, queries[lo + r], others[o])
+                    dist = exact_pairs(XA, XA, queries[lo + r], others[o])
                     found.append((o, alive[queries[lo + r]], dist))
         self.searches += len(queries)
         if not found:
@@ -285,7 +287,7 @@ class NeighbourIndex:
         all_r = np.concatenate([er, local])
         all_c = np.concatenate([nb[er, ec], j])
         all_d = np.concatenate([dd[er, ec], dist])
-        nb, dd, counts = _top(all_r, all_c, all_d, len(touched), self.width)
+        nb, dd, counts = top_per_row(all_r, all_c, all_d, len(touched), self.width)
         self.nb[touched] = nb
         self.dd[touched] = dd
         cut = counts > self.width  # truncated: the bound moves down to the last kept entry
@@ -303,6 +305,6 @@ def alive_neighbours(state: Any, rows: np.ndarray, k: int) -> np.ndarray:
     first use, as wide as k plus some slack; made again wider when a step asks for more)."""
     index = state.cache.get("neighbours")
     if index is None or index.width < k:
-        index = state.cache["neighbours"] = NeighbourIndex(k + _SLACK)
+        index = state.cache["neighbours"] = NeighbourIndex(k + SLACK)
     result: np.ndarray = index.neighbours(state, rows, k)
     return result

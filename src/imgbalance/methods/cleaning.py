@@ -27,7 +27,7 @@ from ..errors import ImgBalanceError
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
 from ._base import Method, register
-from ._knn import alive_neighbours
+from ._neighbors import alive_neighbours, require_search
 
 _STRATEGIES = ("auto", "all", "majority", "not majority", "not minority")
 #: which originals cleaning may remove: those of the input's largest class (default),
@@ -100,6 +100,8 @@ class Cleaner(Method):
                 f"{', '.join(CLEAN_ORIGINALS)}, True/False or a list of "
                 f"class names; got {clean!r}."
             )
+        search = self.params.get("neighbor_search", "exact")
+        require_search(self.name, search)
 
     def removable(self, state: PlanState, rows: np.ndarray) -> np.ndarray:
         """Mask over ``rows``: True where the row may be removed at all."""
@@ -173,7 +175,9 @@ class ENN(Cleaner):
         "kind_sel": "all",
         "sampling_strategy": "auto",
         "clean_originals": "majority",
+        "neighbor_search": "exact",
     }
+    added_later: ClassVar[dict[str, Any]] = {"neighbor_search": "exact"}
 
     def validate(self) -> None:
         super().validate()
@@ -188,7 +192,7 @@ class ENN(Cleaner):
         asked = np.isin(y, list(labels))  # only rows of these labels can fail
         if k < 1 or not asked.any():
             return out
-        nbr_labels = all_y[alive_neighbours(state, rows[asked], k)]
+        nbr_labels = all_y[alive_neighbours(state, rows[asked], k, self.params["neighbor_search"])]
         y = y[asked]
         if self.params["kind_sel"] == "all":
             keep = np.all(nbr_labels == y[:, None], axis=1)
@@ -209,14 +213,16 @@ class Tomek(Cleaner):
     defaults: ClassVar[dict[str, Any]] = {
         "sampling_strategy": "auto",
         "clean_originals": "majority",
+        "neighbor_search": "exact",
     }
+    added_later: ClassVar[dict[str, Any]] = {"neighbor_search": "exact"}
 
     def fails(self, state: PlanState, rows: np.ndarray, labels: set[int]) -> np.ndarray:
         if len(rows) < 2:
             return np.zeros(len(rows), dtype=bool)
         y = state.y
         nn = np.full(len(state.alive), -1, dtype=np.int64)
-        nn[rows] = alive_neighbours(state, rows, 1)[:, 0]
+        nn[rows] = alive_neighbours(state, rows, 1, self.params["neighbor_search"])[:, 0]
         mine = nn[rows]
         linked = (y[mine] != y[rows]) & (nn[mine] == rows)
         return np.asarray(linked & np.isin(y[rows], list(labels)), dtype=bool)

@@ -74,7 +74,9 @@ class _SmoteThenClean(Method):
         "k_neighbors": 5,
         "small_class_fallback": "adapt",
         "clean_originals": "none",
+        "neighbor_search": "exact",
     }
+    added_later: ClassVar[dict[str, Any]] = {"neighbor_search": "exact"}
     cleaner: type[Cleaner] = ENN
 
     def validate(self) -> None:
@@ -89,7 +91,9 @@ class _SmoteThenClean(Method):
             ),
             _unguarded(
                 self.cleaner(
-                    sampling_strategy="all", clean_originals=self.params["clean_originals"]
+                    sampling_strategy="all",
+                    clean_originals=self.params["clean_originals"],
+                    neighbor_search=self.params["neighbor_search"],
                 )
             ),
         )

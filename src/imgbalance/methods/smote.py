@@ -16,7 +16,7 @@ from ..planning.augment import has_torchvision, make_policy, require_torchvision
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
 from ._base import Method, register
-from ._neighbors import FALLBACKS, effective_k, neighbours
+from ._neighbors import FALLBACKS, class_neighbours, effective_k, neighbours
 from .augment import add_augmented
 from .random import add_random_copies
 
@@ -94,7 +94,7 @@ class _SmoteFamily(Method):
             base = self._base_rows(state, label, rows, n_new, rng)
             if base is None:
                 continue
-            nns = neighbours(state.take(rows), k)
+            nns = class_neighbours(state, rows, k)
             col = rng.integers(0, k, len(base))
             lam = rng.uniform(0.0, 1.0, len(base))
             state.add_blends(

@@ -43,7 +43,9 @@ class STEM(Method):
         "enn_neighbors": 3,
         "small_class_fallback": "adapt",
         "clean_originals": "none",
+        "neighbor_search": "exact",
     }
+    added_later: ClassVar[dict[str, Any]] = {"neighbor_search": "exact"}
 
     def validate(self) -> None:
         r = self.params["target_ratio"]
@@ -58,6 +60,17 @@ class STEM(Method):
             small_class_fallback=self.params["small_class_fallback"],
         ).validate()
         Mixup(alpha=self.params["mixup_alpha"], fraction=self.params["mixup_fraction"]).validate()
+        self._enn().validate()
+
+    def _enn(self) -> ENN:
+        enn = ENN(
+            n_neighbors=self.params["enn_neighbors"],
+            sampling_strategy="all",
+            clean_originals=self.params["clean_originals"],
+            neighbor_search=self.params["neighbor_search"],
+        )
+        enn.guard_originals = False  # STEM's default keeps every original; majority/all asked
+        return enn
 
     def target_for(self, user_target: Any) -> Any:
         return f"ratio:{self.params['target_ratio']}" if user_target is None else user_target
@@ -67,12 +80,7 @@ class STEM(Method):
             k_neighbors=self.params["k_neighbors"],
             small_class_fallback=self.params["small_class_fallback"],
         )
-        enn = ENN(
-            n_neighbors=self.params["enn_neighbors"],
-            sampling_strategy="all",
-            clean_originals=self.params["clean_originals"],
-        )
-        enn.guard_originals = False  # STEM's default keeps every original; majority/all asked
+        enn = self._enn()
 
         start = state.counts()
         iterations = 0
