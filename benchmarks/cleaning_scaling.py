@@ -12,8 +12,12 @@ Each plan runs in its own process (``plan_arrays`` on the features, no images
 decoded), timed by the kernel (``wait4``: CPU of the process, BLAS threads
 included). With ``--baseline-src`` another checkout's ``src`` runs beside it,
 interleaved round by round, and the plans' digests are compared: the same
-digest means the same plan, byte for byte. Medians of ``--repeats`` rounds;
-``--baseline-repeats`` can run the (slow) baseline fewer times.
+digest means the same plan, value for value (the digest is of the plan's
+canonical JSON, so a change of ``plan.json``'s layout does not count). With
+``--approximate`` the same code also runs with ``neighbor_search="approximate"``
+(faiss), and how close its neighbours are to the exact ones is measured on each
+size's originals. Medians of ``--repeats`` rounds; ``--baseline-repeats`` can run
+the (slow) baseline fewer times.
 
 Usage::
 
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import statistics
 import sys
 import tempfile
@@ -52,21 +57,51 @@ def subset(y: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
-def child(features: str, n: int, method: str) -> None:
+def child(features: str, n: int, method: str, search: str) -> None:
     """Plan ``method`` on a subset of the features; print its time and the plan's digest."""
     from imgbalance.planner import plan_arrays
 
     data = np.load(features)
     X, y, classes = data["X"], data["y"], [str(c) for c in data["classes"]]
     rows = subset(y, n)
+    kw = {} if search == "exact" else {"neighbor_search": search}  # the baseline has no such
     t = time.process_time()
-    plan = plan_arrays(X[rows], y[rows], classes, method, random_state=0)
+    plan = plan_arrays(X[rows], y[rows], classes, method, random_state=0, **kw)
     cpu = time.process_time() - t
-    digest = int(hashlib.sha256(plan.to_json().encode()).hexdigest()[:12], 16)  # exact in a float
+    canonical = json.dumps(plan.to_dict(), sort_keys=True)  # whatever plan.json's layout
+    digest = int(hashlib.sha256(canonical.encode()).hexdigest()[:12], 16)  # exact in a float
+    removed = sum(e.get("removed", 0) for e in plan.log if e["step"] == "enn")
     print(
         f"plan_cpu_s={cpu:.3f} rows_in={len(rows)} rows_out={len(plan.kept) + len(plan.recipes)} "
-        f"plan_digest={digest}"
+        f"enn_removed={removed} plan_digest={digest}"
     )
+
+
+def agreement(features: Path, n: int) -> dict[str, float]:
+    """How close the approximate neighbours are to the exact ones, on the originals of one
+    size: the share of 3-nearest lists that are the same, and of ENN's decisions (keep a
+    row when its 3 neighbours share its class) that are the same."""
+    from imgbalance.methods._hnsw import ApproximateIndex
+    from imgbalance.methods._knn import NeighbourIndex
+    from imgbalance.planning.recipes import PlanState
+
+    data = np.load(features)
+    rows = subset(data["y"], n)
+    X, y = data["X"][rows], data["y"][rows]
+    state = PlanState(X, y, [str(c) for c in data["classes"]])
+    every = np.arange(len(y))
+    exact = NeighbourIndex(8).neighbours(state, every, 3)
+    t = time.process_time()
+    approx = ApproximateIndex(8).neighbours(state, every, 3)
+    cpu = time.process_time() - t
+    keep_exact = (y[exact] == y[:, None]).all(axis=1)
+    keep_approx = (y[approx] == y[:, None]).all(axis=1)
+    return {
+        "rows": len(y),
+        "same_3_nearest": round(float((exact == approx).all(axis=1).mean()), 4),
+        "same_enn_decision": round(float((keep_exact == keep_approx).mean()), 4),
+        "approximate_search_cpu_s": round(cpu, 2),
+    }
 
 
 def features_of(tree: Path, out: Path) -> None:
@@ -93,6 +128,8 @@ def command(args: argparse.Namespace) -> str:
     parts.append("--sizes " + " ".join(map(str, args.sizes)))
     parts.append("--methods " + " ".join(args.methods))
     parts.append(f"--repeats {args.repeats}")
+    if args.approximate:
+        parts.append("--approximate")
     if args.baseline_src:
         parts.append("--baseline-src PREVIOUS_CHECKOUT/src")
     if args.baseline_repeats is not None:
@@ -110,24 +147,36 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--baseline-src", type=Path, help="another checkout's src/, run beside")
     ap.add_argument("--baseline-repeats", type=int, help="rounds with the baseline (default all)")
+    ap.add_argument(
+        "--approximate", action="store_true", help="also neighbor_search=approximate (faiss)"
+    )
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--child", nargs=3, metavar=("FEATURES", "N", "METHOD"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--child", nargs=4, metavar=("FEATURES", "N", "METHOD", "SEARCH"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.child[2])
+        child(args.child[0], int(args.child[1]), args.child[2], args.child[3])
         return
     if args.tree is None:
         ap.error("--tree is required")
     here = Path(__file__).resolve()
     src = here.parents[1] / "src"
-    contenders = {"imgbalance": src}
+    contenders = {"imgbalance": (src, "exact")}
+    if args.approximate:
+        contenders["approximate"] = (src, "approximate")
     if args.baseline_src:
-        contenders["baseline"] = args.baseline_src.resolve()
+        contenders["baseline"] = (args.baseline_src.resolve(), "exact")
     base_rounds = args.repeats if args.baseline_repeats is None else args.baseline_repeats
     runs: dict[str, list[dict[str, float]]] = {}
+    agree: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         feats = Path(tmp) / "features.npz"
         features_of(args.tree, feats)
+        if args.approximate:
+            for size in args.sizes:
+                agree[str(size)] = agreement(feats, size)
+                print(f"agreement n={size}: {agree[str(size)]}", flush=True)
         for r in range(args.repeats):
             names = list(contenders)
             names = names[r % len(names) :] + names[: r % len(names)]  # rotate the order
@@ -136,8 +185,10 @@ def main() -> None:
                     for name in names:
                         if name == "baseline" and r >= base_rounds:
                             continue
-                        env = {"PYTHONPATH": str(contenders[name])}
-                        argv = [sys.executable, str(here), "--child", str(feats), str(size), method]
+                        where, search = contenders[name]
+                        env = {"PYTHONPATH": str(where)}
+                        argv = [sys.executable, str(here), "--child", str(feats), str(size)]
+                        argv += [method, search]
                         res = run_timed(argv, env)
                         runs.setdefault(f"{name} {method} {size}", []).append(res)
                         print(f"round {r + 1} {name} {method} n={size}: {res}", flush=True)
@@ -151,6 +202,7 @@ def main() -> None:
             },
             "rows_in": rs[0]["rows_in"],
             "rows_out": rs[0]["rows_out"],
+            "enn_removed": rs[0].get("enn_removed"),
             "same_plan_every_round": len({x["plan_digest"] for x in rs}) == 1,
         }
     summary: dict[str, object] = {}
@@ -174,6 +226,13 @@ def main() -> None:
                 summary[f"{method} n={size}: same plan as the baseline"] = (
                     new[0]["plan_digest"] == old[0]["plan_digest"]
                 )
+            fast = runs.get(f"approximate {method} {size}")
+            if new and fast:
+                summary[f"{method} n={size}: exact / approximate plan CPU"] = round(
+                    table[f"imgbalance {method} {size}"]["plan_cpu_s"]
+                    / table[f"approximate {method} {size}"]["plan_cpu_s"],
+                    2,
+                )
     for k, v in summary.items():
         print(f"{k}: {v}")
     write_result(
@@ -183,6 +242,7 @@ def main() -> None:
             "command": command(args),
             "tree": args.tree.name,
             "summary": summary,
+            "agreement": agree,
             "runs": table,
         },
     )

@@ -269,6 +269,9 @@ def test_resume_after_interruption_gives_the_same_result(
         imgbalance.balance(src, part, method="smote", random_state=4, workers=1, resume=True)
     monkeypatch.setattr(rendering, "render_recipe", real)
     calls["n"] = 0
+    # the same plan in the layout earlier versions wrote (indented) still resumes
+    plan_file = part / "plan.json"
+    plan_file.write_text(json.dumps(json.loads(plan_file.read_text()), indent=1, sort_keys=True))
     imgbalance.balance(
         src, part, method="smote", random_state=3, workers=1, plots=False, resume=True
     )

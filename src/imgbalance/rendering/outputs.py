@@ -220,9 +220,7 @@ def prepare_out(
                 f'"{out / cls}" is a file, and this run writes the class folder "{cls}" '
                 "there. Move the file, or choose another output folder."
             )
-    same_plan = (out / "plan.json").is_file() and (out / "plan.json").read_text(
-        encoding="utf-8", errors="replace"
-    ) == plan_json
+    same_plan = _same_plan(out / "plan.json", plan_json)
     if resume and (out / "plan.json").exists() and (same_plan or not overwrite):
         check_output_dir(out, [root], overwrite=True, replaces=replaces)
         if not same_plan:
@@ -233,6 +231,7 @@ def prepare_out(
             )
         remove_temporaries(out)
         atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
+        atomic_write_text(out / "plan.json", plan_json)  # an older layout of the same plan
         return read_journal(out)
     check_output_dir(out, [root], overwrite=overwrite or resume, replaces=replaces)
     if out.is_dir():
@@ -261,6 +260,17 @@ def prepare_out(
     atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
     atomic_write_text(out / "plan.json", plan_json)
     return {}
+
+
+def _same_plan(path: Path, plan_json: str) -> bool:
+    """Whether ``path`` holds this plan: the same JSON value, whatever its layout (a run
+    interrupted under an earlier version wrote it indented, one field per line)."""
+    if not path.is_file():
+        return False
+    try:
+        return bool(json.loads(path.read_text(encoding="utf-8")) == json.loads(plan_json))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
 
 
 def original_row(
