@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from test_knn import brute  # the exact answer, by float64 brute force
 
 from imgbalance.errors import ImgBalanceError
 from imgbalance.methods import _hnsw
@@ -16,17 +17,6 @@ from imgbalance.planning.recipes import PlanState
 from imgtools import run_cli
 
 pytest.importorskip("faiss")
-
-
-def brute(X: np.ndarray, alive: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
-    X64 = X.astype(np.float64)
-    others = np.flatnonzero(alive)
-    out = []
-    for r in rows:
-        cand = others[others != r]
-        d = ((X64[cand] - X64[r]) ** 2).sum(axis=1)
-        out.append(cand[np.lexsort((cand, d))[:k]])
-    return np.array(out)
 
 
 def clustered(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

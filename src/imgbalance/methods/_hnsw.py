@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
-from ._knn import exact_pairs, top_per_row
+from ._knn import exact_pairs, first_alive, merge_lists, top_per_row
 
 __all__ = ["MIN_ROWS", "ApproximateIndex", "faiss_module", "large_enough"]
 
@@ -97,10 +97,7 @@ class ApproximateIndex:
         """``(len(rows), k)`` row indices of the (approximately) k nearest other alive
         rows of ``rows``, nearest first; k <= width, k < number alive."""
         self._update(state, k)
-        nb = self.nb[rows]
-        ok = (nb >= 0) & state.alive[np.maximum(nb, 0)]
-        order = np.argsort(~ok, axis=1, kind="stable")  # alive entries first, in order
-        return np.take_along_axis(nb, order, axis=1)[:, :k]
+        return first_alive(self.nb[rows], state.alive, k)
 
     def _update(self, state: Any, k: int) -> None:
         faiss = faiss_module()
@@ -189,12 +186,8 @@ class ApproximateIndex:
         if not len(o):
             return
         touched, local = np.unique(o, return_inverse=True)
-        nb, dd = self.nb[touched], self.dd[touched]
-        keep = (nb >= 0) & state.alive[np.maximum(nb, 0)]
-        er, ec = np.nonzero(keep)
-        all_r = np.concatenate([er, local])
-        all_c = np.concatenate([nb[er, ec], q])
-        all_d = np.concatenate([dd[er, ec], dist])
-        nb, dd, _ = top_per_row(all_r, all_c, all_d, len(touched), self.width)
+        nb, dd, _ = merge_lists(
+            self.nb[touched], self.dd[touched], state.alive, local, q, dist, self.width
+        )
         self.nb[touched] = nb
         self.dd[touched] = dd

@@ -30,7 +30,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SLACK", "NeighbourIndex", "alive_neighbours", "exact_pairs", "nearest", "top_per_row"]
+__all__ = [
+    "SLACK",
+    "NeighbourIndex",
+    "alive_neighbours",
+    "exact_pairs",
+    "first_alive",
+    "merge_lists",
+    "nearest",
+    "top_per_row",
+]
 
 #: float32 distances computed at once (MiB): one chunk of queries x all alive rows
 _CHUNK_MIB = 32
@@ -179,12 +188,7 @@ class NeighbourIndex:
         """``(len(rows), k)`` row indices of the k nearest other alive rows of ``rows``
         (alive rows of ``state``), nearest first; k <= width, k < number alive."""
         self._update(state, k)
-        alive = state.alive
-        nb = self.nb[rows]
-        ok = alive[np.maximum(nb, 0)] & (nb >= 0)
-        # alive entries first, in order: a stable sort on "is dead" keeps the order
-        order = np.argsort(~ok, axis=1, kind="stable")
-        return np.take_along_axis(nb, order, axis=1)[:, :k]
+        return first_alive(self.nb[rows], state.alive, k)
 
     # -- maintenance -------------------------------------------------------------
     def _update(self, state: Any, k: int) -> None:
@@ -281,18 +285,41 @@ class NeighbourIndex:
         inside = (dist < bd) | ((dist == bd) & (j <= bi)) | np.isinf(bd)
         rows, j, dist = rows[inside], j[inside], dist[inside]
         touched, local = np.unique(rows, return_inverse=True)
-        nb, dd = self.nb[touched], self.dd[touched]
-        keep = (nb >= 0) & alive[np.maximum(nb, 0)]
-        er, ec = np.nonzero(keep)
-        all_r = np.concatenate([er, local])
-        all_c = np.concatenate([nb[er, ec], j])
-        all_d = np.concatenate([dd[er, ec], dist])
-        nb, dd, counts = top_per_row(all_r, all_c, all_d, len(touched), self.width)
+        nb, dd, counts = merge_lists(
+            self.nb[touched], self.dd[touched], alive, local, j, dist, self.width
+        )
         self.nb[touched] = nb
         self.dd[touched] = dd
         cut = counts > self.width  # truncated: the bound moves down to the last kept entry
         self.bound_d[touched[cut]] = dd[cut, -1]
         self.bound_i[touched[cut]] = nb[cut, -1]
+
+
+def first_alive(nb: np.ndarray, alive: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` alive entries of each list ``nb`` (padded with -1), in order."""
+    ok = alive[np.maximum(nb, 0)] & (nb >= 0)
+    # alive entries first, in order: a stable sort on "is dead" keeps the order
+    order = np.argsort(~ok, axis=1, kind="stable")
+    return np.take_along_axis(nb, order, axis=1)[:, :k]
+
+
+def merge_lists(
+    nb: np.ndarray,
+    dd: np.ndarray,
+    alive: np.ndarray,
+    local: np.ndarray,
+    cols: np.ndarray,
+    dist: np.ndarray,
+    width: int,
+) -> Any:
+    """The alive entries of lists ``nb`` / ``dd`` with new entries (list ``local``, row
+    ``cols``, distance ``dist``), the first ``width`` of each, as :func:`top_per_row`
+    gives them."""
+    er, ec = np.nonzero((nb >= 0) & alive[np.maximum(nb, 0)])
+    all_r = np.concatenate([er, local])
+    all_c = np.concatenate([nb[er, ec], cols])
+    all_d = np.concatenate([dd[er, ec], dist])
+    return top_per_row(all_r, all_c, all_d, len(nb), width)
 
 
 def _empty_pairs() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
