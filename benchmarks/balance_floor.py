@@ -75,10 +75,18 @@ def contenders(
         "imgbalance smote": cli(jpg, "smote"),
         "imgbalance smote --no-plots": cli(jpg, "smote", "--no-plots"),
         "imgbalance smote --no-plots, PNG input": cli(png, "smote", "--no-plots"),
+        "imgbalance smote --no-plots, PNG input, --png-compress-level 1": cli(
+            png,
+            "smote",
+            "--no-plots",
+            "--png-compress-level",
+            "1",  # Pillow's encoder
+        ),
         "imgbalance smote --no-plots, PNG input, --format webp": cli(
             png, "smote", "--no-plots", "--format", "webp"
         ),
         "floor smote": [PY, str(HERE / "peers" / "floor.py"), str(jpg), "{out}"],
+        "floor smote, PNG input": [PY, str(HERE / "peers" / "floor.py"), str(png), "{out}"],
         "smart peer": [
             *(PY, str(HERE / "peers" / "smote_thumbnail_pillow.py"), str(jpg), "{out}"),
             *("--workers", str(workers)),
@@ -222,6 +230,12 @@ def goals(
             False,
         ),
     }
+    g["CLI smote --no-plots, PNG input, CPU / its floor CPU"] = goal(
+        table["imgbalance smote --no-plots, PNG input"]["cpu_s"]
+        / table["floor smote, PNG input"]["floor_cpu_s"],
+        2,
+        False,
+    )
     if "tutorial float32" in table:
         g["tutorial float32 wall / CLI smote wall"] = goal(
             table["tutorial float32"]["wall_s"] / ours["wall_s"], 5, True

@@ -288,12 +288,17 @@ def balance_cmd(
         typer.Option(
             "--format",
             help="Format of synthetic images: keep the base parent's, png, jpg, or webp "
-            "(lossless; faster to write than png, for PNG datasets).",
+            "(lossless; files 15-25% smaller than png, slower to write).",
         ),
     ] = OutFormat.keep,
     png_compress_level: Annotated[
-        int, typer.Option(help="zlib level for synthetic PNGs (0-9; 1 is fast).")
-    ] = 1,
+        str,
+        typer.Option(
+            help="How synthetic PNGs are compressed: fast (imgbalance's writer, about 3x "
+            "faster than level 1, files about the same size) or a zlib level 0-9 for "
+            "Pillow's encoder (6 is ~10% smaller and ~4x slower than 1). Lossless."
+        ),
+    ] = "fast",
     image_size: Annotated[
         str | None,
         typer.Option(
@@ -363,7 +368,9 @@ def balance_cmd(
                 features=features,
                 workers=workers,
                 format=fmt.value,
-                png_compress_level=png_compress_level,
+                png_compress_level=int(png_compress_level)
+                if png_compress_level.isdecimal()
+                else png_compress_level,
                 image_size=parse_size(image_size),
                 manifest_only=manifest_only,
                 overwrite=overwrite,

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from ..dataset.images import load_image
+from .png import encode_png
 
 __all__ = ["RenderJob", "RenderOptions", "output_extension", "render_recipe"]
 
@@ -33,9 +34,10 @@ _RESIZED_BYTES = 8 << 20
 class RenderOptions:
     """How synthetic images are encoded."""
 
-    format: str = "keep"  # keep | png | jpg | webp (lossless, the fastest lossless choice)
+    format: str = "keep"  # keep | png | jpg | webp (lossless, smaller files than png)
     jpeg_quality: int = 95
-    png_compress_level: int = 1  # Pillow's default 6 is ~4x slower for ~10% smaller files
+    #: "fast" (imgbalance's writer, :mod:`.png`) or a zlib level 0-9 for Pillow's encoder
+    png_compress_level: int | str = "fast"
     image_size: tuple[int, int] | None = None  # (width, height); None keeps native size
 
 
@@ -180,18 +182,25 @@ def render_recipe(job: RenderJob, opts: RenderOptions) -> bytes:
         raise ValueError(f"recipe for {job.out} has no parents")
     np.rint(acc, out=acc)  # round to nearest (half to even), never truncate
     np.clip(acc, 0, 255, out=acc)
-    pixels = acc.astype(np.uint8)
-    return _encode(Image.fromarray(pixels), job.out, opts)
+    return _encode(acc.astype(np.uint8), job.out, opts)
 
 
-def _encode(image: Image.Image, out: str, opts: RenderOptions) -> bytes:
+def _encode(picture: Image.Image | np.ndarray, out: str, opts: RenderOptions) -> bytes:
+    # RGB or L (the kernel converts every parent); a palette's indices are not grey
+    fast = opts.png_compress_level == "fast" and out.endswith(".png")
+    if fast and (not isinstance(picture, Image.Image) or picture.mode in ("RGB", "L")):
+        pixels = np.asarray(picture)
+        if pixels.dtype == np.uint8 and (pixels.ndim == 2 or pixels.shape[-1] == 3):
+            return encode_png(pixels)
+    image = picture if isinstance(picture, Image.Image) else Image.fromarray(picture)
     buf = io.BytesIO()
     if out.endswith(".jpg"):
         image.save(buf, format="JPEG", quality=opts.jpeg_quality)
     elif out.endswith(".webp"):
-        # lossless, fastest method: a PNG dataset's job 1.6x faster than with PNG level 1,
-        # files 20% smaller (benchmarks/README.md); a gray image is stored as equal RGB
+        # lossless, fastest method: files 15-25% smaller than the fast PNG writer's, up to
+        # ~3x slower to write (benchmarks/README.md); a gray image is stored as equal RGB
         image.save(buf, format="WEBP", lossless=True, method=0)
     else:
-        image.save(buf, format="PNG", compress_level=opts.png_compress_level)
+        level = opts.png_compress_level
+        image.save(buf, format="PNG", compress_level=level if isinstance(level, int) else 1)
     return buf.getvalue()

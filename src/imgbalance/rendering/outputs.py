@@ -226,8 +226,9 @@ def prepare_out(
         if not same_plan:
             raise OutputError(
                 f'"{out}" holds an interrupted run with a different plan (other input, '
-                "method, target, seed or settings). "
-                f"Use {option('overwrite', True)} to start again."
+                f"method, target, seed or settings{_differences(out / 'plan.json', plan_json)}). "
+                f"Use the same settings to resume it, or {option('overwrite', True)} to start "
+                "again."
             )
         remove_temporaries(out)
         atomic_write_text(out / LEDGER, "\n".join(planned) + "\n")
@@ -271,6 +272,29 @@ def _same_plan(path: Path, plan_json: str) -> bool:
         return bool(json.loads(path.read_text(encoding="utf-8")) == json.loads(plan_json))
     except (OSError, UnicodeDecodeError, ValueError):
         return False
+
+
+def _differences(path: Path, plan_json: str) -> str:
+    """``": differs in ..."``: the recorded plan's settings that this run changes (with
+    both values) and its other parts that differ; empty when the file cannot be read."""
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    now = json.loads(plan_json)
+    if not isinstance(before, dict):
+        return ""
+    old_config, new_config = before.get("config") or {}, now.get("config") or {}
+    if not isinstance(old_config, dict):
+        old_config = {}
+    named = [
+        f"{key} ({json.dumps(old_config.get(key))[:40]} there, "
+        f"{json.dumps(new_config.get(key))[:40]} now)"
+        for key in sorted(set(old_config) | set(new_config))
+        if key != "timings" and old_config.get(key) != new_config.get(key)
+    ]
+    named += [k for k in sorted(now) if k != "config" and before.get(k) != now.get(k)]
+    return f"; it differs in {', '.join(named[:6])}" if named else ""
 
 
 def original_row(
