@@ -3,9 +3,10 @@
 One long-tailed tree of ``--max`` RGB JPEGs (224 to 256 px) is generated once;
 each size N is a proportional subset of it (hard links). Each run is one
 process with a cold feature cache; memory is the peak summed PSS of the
-process tree. The tutorial approach (imbalanced-learn SMOTE on flattened
-224x224 arrays) runs up to ``--tutorial-max`` images, since its memory grows
-with N x pixels. Writes JSON and a PNG of both curves.
+process tree, CPU the kernel's account of it. ``--baseline-src`` runs the code
+before a change just before the current code at each size. The tutorial approach
+(imbalanced-learn SMOTE on flattened 224x224 arrays) runs up to ``--tutorial-max``
+images, since its memory grows with N x pixels. Writes JSON and a PNG of both curves.
 
 Usage::
 
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -32,6 +34,8 @@ import imgbalance
 from balance_throughput import BALANCE, TUTORIAL, make_tree
 
 from _harness import run_measured
+
+BEFORE = "imgbalance smote, code before"
 
 
 def subset(src: Path, dst: Path, fraction: float) -> int:
@@ -75,12 +79,20 @@ def main() -> None:
     ap.add_argument("--tutorial-max", type=int, default=4000)
     ap.add_argument("--out", type=Path)
     ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        help="also run imgbalance at each size with this src/ folder first on the path (the "
+        "code before a change), as 'imgbalance smote, code before', just before the current one",
+    )
+    ap.add_argument(
         "--append",
         action="store_true",
         help="keep the other sizes already in --out (each size is still one fresh run)",
     )
     args = ap.parse_args()
     results: dict[str, list[dict[str, float]]] = {"imgbalance smote": [], "tutorial SMOTE": []}
+    if args.baseline_src:
+        results[BEFORE] = []
     dates: list[str] = []
     if args.append and args.out and args.out.exists():
         old = json.loads(args.out.read_text())
@@ -97,13 +109,21 @@ def main() -> None:
         for size in sorted(args.sizes):
             src = Path(tmp) / f"n{size}"
             n = subset(full, src, size / max(args.sizes))
-            for name, template in (("imgbalance smote", BALANCE), ("tutorial SMOTE", TUTORIAL)):
+            todo = [("imgbalance smote", BALANCE), ("tutorial SMOTE", TUTORIAL)]
+            if args.baseline_src:
+                todo.insert(0, (BEFORE, BALANCE))
+            for name, template in todo:
                 if name == "tutorial SMOTE" and n > args.tutorial_max:
                     continue
-                code = template.replace("{method!r}", "'smote'").format(
-                    src=str(src), out=str(Path(tmp) / f"out-{name[:3]}-{size}")
-                )
-                r = run_measured(code, env={"IMGBALANCE_CACHE_DIR": str(Path(tmp) / f"c{size}")})
+                out = Path(tmp) / f"out-{size}"
+                code = template.replace("{method!r}", "'smote'").format(src=str(src), out=str(out))
+                cache = Path(tmp) / f"c{size}-{len(results[name])}"  # cold for every run
+                env = {"IMGBALANCE_CACHE_DIR": str(cache)}
+                if name == BEFORE:
+                    env["PYTHONPATH"] = str(args.baseline_src.resolve())
+                r = run_measured(code, env=env)
+                shutil.rmtree(out, ignore_errors=True)  # 100,000 images write ~4 GB
+                shutil.rmtree(cache, ignore_errors=True)
                 r["n_images"] = n
                 r["original_features_mib"] = round(n * 16 * 16 * 3 * 4 / 2**20, 1)  # default spec
                 results[name] = sorted([*results[name], r], key=lambda r: r["n_images"])

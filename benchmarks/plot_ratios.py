@@ -57,6 +57,10 @@ def ratios() -> list[dict[str, Any]]:
             pss["smart peer"] / pss["imgbalance smote"])  # fmt: skip
         add(f"{job}, CPU vs its floor", "true floor: each parent decoded once, each output once",
             "balance_floor", c["floor smote"]["floor_cpu_s"] / ours["cpu_s"], None)  # fmt: skip
+        if png := c.get("imgbalance smote --no-plots, PNG input"):
+            add(f"SMOTE CLI job, the same {floor['images']:,} as PNG, CPU vs its floor",
+                "true floor on PNG: full decodes, the fast PNG writer", "balance_floor",
+                c["floor smote, PNG input"]["floor_cpu_s"] / png["cpu_s"], None)  # fmt: skip
     if emb := _load("embedding_features"):
         add(f"embedding features, {emb['data']}, {emb['model']}",
             "torchvision ImageFolder + DataLoader(num_workers=2)", "embedding_features",
