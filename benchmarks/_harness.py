@@ -15,9 +15,13 @@ from typing import Any
 
 
 def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        with contextlib.suppress(OSError):
+    out: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process ended between two reads: it has no children now
+        return out
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
             out += [int(c) for c in (task / "children").read_text().split()]
     return out
 
