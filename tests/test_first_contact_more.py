@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,9 +17,6 @@ import imgbalance
 from imgbalance import plan_arrays
 
 from imgtools import rgb, run_cli, save
-
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
-
 
 run = run_cli
 
@@ -72,10 +68,7 @@ def test_no_synthetic_file_repeats_another_or_an_original(
     assert r.returncode == 0, r.stderr
     rows = manifest(out)
     synthetic = [row for row in rows if row["origin"] == "synthetic"]
-    # without torchvision SMOTE's own fallback (STEM's first stage) makes plain copies, as
-    # documented; every other synthetic image must be new pixels
-    checked = [row for row in synthetic if HAS_TORCHVISION or row["op"] != "copy"]
-    hashes = [sha(out / row["path"]) for row in checked]
+    hashes = [sha(out / row["path"]) for row in synthetic]  # every one new pixels
     assert len(set(hashes)) == len(hashes), "two synthetic files are byte-identical"
     originals = {sha(p) for p in one_image.rglob("*") if p.is_file()}
     assert not originals & set(hashes), "a synthetic file repeats an original"
@@ -89,24 +82,9 @@ def test_no_synthetic_file_repeats_another_or_an_original(
     assert any(said in n for n in summary["notes"])
     assert said in (out / "balance_summary.txt").read_text(encoding="utf-8")
     one = [row for row in synthetic if row["class"] == "one" and row["method"] == "mixup"]
-    if HAS_TORCHVISION:  # augmented copies instead, and the note says so
-        assert one and {row["op"] for row in one} == {"augment"}
-        assert "augmented copies of its image instead" in one_line(r.stderr)
-    else:
-        assert not one and "are left out" in one_line(r.stderr)
-
-
-def test_mixup_without_torchvision_leaves_them_out(
-    one_image: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import imgbalance.methods.mixup as mixup
-
-    monkeypatch.setattr(mixup, "has_torchvision", lambda: False)
-    planned = imgbalance.plan(one_image, method="mixup", random_state=0, workers=1)
-    assert planned.counts_after() == {"big": 8, "mid": 8, "one": 1}
-    notes = [n for n in planned.plan.notes if '"one" has no two different images' in n]
-    assert notes and "its 7 Mixup image(s) are left out" in notes[0]
-    assert all(r.op == "mixup" and len(r.parents) == 2 for r in planned.plan.recipes)
+    # augmented copies instead (no torch needed), and the note says so
+    assert one and {row["op"] for row in one} == {"augment"}
+    assert "augmented copies of its image instead" in one_line(r.stderr)
 
 
 def test_mixup_counts_copies_and_duplicates_once() -> None:
@@ -144,7 +122,7 @@ def test_one_image_class_default_is_stated(method: str, one_image: Path, tmp_pat
     assert summary["after"]["one"] == 8
     assert any(said in n for n in summary["notes"])
     ops = {row["op"] for row in manifest(out) if row["class"] == "one" and row["op"]}
-    assert ops == ({"augment"} if HAS_TORCHVISION else {"copy"})
+    assert ops == {"augment"}
     if method == "smote,enn,mixup":  # a pipeline's target reads as what it is
         assert "target each step's default" in r.stdout and "target None" not in r.stdout
         text = (out / "balance_summary.txt").read_text(encoding="utf-8")
@@ -175,8 +153,6 @@ def test_cli_error_suggestions_work_when_followed(
     assert ["--small-class-fallback", "random-over"] in suggestions
     assert ["--method", "random-over"] in suggestions
     for n, (flag, value) in enumerate(suggestions):
-        if value == "augment" and not HAS_TORCHVISION:
-            continue
         args = [flag, value] if flag == "--method" else ["--method", method, flag, value]
         followed = run("balance", one_image, tmp_path / f"out{n}", *args)
         assert followed.returncode == 0, (args, followed.stderr)
@@ -202,8 +178,6 @@ def test_python_error_suggestions_work_when_followed(one_image: Path) -> None:
     pairs = re.findall(r"(\w+)='([\w-]+)'", message)
     assert ("small_class_fallback", "random-over") in pairs and ("method", "random-over") in pairs
     for key, value in pairs:
-        if value == "augment" and not HAS_TORCHVISION:
-            continue
         kwargs = {"method": value} if key == "method" else {"method": "adasyn", key: value}
         planned = imgbalance.plan(one_image, workers=1, **kwargs)  # type: ignore[arg-type]
         assert planned.counts_after()["one"] == 8
@@ -246,10 +220,11 @@ def test_resume_error_names_overwrite_both_ways(one_image: Path, tmp_path: Path)
         imgbalance.balance(
             one_image, out, "smote", random_state=1, workers=1, plots=False, resume=True
         )
-    assert "Use overwrite=True to start again" in str(err.value)
+    assert "or overwrite=True to start again" in str(err.value)
+    assert "it differs in seed (0 there, 1 now)" in str(err.value)
     assert "--overwrite" not in str(err.value)
     r = run("balance", one_image, out, "--seed", "1", "--resume")
-    assert r.returncode == 1 and "Use --overwrite to start again" in one_line(r.stderr)
+    assert r.returncode == 1 and "or --overwrite to start again" in one_line(r.stderr)
     imgbalance.balance(
         one_image, out, "smote", random_state=1, workers=1, plots=False, overwrite=True
     )

@@ -1,4 +1,5 @@
-"""``analyze``, ``split`` (and later ``balance``) must never import torch.
+"""``analyze``, ``split`` and ``balance`` (offline augmentation included) never import
+torch.
 
 The check does not depend on torch being installed: an import hook records
 every attempt to import torch or torchvision, even one that is caught.
@@ -31,11 +32,12 @@ finally:
 """
 
 
-@pytest.mark.parametrize("command", ["analyze", "split", "balance"])
+@pytest.mark.parametrize("command", ["analyze", "split", "balance", "balance-augment"])
 def test_command_does_not_import_torch(command: str, balanced_tree: Path, tmp_path: Path) -> None:
     out = str(tmp_path / "out")
-    if command == "balance":
-        args = [command, str(balanced_tree), out, "--method", "stem"]
+    if command.startswith("balance"):
+        method = "augment" if command == "balance-augment" else "stem"
+        args = ["balance", str(balanced_tree), out, "--method", method, "--workers", "2"]
     else:
         args = [command, str(balanced_tree), "--out", out]
     r = subprocess.run(

@@ -68,7 +68,6 @@ def test_in_an_imblearn_pipeline_and_wrong_kind() -> None:
 
 
 def test_augment_on_image_stacks_and_not_on_features() -> None:
-    pytest.importorskip("torchvision", reason="augment needs the torch extra")
     from PIL import Image
 
     from imgbalance.planning.augment import apply_augment

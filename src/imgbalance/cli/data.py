@@ -262,7 +262,7 @@ def balance_cmd(
         str | None,
         typer.Option(
             help="A class with fewer than k+1 images: adapt (lower k; the default), error, "
-            "random-over (copies) or augment (augmented copies; needs the torch extra)."
+            "random-over (copies) or augment (augmented copies)."
         ),
     ] = None,
     clean_originals: Annotated[

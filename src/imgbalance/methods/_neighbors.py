@@ -93,8 +93,8 @@ def effective_k(method: str, class_name: str, n: int, k: int, fallback: str) -> 
         return n - 1 if n >= 2 else None
     options = (
         f"let small classes fall back to copies ({option('small_class_fallback', 'random-over')})"
-        f" or to augmented copies ({option('small_class_fallback', 'augment')}, the torch "
-        f"extra), or use {option('method', 'random-over')} (copies, for every class; it "
+        f" or to augmented copies ({option('small_class_fallback', 'augment')}), or use "
+        f"{option('method', 'random-over')} (copies, for every class; it "
         f"takes no {option_name('k_neighbors')} or {option_name('small_class_fallback')})"
     )
     if n >= 2:  # only then can fewer neighbours help

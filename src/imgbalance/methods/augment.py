@@ -20,7 +20,6 @@ from ..planning.augment import (
     augment_features,
     draw_augment,
     make_policy,
-    require_torchvision,
 )
 from ..planning.recipes import PlanState, Recipe
 from ..planning.targets import Target
@@ -73,8 +72,8 @@ def add_augmented(
 
 @register
 class Augment(Method):
-    """Augmented copies of originals (torchvision.transforms.v2): flips, small rotations,
-    brightness/contrast; each image's seed and drawn parameters are recorded."""
+    """Augmented copies of originals: flips, small rotations, brightness/contrast (Pillow,
+    as torchvision applies them); each image's seed and drawn parameters are recorded."""
 
     name = "augment"
     defaults: ClassVar[dict[str, Any]] = {
@@ -91,7 +90,6 @@ class Augment(Method):
         frac = self.params["fraction"]
         if frac is not None and (not isinstance(frac, (int, float)) or frac < 0):
             raise ImgBalanceError(f"augment: fraction must be >= 0, got {frac!r}.")
-        require_torchvision()
 
     def run(self, state: PlanState, target: Target, rng: np.random.Generator) -> None:
         before = state.counts()

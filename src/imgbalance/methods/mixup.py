@@ -10,8 +10,7 @@ images to every class instead (STEM's last step).
 Mixup blends two *different* images: augmented images are not blended again (a
 recipe blends originals, so their augmentation would be lost) and images with the
 same features (copies, duplicate files) count once. A class without two different
-images gets augmented copies of its image instead (the torch extra), or, without
-torchvision, none; the plan's notes say which.
+images gets augmented copies of its image instead; the plan's notes say so.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import ImgBalanceError
-from ..planning.augment import has_torchvision, make_policy
+from ..planning.augment import make_policy
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
 from ._base import Method, register
@@ -85,17 +84,14 @@ def add_mixup(
         f'{method}: class "{state.classes[label]}" has no two different images to blend '
         "(a Mixup of an image with itself is a copy of it)"
     )
-    if has_torchvision() and len(state.indices(label, originals_only=True)):
+    if len(state.indices(label, originals_only=True)):
         state.notes.append(
             f"{why}; its {n_new} Mixup image(s) are augmented copies of its image instead."
         )
         policy = make_policy("conservative", {})
         add_augmented(state, label, n_new, policy, "conservative", rng, method)
         return
-    state.notes.append(
-        f"{why}; its {n_new} Mixup image(s) are left out (with the torch extra, "
-        "pip install 'imgbalance[torch]', they would be augmented copies)."
-    )
+    state.notes.append(f"{why}; its {n_new} Mixup image(s) are left out.")
 
 
 @register

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..planning.augment import has_torchvision, make_policy, require_torchvision
+from ..planning.augment import make_policy
 from ..planning.recipes import PlanState
 from ..planning.targets import Target
 from ._base import Method, register
@@ -26,8 +26,7 @@ class _SmoteFamily(Method):
 
     def validate(self) -> None:
         self._positive_int("k_neighbors")
-        if self._choice("small_class_fallback", FALLBACKS) == "augment":
-            require_torchvision()
+        self._choice("small_class_fallback", FALLBACKS)
 
     def _base_rows(
         self, state: PlanState, label: int, rows: np.ndarray, n_new: int, rng: np.random.Generator
@@ -64,7 +63,7 @@ class _SmoteFamily(Method):
             if k is None:
                 fallback = self.params["small_class_fallback"]
                 if fallback == "adapt":  # one image: nothing to interpolate with
-                    fallback = "augment" if has_torchvision() else "random-over"
+                    fallback = "augment"
                 images = "its image" if len(rows) == 1 else "its images"
                 copies = "augmented copies" if fallback == "augment" else "copies"
                 note_once(
