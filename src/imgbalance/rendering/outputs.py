@@ -275,7 +275,7 @@ def _same_plan(path: Path, plan_json: str) -> bool:
 
 
 def _differences(path: Path, plan_json: str) -> str:
-    """``": differs in ..."``: the recorded plan's settings that this run changes (with
+    """``"; it differs in ..."``: the recorded plan's settings that this run changes (with
     both values) and its other parts that differ; empty when the file cannot be read."""
     try:
         before = json.loads(path.read_text(encoding="utf-8"))
