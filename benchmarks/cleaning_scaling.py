@@ -61,12 +61,12 @@ def child(features: str, n: int, method: str, search: str) -> None:
     """Plan ``method`` on a subset of the features; print its time and the plan's digest."""
     from imgbalance.planner import plan_arrays
 
-    data = np.load(features)
-    X, y, classes = data["X"], data["y"], [str(c) for c in data["classes"]]
-    rows = subset(y, n)
+    X_all, y_all, classes = load(features)
+    rows = subset(y_all, n)
+    X, y = np.ascontiguousarray(X_all[rows]), y_all[rows]
     kw = {} if search == "exact" else {"neighbor_search": search}  # the baseline has no such
     t = time.process_time()
-    plan = plan_arrays(X[rows], y[rows], classes, method, random_state=0, **kw)
+    plan = plan_arrays(X, y, classes, method, random_state=0, **kw)
     cpu = time.process_time() - t
     canonical = json.dumps(plan.to_dict(), sort_keys=True)  # whatever plan.json's layout
     digest = int(hashlib.sha256(canonical.encode()).hexdigest()[:12], 16)  # exact in a float
@@ -85,10 +85,10 @@ def agreement(features: Path, n: int) -> dict[str, float]:
     from imgbalance.methods._knn import NeighbourIndex
     from imgbalance.planning.recipes import PlanState
 
-    data = np.load(features)
-    rows = subset(data["y"], n)
-    X, y = data["X"][rows], data["y"][rows]
-    state = PlanState(X, y, [str(c) for c in data["classes"]])
+    X_all, y_all, classes = load(features)
+    rows = subset(y_all, n)
+    X, y = np.ascontiguousarray(X_all[rows]), y_all[rows]
+    state = PlanState(X, y, classes)
     every = np.arange(len(y))
     exact = NeighbourIndex(8).neighbours(state, every, 3)
     t = time.process_time()
@@ -119,7 +119,16 @@ def features_of(tree: Path, out: Path) -> None:
         first = next(iter(failed.values()))
         raise SystemExit(f"{len(failed)} images could not be read, the first: {first}")
     print(f"features of {len(paths)} images in {time.perf_counter() - t:.1f} s")
-    np.savez(out, X=X, y=np.array(labels), classes=np.array(classes))
+    np.savez(out, y=np.array(labels), classes=np.array(classes))
+    np.save(out.with_suffix(".X.npy"), X)  # memory-mapped by each plan's process
+
+
+def load(features: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The features (memory-mapped: a plan's process reads only its subset's rows, so its
+    peak RSS is the subset's and the plan's, not all 50,000 rows'), labels, classes."""
+    data = np.load(features)
+    X = np.load(Path(features).with_suffix(".X.npy"), mmap_mode="r")
+    return X, data["y"], [str(c) for c in data["classes"]]
 
 
 def command(args: argparse.Namespace) -> str:
