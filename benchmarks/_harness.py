@@ -109,9 +109,22 @@ def run_measured(
     return result
 
 
+def own_peak_mib() -> float:
+    """This process's own peak RSS (``VmHWM``, MiB). Unlike ``ru_maxrss``, it starts at
+    ``exec``: a child started from a big driver (Python forks or vforks, then execs)
+    inherits the driver's high-water mark in ``ru_maxrss``, not in ``VmHWM``."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
 def run_timed(argv: list[str], env: dict[str, str]) -> dict[str, float]:
     """Run ``argv``; wall and CPU seconds (children included) and the largest process's
-    peak RSS, all from the kernel; the last stdout line's ``key=value`` pairs too."""
+    peak RSS, all from the kernel; the last stdout line's ``key=value`` pairs too.
+
+    ``max_rss_mib`` is at least this driver's own peak at the time (see
+    :func:`own_peak_mib`): for a child smaller than its driver, have it print its own."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env={**os.environ, **env})

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import provenance, run_timed, write_result
+from _harness import own_peak_mib, provenance, run_timed, write_result
 
 METHODS = ("smote-enn", "stem")
 
@@ -73,7 +73,7 @@ def child(features: str, n: int, method: str, search: str) -> None:
     removed = sum(e.get("removed", 0) for e in plan.log if e["step"] == "enn")
     print(
         f"plan_cpu_s={cpu:.3f} rows_in={len(rows)} rows_out={len(plan.kept) + len(plan.recipes)} "
-        f"enn_removed={removed} plan_digest={digest}"
+        f"enn_removed={removed} plan_digest={digest} peak_mib={own_peak_mib()}"
     )
 
 
@@ -207,7 +207,8 @@ def main() -> None:
             "rounds": len(rs),
             **{
                 m: round(statistics.median(x[m] for x in rs), 3)
-                for m in ("cpu_s", "wall_s", "plan_cpu_s", "max_rss_mib")
+                for m in ("cpu_s", "wall_s", "plan_cpu_s", "max_rss_mib", "peak_mib")
+                if all(m in x for x in rs)  # the baseline's child may not print its peak
             },
             "rows_in": rs[0]["rows_in"],
             "rows_out": rs[0]["rows_out"],
