@@ -220,13 +220,17 @@ def prepare_out(
                 f'"{out / cls}" is a file, and this run writes the class folder "{cls}" '
                 "there. Move the file, or choose another output folder."
             )
-    same_plan = _same_plan(out / "plan.json", plan_json)
+    # the same plan: the same JSON value, whatever its layout (a run interrupted under an
+    # earlier version wrote it indented, one field per line)
+    recorded = _recorded_plan(out / "plan.json")
+    now = json.loads(plan_json) if recorded is not None else None
+    same_plan = recorded is not None and recorded == now
     if resume and (out / "plan.json").exists() and (same_plan or not overwrite):
         check_output_dir(out, [root], overwrite=True, replaces=replaces)
         if not same_plan:
             raise OutputError(
                 f'"{out}" holds an interrupted run with a different plan (other input, '
-                f"method, target, seed or settings{_differences(out / 'plan.json', plan_json)}). "
+                f"method, target, seed or settings{_differences(recorded, now)}). "
                 f"Use the same settings to resume it, or {option('overwrite', True)} to start "
                 "again."
             )
@@ -263,25 +267,21 @@ def prepare_out(
     return {}
 
 
-def _same_plan(path: Path, plan_json: str) -> bool:
-    """Whether ``path`` holds this plan: the same JSON value, whatever its layout (a run
-    interrupted under an earlier version wrote it indented, one field per line)."""
+def _recorded_plan(path: Path) -> Any:
+    """The JSON value of ``path`` (an earlier run's plan.json), or None when there is no
+    such file or it cannot be read as JSON."""
     if not path.is_file():
-        return False
+        return None
     try:
-        return bool(json.loads(path.read_text(encoding="utf-8")) == json.loads(plan_json))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return False
+        return None
 
 
-def _differences(path: Path, plan_json: str) -> str:
-    """``"; it differs in ..."``: the recorded plan's settings that this run changes (with
-    both values) and its other parts that differ; empty when the file cannot be read."""
-    try:
-        before = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return ""
-    now = json.loads(plan_json)
+def _differences(before: Any, now: Any) -> str:
+    """``"; it differs in ..."``: the settings of the recorded plan ``before`` that this
+    run's plan ``now`` changes (with both values) and its other parts that differ; empty
+    when the recorded plan cannot be read."""
     if not isinstance(before, dict):
         return ""
     old_config, new_config = before.get("config") or {}, now.get("config") or {}
