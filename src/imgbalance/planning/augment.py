@@ -184,19 +184,16 @@ def _inverse_affine(
     center: tuple[float, float], angle: float, translate: tuple[float, float], scale: float
 ) -> list[float]:
     """Pillow's inverse matrix of a rotation by ``angle`` degrees and a zoom by ``scale``
-    about ``center``, then a shift by ``translate`` (no shear): torchvision's
-    ``_get_inverse_affine_matrix`` with zero shear, operation for operation, so the
-    floats (and so the pixels) are the same."""
+    about ``center``, then a shift by ``translate``: torchvision's
+    ``_get_inverse_affine_matrix`` with zero shear (its terms ``cos(rot - 0) / cos(0)``
+    and ``x * tan(0)`` are exactly ``cos(rot)`` and 0), in its order of operations, so
+    the floats (and so the pixels) are the same."""
     rot = math.radians(angle)
     cx, cy = center
     tx, ty = translate
     cx_plus_tx, cy_plus_ty = cx + tx, cy + ty
-    # torchvision's terms with shear 0 (cos 1, tan 0), kept so each float rounds alike
-    a = math.cos(rot) / 1.0  # cos(rot - shear_y) / cos(shear_y)
-    b = -(a * 0.0 + math.sin(rot))  # -(a * tan(shear_x) + sin(rot))
-    c = math.sin(rot) / 1.0  # sin(rot - shear_y) / cos(shear_y)
-    d = math.cos(rot) - c * 0.0  # cos(rot) - c * tan(shear_x)
-    matrix = [d / scale, -b / scale, 0.0, -c / scale, a / scale, 0.0]
+    cos, sin = math.cos(rot), math.sin(rot)
+    matrix = [cos / scale, sin / scale, 0.0, -sin / scale, cos / scale, 0.0]
     matrix[2] += cx - matrix[0] * cx_plus_tx - matrix[1] * cy_plus_ty
     matrix[5] += cy - matrix[3] * cx_plus_tx - matrix[4] * cy_plus_ty
     return matrix
