@@ -10,9 +10,10 @@ originals' features.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,10 +40,17 @@ class Recipe:
     seed: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["parents"] = list(self.parents)
-        d["weights"] = [float(w) for w in self.weights]
-        return d
+        # written out rather than dataclasses.asdict, whose recursive deep copy was 0.2 s
+        # of a 2,000-image job's plan.json; params is copied like asdict copied it
+        return {
+            "op": self.op,
+            "label": self.label,
+            "parents": list(self.parents),
+            "weights": [float(w) for w in self.weights],
+            "method": self.method,
+            "params": copy.deepcopy(self.params) if self.params else {},
+            "seed": self.seed,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Recipe:
