@@ -12,6 +12,7 @@ from ..dataset.catalog import ratios
 from ..dataset.images import load_image
 from ..rendering.outputs import parse_list
 from .plotting import pyplot, save_figure
+from .sheet import Panel, contact_sheet, save_sheet
 
 if TYPE_CHECKING:
     from ..planning.recipes import Plan
@@ -160,8 +161,8 @@ def _caption(row: dict[str, str]) -> str:
 def _plot_preview(
     result: BalanceResult, out: Path, per_class: int, seed: int, max_classes: int = 16
 ) -> None:
-    """One row per class: ``per_class`` synthetic images, each between its two main parents."""
-    plt = pyplot()
+    """One row per class: ``per_class`` synthetic images (framed), each between its two
+    main parents (by weight); a contact sheet (:mod:`.sheet`), not a chart."""
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[dict[str, str]]] = {}
     for row in result.manifest:
@@ -171,47 +172,30 @@ def _plot_preview(
     if not classes:
         return
     root = Path(result.plan.config["source"])
-    cols = 3 * per_class
-    fig, axes = plt.subplots(
-        len(classes), cols, squeeze=False, figsize=(1.25 * cols + 1.2, 1.45 * len(classes) + 0.5)
-    )
-    for r, c in enumerate(classes):
+    rows: list[tuple[str, list[Panel | None]]] = []
+    for c in classes:
         items = by_class[c]
         picks = sorted(rng.choice(len(items), size=min(per_class, len(items)), replace=False))
-        for slot in range(per_class):
-            panels: list[tuple[Path, str]] = []
-            if slot < len(picks):
-                row = items[int(picks[slot])]
-                weights = [float(w) for w in parse_list(row["weights"])]
-                main = sorted(zip(weights, parse_list(row["parents"]), strict=True), reverse=True)[
-                    :2
-                ]
-                panels = [
-                    (root / main[0][1], "parent" if len(main) == 1 else f"w={main[0][0]:.2f}"),
-                    (out / row["path"], _caption(row)),
-                ]
-                if len(main) > 1:
-                    panels.append((root / main[1][1], f"w={main[1][0]:.2f}"))
-            for k in range(3):
-                ax = axes[r][3 * slot + k]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(k == 1 and k < len(panels))
-                    spine.set_color("#55A868")
-                    spine.set_linewidth(2)
-                if k < len(panels):
-                    im = load_image(panels[k][0], draft=(192, 192))
-                    im.thumbnail((192, 192))
-                    ax.imshow(
-                        np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255
-                    )
-                    ax.set_title(panels[k][1], fontsize=7, pad=2)
-        label = c if len(c) <= 16 else c[:15] + "…"
-        axes[r][0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(
-        "synthetic images (framed) beside their parents (two main parents of a blend, by weight)",
-        fontsize=9,
+        panels: list[Panel | None] = []
+        for pick in picks:
+            row = items[int(pick)]
+            weights = [float(w) for w in parse_list(row["weights"])]
+            main = sorted(zip(weights, parse_list(row["parents"]), strict=True), reverse=True)[:2]
+            first = "parent" if len(main) == 1 else f"w={main[0][0]:.2f}"
+            second = _thumb(root / main[1][1], f"w={main[1][0]:.2f}") if len(main) > 1 else None
+            panels += [
+                _thumb(root / main[0][1], first),
+                _thumb(out / row["path"], _caption(row), framed=True),
+                second,
+            ]
+        rows.append((c if len(c) <= 16 else c[:15] + "…", panels))
+    title = (
+        "synthetic images (framed) beside their parents (two main parents of a blend, by weight)"
     )
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (1.45 * len(classes) + 0.5)))
-    save_figure(fig, out / "preview.png")
+    save_sheet(contact_sheet(rows, title), out / "preview.png")
+
+
+def _thumb(path: Path, caption: str, framed: bool = False) -> Panel:
+    im = load_image(path, draft=(256, 256))
+    im.thumbnail((128, 128))
+    return Panel(im, caption, framed)

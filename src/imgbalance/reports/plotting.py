@@ -1,5 +1,6 @@
 """Plotting helpers shared by every figure (:func:`pyplot`, :func:`save_figure`), and the
-figures of ``imgbalance analyze``: class distribution and sample thumbnails.
+figures of ``imgbalance analyze``: class distribution and sample thumbnails (a contact
+sheet, :mod:`.sheet`).
 
 matplotlib is imported inside the functions, with the non-interactive Agg
 backend, so that importing imgbalance stays fast and works without a display.
@@ -97,45 +98,29 @@ def plot_samples(
     max_classes: int = 30,
     thumb: int = 96,
 ) -> None:
-    """A grid of a few thumbnails per class (seeded choice), one row per class."""
-    plt = pyplot()
+    """A contact sheet of a few thumbnails per class (seeded choice), one row per class."""
+    from .sheet import Panel, contact_sheet, save_sheet
+
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = {c: [] for c in catalog.classes}
     for r in catalog.usable():
         by_class[r.class_name].append(r.path)
-    classes = catalog.classes[:max_classes]
-    fig, axes = plt.subplots(
-        len(classes),
-        per_class,
-        squeeze=False,
-        figsize=(1.3 * per_class + 1.2, 1.3 * len(classes) + 0.3),
-    )
-    for row, c in enumerate(classes):
+    rows: list[tuple[str, list[Panel | None]]] = []
+    for c in catalog.classes[:max_classes]:
         paths = by_class[c]
         pick = (
             sorted(rng.choice(len(paths), size=min(per_class, len(paths)), replace=False))
             if paths
             else []
         )
-        for col in range(per_class):
-            ax = axes[row][col]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            for spine in ax.spines.values():
-                spine.set_visible(False)
-            if col < len(pick):
-                try:
-                    im = load_image(catalog.root / paths[pick[col]], draft=(thumb, thumb))
-                    im.thumbnail((thumb, thumb))
-                    ax.imshow(
-                        np.asarray(im), cmap="gray" if im.mode == "L" else None, vmin=0, vmax=255
-                    )
-                except Exception:
-                    ax.text(0.5, 0.5, "unreadable", ha="center", va="center", fontsize=7)
+        panels: list[Panel | None] = []
+        for i in pick:
+            try:
+                im = load_image(catalog.root / paths[i], draft=(thumb, thumb))
+                im.thumbnail((thumb, thumb))
+                panels.append(Panel(im))
+            except Exception:
+                panels.append(Panel(None, "unreadable"))
         label = c if len(c) <= 18 else c[:17] + "…"
-        axes[row][0].set_ylabel(
-            f"{label}\n({len(paths)})", rotation=0, ha="right", va="center", fontsize=8
-        )
-    fig.suptitle("samples per class (count)", fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
+        rows.append((f"{label}\n({len(paths)})", panels))
+    save_sheet(contact_sheet(rows, "samples per class (count)", thumb=thumb), path)
