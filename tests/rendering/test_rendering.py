@@ -53,6 +53,27 @@ def test_blend_exact_pixels(tmp_path: Path) -> None:
     np.testing.assert_array_equal(decode(render_recipe(job, RenderOptions())), expected)
 
 
+@pytest.mark.parametrize("weights", [(0.5, 0.5), (1e-9, 1 - 1e-9), (0.999, 0.001), (1.0,)])
+def test_convex_blends_of_extremes_stay_in_range(
+    tmp_path: Path, weights: tuple[float, ...]
+) -> None:
+    white = arr_png(tmp_path / "w.png", np.full((3, 4, 3), 255))
+    job = RenderJob(0, "x.png", "smote", (white,) * len(weights), weights, "RGB")
+    assert (decode(render_recipe(job, RenderOptions())) == 255).all()  # never wraps to 0
+    black = arr_png(tmp_path / "b.png", np.zeros((3, 4, 3)))
+    job = RenderJob(0, "x.png", "smote", (black,) * len(weights), weights, "RGB")
+    assert (decode(render_recipe(job, RenderOptions())) == 0).all()
+
+
+def test_a_blend_outside_the_hull_is_clipped(tmp_path: Path) -> None:
+    a = arr_png(tmp_path / "a.png", np.full((2, 2, 3), 250))
+    b = arr_png(tmp_path / "b.png", np.full((2, 2, 3), 10))
+    job = RenderJob(0, "x.png", "smote", (a, b), (1.5, -0.5), "RGB")  # 370: clipped to 255
+    assert (decode(render_recipe(job, RenderOptions())) == 255).all()
+    job = RenderJob(0, "x.png", "smote", (b, a), (1.5, -0.5), "RGB")  # -110: clipped to 0
+    assert (decode(render_recipe(job, RenderOptions())) == 0).all()
+
+
 def test_parents_resized_to_base_and_modes_normalised(tmp_path: Path) -> None:
     base = arr_png(tmp_path / "base.png", np.full((6, 8, 3), 200))
     other = tmp_path / "other.png"
