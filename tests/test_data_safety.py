@@ -511,3 +511,23 @@ def test_the_demo_on_a_full_disk_is_a_clear_error_and_the_next_demo_finishes(
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert (out / "balanced" / "manifest.csv").is_file()
+
+
+def test_occupied_paths_looks_at_empty_folders_once(tmp_path: Path) -> None:
+    from imgbalance.rendering.outputs import _occupied_paths
+
+    out = tmp_path / "out"
+    (out / "empty").mkdir(parents=True)
+    (out / "full").mkdir()
+    (out / "full" / "a.jpg").write_bytes(b"someone's")
+    (out / "full" / "dangling.jpg").symlink_to(tmp_path / "nowhere")
+    (out / "file").write_bytes(b"x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "c.jpg").write_bytes(b"y")
+    (out / "linked").symlink_to(tmp_path / "elsewhere")
+    paths = ["missing/a.jpg", "empty/a.jpg", "full/b.jpg", "full/dangling.jpg", "full/a.jpg",
+             "file/a.jpg", "linked/c.jpg", "linked/d.jpg"]  # fmt: skip
+    assert _occupied_paths(out, paths) == ["full/dangling.jpg", "full/a.jpg", "linked/c.jpg"]
+    assert _occupied_paths(out, paths) == [
+        p for p in paths if (out / p).exists() or (out / p).is_symlink()
+    ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,23 @@ def _occupied(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+def _occupied_paths(out: Path, paths: list[str]) -> list[str]:
+    """The ``paths`` (relative to ``out``) that something occupies, in their order.
+
+    A folder that is missing or empty (every folder of a first run) is looked at once
+    instead of once per path (5,600 stat calls on a 2,000-image job); the others are
+    checked path by path, which also holds on case-insensitive file systems.
+    """
+    vacant: dict[str, bool] = {}
+    for folder in {os.path.dirname(p) for p in paths}:
+        try:
+            with os.scandir(out / folder) as entries:
+                vacant[folder] = next(entries, None) is None
+        except (FileNotFoundError, NotADirectoryError):
+            vacant[folder] = True
+    return [p for p in paths if not vacant[os.path.dirname(p)] and _occupied(out / p)]
+
+
 def prepare_out(
     out: Path,
     root: Path,
@@ -241,11 +259,7 @@ def prepare_out(
     check_output_dir(out, [root], overwrite=overwrite or resume, replaces=replaces)
     if out.is_dir():
         recorded = set(recorded_outputs(out))
-        in_the_way = [
-            p
-            for p in planned
-            if p not in recorded and ((out / p).exists() or (out / p).is_symlink())
-        ]
+        in_the_way = _occupied_paths(out, [p for p in planned if p not in recorded])
         if in_the_way:  # refused before anything is removed
             raise OutputError(
                 f'"{out / in_the_way[0]}" (and {len(in_the_way) - 1} more) is not an output '
@@ -254,7 +268,7 @@ def prepare_out(
             )
         remove_listed(out, [*recorded, LEDGER, JOURNAL], protect=[root])
         remove_temporaries(out)
-        left = [p for p in planned if _occupied(out / p)]
+        left = _occupied_paths(out, planned)
         if left:  # recorded, but not removable (outside `out`, or inside the input)
             raise OutputError(
                 f'"{out / left[0]}" (and {len(left) - 1} more) could not be removed as an '
