@@ -6,9 +6,12 @@ and write it to a temporary name that is renamed into place.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from functools import partial
 from pathlib import Path
 
@@ -65,13 +68,57 @@ def render_jobs(
     fn = partial(render_chunk, root=str(root), opts=opts)
     if n_workers == 1 or len(jobs) <= CHUNK:
         results: Iterator[list[tuple[int, str, int]]] = map(fn, chunks)
-        for res in results:
-            if on_done:
-                on_done(res)
-            yield from res
-        return
-    with process_pool(n_workers) as pool:
-        for res in pool.map(fn, chunks):
-            if on_done:
-                on_done(res)
-            yield from res
+    else:
+        results = _render_lanes(fn, jobs, n_workers)
+    for res in results:
+        if on_done:
+            on_done(res)
+        yield from res
+
+
+#: chunks handed to a lane's worker ahead of the one it renders (its executor's queue)
+_DEPTH = 2
+
+
+def _render_lanes(
+    fn: Callable[[Sequence[RenderJob]], list[tuple[int, str, int]]],
+    jobs: Sequence[RenderJob],
+    n_workers: int,
+) -> Iterator[list[tuple[int, str, int]]]:
+    """Render sorted ``jobs`` in ``n_workers`` lanes: each worker process takes one
+    contiguous share, so the recipes that need the same parents (a class's neighbours)
+    meet in one worker's cache. A shared pool dealt the chunks to whichever worker was
+    free, and every worker decoded most parents of every class: 1,287 decodes of 811
+    distinct parents on a 2,000-image SMOTE job with 2 workers. A lane that runs dry
+    takes chunks from the far end of the longest one (never idle while work is left).
+    Yields each chunk's results as it finishes.
+    """
+    share = -(-len(jobs) // n_workers)
+    lanes = [
+        deque(jobs[i : i + CHUNK] for i in range(start, min(start + share, len(jobs)), CHUNK))
+        for start in range(0, len(jobs), share)
+    ]
+    with contextlib.ExitStack() as stack:
+        pools = [stack.enter_context(process_pool(1)) for _ in lanes]
+        in_flight: dict[Future[list[tuple[int, str, int]]], int] = {}
+
+        def feed(lane: int) -> None:
+            if lanes[lane]:
+                chunk = lanes[lane].popleft()
+            else:
+                longest = max(lanes, key=len)
+                if not longest:
+                    return
+                chunk = longest.pop()
+            in_flight[pools[lane].submit(fn, chunk)] = lane
+
+        for lane in range(len(lanes)):
+            for _ in range(_DEPTH):
+                feed(lane)
+        while in_flight:
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=in_flight.__getitem__):
+                lane = in_flight.pop(future)
+                res = future.result()
+                feed(lane)
+                yield res
