@@ -292,24 +292,31 @@ def _write_into(
             todo.append(job)
     by_index = {j.index: j for j in todo}
 
-    def write_journal(chunk: list[tuple[int, str, int]]) -> None:
-        with (out / JOURNAL).open("a", encoding="utf-8") as fh:
+    with contextlib.ExitStack() as stack:
+        journal_fh: list[Any] = []
+
+        def write_journal(chunk: list[tuple[int, str, int]]) -> None:
+            # opened once, flushed after each chunk: a kill leaves every finished line
+            if not journal_fh:
+                journal_fh.append(stack.enter_context((out / JOURNAL).open("a", encoding="utf-8")))
+            fh = journal_fh[0]
             for index, sha, _ in chunk:
                 fh.write(json.dumps({"path": by_index[index].out, "sha256": sha}) + "\n")
+            fh.flush()
 
-    rendered = render_jobs(
-        todo,
-        out,
-        opts,
-        workers=workers,
-        on_done=write_journal,
-        backend=backend,
-        address=address,
-    )
-    for index, sha, size in rendered:
-        done[index] = (sha, size)
-        if progress:
-            progress("render", len(done), len(jobs))
+        rendered = render_jobs(
+            todo,
+            out,
+            opts,
+            workers=workers,
+            on_done=write_journal,
+            backend=backend,
+            address=address,
+        )
+        for index, sha, size in rendered:
+            done[index] = (sha, size)
+            if progress:
+                progress("render", len(done), len(jobs))
     timings["render_s"] = round(time.perf_counter() - t1, 3)
     result.manifest = outputs.manifest_rows(
         the_plan, records, jobs, links, done, root, manifest_only
