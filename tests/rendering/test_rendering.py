@@ -141,9 +141,9 @@ def test_each_parent_is_decoded_once_and_resized_copies_do_not_evict_it(
     assert [render_recipe(job, RenderOptions()) for job in jobs] == alone
 
 
-def _tree(root: Path) -> Path:
+def _tree(root: Path, counts: tuple[int, int, int] = (12, 4, 2)) -> Path:
     seed = 0
-    for name, n in (("cat", 12), ("dog", 4), ("emu", 2)):
+    for name, n in zip(("cat", "dog", "emu"), counts, strict=True):
         for i in range(n):
             seed += 1
             size = (40, 30) if i % 3 else (50, 36)  # mixed sizes within a class
@@ -263,7 +263,7 @@ def test_output_inside_input_and_existing_output_refused(tmp_path: Path) -> None
 def test_resume_after_interruption_gives_the_same_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = _tree(tmp_path / "src")
+    src = _tree(tmp_path / "src", (40, 4, 2))  # 74 recipes: more than two chunks
     full = tmp_path / "full"
     imgbalance.balance(src, full, method="smote", random_state=3, workers=1, plots=False)
     import imgbalance.rendering.pool as rendering
@@ -273,7 +273,7 @@ def test_resume_after_interruption_gives_the_same_result(
 
     def flaky(job: RenderJob, opts: RenderOptions) -> bytes:
         calls["n"] += 1
-        if calls["n"] > 11:
+        if calls["n"] > rendering.CHUNK + 3:
             raise KeyboardInterrupt  # the user pressed Ctrl-C mid-render
         return real(job, opts)
 
@@ -283,7 +283,7 @@ def test_resume_after_interruption_gives_the_same_result(
         imgbalance.balance(src, part, method="smote", random_state=3, workers=1, plots=False)
     assert not (part / "manifest.csv").exists()
     journal = (part / ".imgbalance-journal.jsonl").read_text().splitlines()
-    assert len(journal) == 8  # one finished chunk
+    assert len(journal) == rendering.CHUNK  # one finished chunk
     with pytest.raises(OutputError, match="already exists"):
         imgbalance.balance(src, part, method="smote", random_state=3, workers=1, plots=False)
     with pytest.raises(OutputError, match="different plan"):

@@ -23,7 +23,7 @@ from .kernel import RenderJob, RenderOptions, render_recipe
 __all__ = ["CHUNK", "render_chunk", "render_jobs"]
 
 #: recipes per task: small enough to balance the workers, large enough to amortise a task
-CHUNK = 8
+CHUNK = 32  # 8 cost the command 0.12 CPU-s more on 3,605 recipes (one task per 8 images)
 
 
 def render_chunk(
