@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ExifTags, Image, ImageOps
 
 from ..errors import DatasetError
 
@@ -119,6 +119,8 @@ def load_image(
         if draft is not None and im.format in ("JPEG", "MPO"):
             im.draft(im.mode, draft)
         im.load()
+        if im.getexif().get(ExifTags.Base.Orientation, 1) == 1:
+            return _normalise(im)  # exif_transpose would return a copy: ~40% of a decode
         return _normalise(ImageOps.exif_transpose(im))
 
 
