@@ -1,7 +1,8 @@
-"""Rendering many recipes: a local process pool (or Ray tasks), outputs written atomically.
+"""Rendering many recipes: local worker processes (or Ray tasks), outputs written atomically.
 
 Workers render one image at a time with :func:`~imgbalance.rendering.kernel.render_recipe`
-and write it to a temporary name that is renamed into place.
+and write it to a temporary name that is renamed into place. Locally, each worker takes
+a contiguous lane of the recipes sorted by parents (:func:`_render_lanes`).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def _render_lanes(
     takes chunks from the far end of the longest one (never idle while work is left).
     Yields each chunk's results as it finishes.
     """
-    share = -(-len(jobs) // n_workers)
+    share = max(CHUNK, -(-len(jobs) // n_workers))  # no process for less than a chunk
     lanes = [
         deque(jobs[i : i + CHUNK] for i in range(start, min(start + share, len(jobs)), CHUNK))
         for start in range(0, len(jobs), share)
