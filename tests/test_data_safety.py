@@ -290,7 +290,7 @@ def test_a_full_disk_is_a_clear_error_and_resume_finishes(tmp_path: Path, small_
     # from Python the hint names the keyword; the command line below names the flag
     with pytest.raises(OutputError, match=r"Cannot write .*the disk is full.*resume=True") as info:
         imgbalance.balance(src, out, "smote", random_state=1, workers=1, plots=False)
-    assert info.value.__cause__ is not None
+    assert info.value.__cause__ is not None and "Free some space" in str(info.value)
     for p in out.rglob("*"):  # nothing half-written under a final name
         if p.is_file() and p.suffix == ".png":
             rel = p.relative_to(out)
@@ -317,8 +317,9 @@ def test_a_read_only_output_is_a_clear_error(tmp_path: Path, small_disk: Path) -
     src = _noisy_tree(tmp_path / "src", 8)
     (small_disk / "out").mkdir()
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    with pytest.raises(OutputError, match=r"Cannot write .*read-only"):
+    with pytest.raises(OutputError, match=r"Cannot write .*read-only") as info:
         imgbalance.balance(src, small_disk / "out", "smote", workers=1, plots=False)
+    assert "writable disk" in str(info.value) and "Free some space" not in str(info.value)
     with pytest.raises(OutputError, match=r"Cannot write .*read-only.*--overwrite"):
         imgbalance.write_split(imgbalance.split(src), small_disk / "out")
     from imgbalance.reports.analysis import write_analysis

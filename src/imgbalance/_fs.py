@@ -316,12 +316,15 @@ def check_output_dir(
 
 
 #: errors of the place written to, not of imgbalance: reported as a clear OutputError
+_OTHER_DISK = "Free some space on it or choose an output folder on another disk"
+_WRITABLE = "Choose an output folder you can write to, or change its permissions"
+#: errno -> (the cause, its fix)
 _OUTPUT_FAULTS = {
-    errno.ENOSPC: "the disk is full",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
+    errno.ENOSPC: ("the disk is full", _OTHER_DISK),
+    errno.EDQUOT: ("the disk quota is exceeded", "Free some of your quota or write elsewhere"),
+    errno.EROFS: ("the file system is read-only", "Choose an output folder on a writable disk"),
+    errno.EACCES: ("permission denied", _WRITABLE),
+    errno.EPERM: ("operation not permitted", _WRITABLE),
 }
 
 
@@ -332,16 +335,16 @@ def output_faults(out: Path, then: str) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        cause = _OUTPUT_FAULTS.get(exc.errno or 0)
+        fault = _OUTPUT_FAULTS.get(exc.errno or 0)
         named = [Path(f) for f in (exc.filename2, exc.filename) if f]  # a copy names both
         where = next((f for f in named if is_within(f, out)), None)
-        if cause is None or where is None:
+        if fault is None or where is None:
             raise  # another fault, one of an input file, or one that names no file
         if is_temporary(where.name):  # name the file being written, not its temporary
             where = where.with_name(where.name[1:].rsplit(".", 3)[0])
+        cause, fix = fault
         raise OutputError(
-            f'Cannot write "{where}": {cause} ({exc.strerror}). Free some space or choose a '
-            f"writable output folder, then {then}."
+            f'Cannot write "{where}": {cause} ({exc.strerror}). {fix}, then {then}.'
         ) from exc
 
 
