@@ -27,7 +27,7 @@ def test_panels_are_pasted_at_their_pixels_and_framed() -> None:
     sheet = contact_sheet([("a", [Panel(red, "w=0.70"), Panel(blue, "smote", framed=True)])], "t")
     a = np.asarray(sheet)
     assert sheet.mode == "RGB"
-    assert (np.all(a == (255, 0, 0), axis=-1)).sum() == 40 * 20  # small: never enlarged
+    assert (np.all(a == (255, 0, 0), axis=-1)).sum() == 120 * 60  # small: 3x, whole pixels
     assert (np.all(a == (0, 0, 255), axis=-1)).sum() == 128 * 64  # large: shrunk to fit
     ys, xs = np.nonzero(np.all(a == GREEN, axis=-1))
     by, bx = np.nonzero(np.all(a == (0, 0, 255), axis=-1))

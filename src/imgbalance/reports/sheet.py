@@ -1,10 +1,10 @@
 """Contact sheets: rows of thumbnails with captions, drawn with Pillow.
 
 The preview of ``balance`` and the samples of ``analyze`` are grids of pictures, not
-charts: drawn here, every thumbnail is pasted at its own pixels (matplotlib resampled
-each into an axes of its own, and building, laying out and saving 30 axes cost ~1 CPU-s,
-most of a 2,000-image job's plots). Text uses DejaVu Sans, matplotlib's font (found
-without importing matplotlib), else Pillow's default font.
+charts: drawn here, every thumbnail keeps its pixels (a small one is enlarged by a whole
+factor). matplotlib resampled each into an axes of its own, and building, laying out
+and saving 30 axes cost ~1 CPU-s, most of a 2,000-image job's plots. Text uses DejaVu
+Sans, matplotlib's font (found without importing matplotlib), else Pillow's default font.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def contact_sheet(
     rows: list[tuple[str, list[Panel | None]]], title: str, thumb: int = 128
 ) -> Image.Image:
     """An RGB sheet: ``title`` on top, then one row per ``(label, panels)``, each panel's
-    picture shrunk to fit ``thumb`` x ``thumb`` (never enlarged) under its caption; a
+    picture shrunk to fit ``thumb`` x ``thumb``, or a small one enlarged by a whole factor
+    (nearest neighbour: its own pixels, only bigger), under its caption; a
     ``None`` panel leaves its cell empty. Same rows, same pixels."""
     small, label_font, title_font = _font(11), _font(12), _font(13)
     cols = max((len(p) for _, p in rows), default=0)
@@ -84,6 +85,9 @@ def contact_sheet(
                 continue
             im = panel.image.convert("RGB")
             im.thumbnail((thumb, thumb))
+            k = thumb // max(im.size)
+            if k > 1:  # a small image (digits, CIFAR) grows by a whole factor, pixels kept
+                im = im.resize((im.width * k, im.height * k), Image.Resampling.NEAREST)
             ix, iy = cx - im.width // 2, y + cap_h + (thumb - im.height) // 2
             sheet.paste(im, (ix, iy))
             if panel.framed:
