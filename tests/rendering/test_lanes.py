@@ -21,7 +21,8 @@ def _where(chunk: list[int]) -> list[tuple[int, int, int]]:
 
 def test_lanes_keep_shares_together_and_steal_from_the_far_end() -> None:
     jobs = [*range(8 * CHUNK), *range(1000, 1000 + 8 * CHUNK)]  # two lanes of 8 chunks
-    ran = {job: pid for res in _render_lanes(_where, jobs, 2) for job, pid, _ in res}  # type: ignore[arg-type]
+    chunks = [jobs[i : i + CHUNK] for i in range(0, len(jobs), CHUNK)]
+    ran = {job: pid for res in _render_lanes(_where, chunks, 2) for job, pid, _ in res}  # type: ignore[arg-type]
     assert sorted(ran) == jobs  # every job once
     slow, fast = ran[0], ran[1000]
     assert slow != fast and os.getpid() not in (slow, fast)

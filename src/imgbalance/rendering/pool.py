@@ -70,7 +70,7 @@ def render_jobs(
     if n_workers == 1 or len(jobs) <= CHUNK:
         results: Iterator[list[tuple[int, str, int]]] = map(fn, chunks)
     else:
-        results = _render_lanes(fn, jobs, n_workers)
+        results = _render_lanes(fn, chunks, n_workers)
     for res in results:
         if on_done:
             on_done(res)
@@ -83,22 +83,19 @@ _DEPTH = 2
 
 def _render_lanes(
     fn: Callable[[Sequence[RenderJob]], list[tuple[int, str, int]]],
-    jobs: Sequence[RenderJob],
+    chunks: Sequence[Sequence[RenderJob]],
     n_workers: int,
 ) -> Iterator[list[tuple[int, str, int]]]:
-    """Render sorted ``jobs`` in ``n_workers`` lanes: each worker process takes one
-    contiguous share, so the recipes that need the same parents (a class's neighbours)
-    meet in one worker's cache. A shared pool dealt the chunks to whichever worker was
+    """Render the ``chunks`` of sorted jobs in ``n_workers`` lanes: each worker process
+    takes one contiguous share, so the recipes that need the same parents (a class's
+    neighbours) meet in one worker's cache. A shared pool dealt the chunks to whichever worker was
     free, and every worker decoded most parents of every class: 1,287 decodes of 811
     distinct parents on a 2,000-image SMOTE job with 2 workers. A lane that runs dry
     takes chunks from the far end of the longest one (never idle while work is left).
     Yields each chunk's results as it finishes.
     """
-    share = max(CHUNK, -(-len(jobs) // n_workers))  # no process for less than a chunk
-    lanes = [
-        deque(jobs[i : i + CHUNK] for i in range(start, min(start + share, len(jobs)), CHUNK))
-        for start in range(0, len(jobs), share)
-    ]
+    share = -(-len(chunks) // n_workers)  # chunks per lane: no lane without one
+    lanes = [deque(chunks[i : i + share]) for i in range(0, len(chunks), share)]
     with contextlib.ExitStack() as stack:
         pools = [stack.enter_context(process_pool(1)) for _ in lanes]
         in_flight: dict[Future[list[tuple[int, str, int]]], int] = {}
