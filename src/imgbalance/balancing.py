@@ -292,14 +292,10 @@ def _write_into(
             todo.append(job)
     by_index = {j.index: j for j in todo}
 
-    with contextlib.ExitStack() as stack:
-        journal_fh: list[Any] = []
+    # opened once, flushed after each chunk: a kill leaves every finished line
+    with (out / JOURNAL).open("a", encoding="utf-8") as fh:
 
         def write_journal(chunk: list[tuple[int, str, int]]) -> None:
-            # opened once, flushed after each chunk: a kill leaves every finished line
-            if not journal_fh:
-                journal_fh.append(stack.enter_context((out / JOURNAL).open("a", encoding="utf-8")))
-            fh = journal_fh[0]
             for index, sha, _ in chunk:
                 fh.write(json.dumps({"path": by_index[index].out, "sha256": sha}) + "\n")
             fh.flush()
