@@ -240,15 +240,15 @@ def prepare_out(
             )
     # the same plan: the same JSON value, whatever its layout (a run interrupted under an
     # earlier version wrote it indented, one field per line)
-    recorded = _recorded_plan(out / "plan.json")
-    now = json.loads(plan_json) if recorded is not None else None
-    same_plan = recorded is not None and recorded == now
+    recorded_plan = _recorded_plan(out / "plan.json")
+    now = json.loads(plan_json) if recorded_plan is not None else None
+    same_plan = recorded_plan is not None and recorded_plan == now
     if resume and (out / "plan.json").exists() and (same_plan or not overwrite):
         check_output_dir(out, [root], overwrite=True, replaces=replaces)
         if not same_plan:
             raise OutputError(
                 f'"{out}" holds an interrupted run with a different plan (other input, '
-                f"method, target, seed or settings{_differences(recorded, now)}). "
+                f"method, target, seed or settings{_differences(recorded_plan, now)}). "
                 f"Use the same settings to resume it, or {option('overwrite', True)} to start "
                 "again."
             )

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._fs import atomic_path
 from ..dataset.images import load_image
+from .sheet import Panel, contact_sheet, save_sheet
 
 if TYPE_CHECKING:
     from ..dataset.catalog import Catalog
@@ -99,8 +100,6 @@ def plot_samples(
     thumb: int = 96,
 ) -> None:
     """A contact sheet of a few thumbnails per class (seeded choice), one row per class."""
-    from .sheet import Panel, contact_sheet, save_sheet
-
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[str]] = {c: [] for c in catalog.classes}
     for r in catalog.usable():
