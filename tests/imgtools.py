@@ -122,6 +122,23 @@ def is_running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+#: run ``argv[1:]`` with Ctrl-C (SIGINT) at its default disposition. A process inherits an
+#: ignored SIGINT (a script's ``cmd &`` starts its jobs that way, and the tests with them),
+#: and Python installs no KeyboardInterrupt handler in a process that starts with it
+#: ignored: a Ctrl-C test run so would fail however well the command handles Ctrl-C.
+_DEFAULT_SIGINT = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def interruptible(cmd: list[str]) -> list[str]:
+    """``cmd`` as it runs from a terminal: Ctrl-C raises KeyboardInterrupt in it, even
+    when the tests themselves were started with SIGINT ignored (the process keeps its
+    pid through the exec, so its workers are its children)."""
+    return [sys.executable, "-c", _DEFAULT_SIGINT, *cmd]
+
+
 def all_gone(pids: list[int], timeout: float = 10.0) -> bool:
     """Wait up to ``timeout`` seconds for every process of ``pids`` to end."""
     deadline = time.monotonic() + timeout

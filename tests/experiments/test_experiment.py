@@ -20,7 +20,7 @@ import imgbalance
 from imgbalance.experiments.grid import load_grid, plan_grid, run_grid
 from imgbalance.experiments.report import write_report
 
-from imgtools import all_gone, child_pids
+from imgtools import all_gone, child_pids, interruptible
 
 pytest.importorskip("torch", reason="training needs the torch extra")
 
@@ -463,7 +463,7 @@ def test_ctrl_c_stops_a_grid_and_its_workers_at_once(tmp_path: Path, split_tree:
     cmd = [sys.executable, "-m", "imgbalance", "experiment", str(path), "--out", str(runs),
            "--jobs", "2", "--no-report"]  # fmt: skip
     driver = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+        interruptible(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
     workers: list[int] = []
     try:

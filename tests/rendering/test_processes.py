@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imgtools import all_gone, child_pids, is_running
+from imgtools import all_gone, child_pids, interruptible, is_running
 
 pytestmark = [
     pytest.mark.slow,
@@ -45,7 +45,7 @@ def balancing(
     workers); everything is killed on the way out, whatever the test did."""
     cmd = [sys.executable, "-m", "imgbalance", "balance", str(big_tree), str(out),
            "--method", "smote", "--workers", "2", "--format", "png"]  # fmt: skip
-    driver = subprocess.Popen(cmd, **popen)
+    driver = subprocess.Popen(interruptible(cmd), **popen)
     workers: list[int] = []
     try:
         deadline = time.monotonic() + 120
