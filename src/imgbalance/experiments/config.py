@@ -165,6 +165,10 @@ class RunConfig:
     #: auto (in memory when the decoded images fit, else streamed), memory or stream;
     #: the same model either way, so it is not part of the fingerprint
     data_mode: str = "auto"
+    #: the layout of a CNN's activations: auto (NHWC ``channels_last`` on a CUDA device,
+    #: where cuDNN's tensor-core kernels want it; the default layout elsewhere), on or off.
+    #: A matter of speed, so not part of the fingerprint (as the device is not)
+    channels_last: str = "auto"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RunConfig:
@@ -224,6 +228,7 @@ class RunConfig:
         registered("mixing", MIXING, none=True)
         choice("augment", AUGMENT)
         choice("data_mode", ("auto", "memory", "stream"))
+        choice("channels_last", ("auto", "on", "off"))
         choice("monitor", MONITORS)
         if self.model == "linear":
             if self.loss not in LINEAR_LOSSES or self.mixing != "none":
@@ -377,6 +382,7 @@ class RunConfig:
         d.pop("workers", None)
         d.pop("device", None)
         d.pop("data_mode", None)
+        d.pop("channels_last", None)
         d.pop("protocol", None)  # its settings are in d already
         for key, default in ADDED_SETTINGS.items():  # at its default, a run is what it was
             if d[key] == default:

@@ -21,7 +21,8 @@ from .config import MIN_VAL_FOR_SELECTION, RunConfig
 from .data import SplitData
 
 __all__ = [
-    "Batches", "Member", "Trained", "autocast", "balanced_nll", "model_out_features",
+    "Batches", "Member", "Trained", "autocast", "balanced_nll", "channels_last",
+    "model_out_features",
     "pick_device", "predict_batches", "selection_rule", "write_trained",
 ]  # fmt: skip
 
@@ -60,6 +61,13 @@ def pick_device(name: str) -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def channels_last(cfg: RunConfig, device: torch.device) -> bool:
+    """Whether the run's CNN and its input batches are laid out NHWC (``channels_last``):
+    ``auto`` is on for a CUDA device only, where cuDNN's bf16 tensor-core convolutions
+    read NHWC; on the CPU the default layout keeps runs bit for bit what they were."""
+    return cfg.channels_last == "on" or (cfg.channels_last == "auto" and device.type == "cuda")
 
 
 def autocast(device: torch.device) -> Any:
@@ -128,6 +136,8 @@ def write_trained(
     size = int(cfg.image_size or 64)
     n_classes = len(split.classes)
     model = create_model(cfg.model, n_classes, None, **cfg.model_head()).to(device)
+    if channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
     probs: dict[str, list[np.ndarray]] = {"val": [], "test": []}
     for member in members:
         model.load_state_dict(member.state)

@@ -40,6 +40,7 @@ from .torch_eval import (
     Trained,
     autocast,
     balanced_nll,
+    channels_last,
     pick_device,
     predict_batches,
     selection_rule,
@@ -85,6 +86,8 @@ def _train_member(
     # so the global one is seeded; torchvision's MixUp/CutMix draw from it as well.
     torch.manual_seed(seed)
     model = create_model(cfg.model, n_classes, cfg.pretrained, **cfg.model_head()).to(device)
+    if channels_last(cfg, device):
+        model = model.to(memory_format=torch.channels_last)
     if cfg.freeze == "backbone":
         freeze_backbone(model)
         if cfg.pretrained is None:
@@ -233,7 +236,9 @@ def _train_member(
             assert verdict is not None
             improved, stop, score = verdict
             if improved:
-                state = {key: v.detach().clone() for key, v in model.state_dict().items()}
+                # saved in the default layout, whatever the run trained in
+                state = {key: v.detach().clone(memory_format=torch.contiguous_format)
+                         for key, v in model.state_dict().items()}  # fmt: skip
                 best = (score, epoch, steps, state)
             if stop:
                 break
@@ -308,15 +313,17 @@ def eval_sets(
 ) -> dict[str, tuple[Batches, np.ndarray]]:
     """The splits ``names`` (val, test) as batches to predict, with their labels."""
     size = int(cfg.image_size or 64)
+    nhwc = channels_last(cfg, device)
     sets: dict[str, tuple[Batches, np.ndarray]] = {}
     for name in names:
         rows = split.rows[name]
         paths = [p for p, _ in rows]
         batches: Batches = (
             MemoryBatches(torch.from_numpy(cached_pixels(paths, size) if rows else
-                                           np.zeros((0, 3, size, size), np.uint8)), device, "none")
+                                           np.zeros((0, 3, size, size), np.uint8)), device, "none",
+                          channels_last=nhwc)
             if mode == "memory"
-            else StreamBatches(paths, size, device, "none", threads=threads)
+            else StreamBatches(paths, size, device, "none", threads=threads, channels_last=nhwc)
         )  # fmt: skip
         sets[name] = (batches, np.array([lab for _, lab in rows], dtype=np.int64))
     return sets
@@ -348,20 +355,23 @@ def train_members(
     t_load = time.perf_counter() if t_load is None else t_load
     y_train = torch.as_tensor(train.labels, dtype=torch.long)
     aug = 1 + group.rank * AUGMENT_STRIDE  # rank 0 augments as one process does
+    nhwc = channels_last(cfg, device)
     if mode == "memory":
         x_train = torch.from_numpy(cached_pixels(train.paths, size))
 
         def source(idx: np.ndarray | None, seed: int) -> Batches:
             gen = torch.Generator().manual_seed(seed + aug)
             px = x_train if idx is None else x_train[idx]
-            return MemoryBatches(px, device, cfg.augment, gen)
+            return MemoryBatches(px, device, cfg.augment, gen, channels_last=nhwc)
 
     else:
 
         def source(idx: np.ndarray | None, seed: int) -> Batches:
             gen = torch.Generator().manual_seed(seed + aug)
             paths = train.paths if idx is None else [train.paths[i] for i in idx]
-            return StreamBatches(paths, size, device, cfg.augment, gen, threads=threads)
+            return StreamBatches(
+                paths, size, device, cfg.augment, gen, threads=threads, channels_last=nhwc
+            )
 
     took = time.perf_counter() - t_load
     if mode == "memory":

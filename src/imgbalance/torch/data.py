@@ -18,7 +18,15 @@ from ..dataset.images import load_image
 from ..errors import DatasetError
 from .models import MEAN, STD
 
-__all__ = ["MemoryBatches", "decode_pixels", "load_pixels", "pixels_of"]
+__all__ = ["MemoryBatches", "decode_pixels", "host_batch", "load_pixels", "pixels_of"]
+
+
+def host_batch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """An empty uint8 batch in host memory, page-locked when it goes to a CUDA device
+    (so its copy to the GPU runs asynchronously, as ``DataLoader(pin_memory=True)``
+    does). PyTorch's host allocator caches these blocks and keeps one that a copy still
+    reads from until the copy is done, so a fresh one per batch is cheap and safe."""
+    return torch.empty(shape, dtype=torch.uint8, pin_memory=device.type == "cuda")
 
 
 def pixels_of(path: str, size: int) -> np.ndarray | str:
@@ -78,6 +86,10 @@ class MemoryBatches:
     more than the model's forward pass at these sizes). ``crop-flip`` is the CIFAR
     recipe (He et al. 2016, and every CIFAR-LT paper): pad 4 pixels of black on each
     side, take a random crop of the original size, flip half the images horizontally.
+
+    On a CUDA device a batch is gathered into page-locked memory and copied without
+    blocking; with ``channels_last`` the model's input is laid out NHWC (what cuDNN's
+    tensor-core kernels read under bf16 autocast; the model is converted to match).
     """
 
     def __init__(
@@ -86,9 +98,12 @@ class MemoryBatches:
         device: torch.device,
         augment: str,
         generator: torch.Generator | None = None,
+        *,
+        channels_last: bool = False,
     ) -> None:
         self.pixels = pixels
         self.device = device
+        self.channels_last = channels_last
         self.mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
         self.augment = augment
@@ -129,8 +144,14 @@ class MemoryBatches:
         flipped = torch.tensor(flip, device=x.device)
         return torch.where(flipped.view(n, 1, 1, 1), out.flip(3), out)
 
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.device.type != "cuda":
+            return self.pixels[idx]
+        out = host_batch((len(idx), *self.pixels.shape[1:]), self.device)
+        return torch.index_select(self.pixels, 0, idx, out=out)
+
     def get(self, idx: torch.Tensor, train: bool) -> torch.Tensor:
-        return self.prepare(self.pixels[idx], train)
+        return self.prepare(self._gather(idx), train)
 
     def prepare(self, pixels: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 ``pixels`` (a batch) as the model's input: scaled, augmented when
@@ -140,14 +161,15 @@ class MemoryBatches:
             x = self._affine(x)
         elif train and self.augment == "crop-flip":
             x = self._crop_flip(x)
-        return (x - self.mean) / self.std
+        x = (x - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def iterate(
         self, batches: Iterator[torch.Tensor]
     ) -> Generator[tuple[torch.Tensor, torch.Tensor], None, None]:
         """``(indices, uint8 pixels)`` of each index batch of ``batches``."""
         for idx in batches:
-            yield idx, self.pixels[idx]
+            yield idx, self._gather(idx)
 
     def close(self) -> None:
         """Nothing to release (the streaming batches' counterpart)."""

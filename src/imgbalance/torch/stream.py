@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DatasetError
-from .data import MemoryBatches, pixels_of
+from .data import MemoryBatches, host_batch, pixels_of
 
 __all__ = [
     "DATA_MODES",
@@ -57,12 +57,14 @@ class StreamBatches:
         *,
         threads: int = 2,
         ahead: int = 2,
+        channels_last: bool = False,
     ) -> None:
         self.paths = list(paths)
         self.size = size
         self.ahead = ahead
+        self.device = device
         self._prep = MemoryBatches(torch.zeros(0, 3, size, size, dtype=torch.uint8), device,
-                                   augment, generator)  # fmt: skip
+                                   augment, generator, channels_last=channels_last)  # fmt: skip
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads))
         #: the images left out of training batches: ``{index: why}``
         self.failed: dict[int, str] = {}
@@ -83,7 +85,9 @@ class StreamBatches:
                 rows.append(value)
         if not rows:
             return idx[:0], torch.zeros(0, 3, self.size, self.size, dtype=torch.uint8)
-        return idx[keep], torch.from_numpy(np.stack(rows))
+        out = host_batch((len(rows), 3, self.size, self.size), self.device)
+        np.stack(rows, out=out.numpy())  # straight into (page-locked, on CUDA) host memory
+        return idx[keep], out
 
     def iterate(
         self, batches: Iterator[torch.Tensor]
