@@ -1,6 +1,7 @@
-"""Every grid the repository ships (configs/ and the effectiveness studies) plans: each
-arm is a valid run, so a study's recipe (LDAM-DRW, Mixup-DRW, cRT, a named protocol) is
-something the grid can express, and a setting renamed since fails here, not an hour in."""
+"""Every grid the repository ships (configs/, the effectiveness studies, the GPU check)
+plans: each arm is a valid run, so a study's recipe (LDAM-DRW, Mixup-DRW, cRT, a named
+protocol) is something the grid can express, and a setting renamed since fails here,
+not an hour in."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ pytest.importorskip("torch", reason="the arms' losses and models are checked wit
 
 ROOT = Path(__file__).resolve().parents[1]
 GRIDS = sorted([*(ROOT / "configs").glob("*.yaml"),
-                *(ROOT / "benchmarks" / "effectiveness").glob("*.yaml")])  # fmt: skip
+                *(ROOT / "benchmarks" / "effectiveness").glob("*.yaml"),
+                *(ROOT / "benchmarks" / "gpu").glob("*.yaml")])  # fmt: skip
 
 
 @pytest.mark.parametrize("path", GRIDS, ids=[p.name for p in GRIDS])
