@@ -1,6 +1,7 @@
 """Hand-edited and hostile inputs end in one clear line (exit 1) naming the file, the rule
 broken and the fix, never in a traceback: edited split files, non-UTF-8 CSVs, bad group
-files, a link loop, and analyze's --strict and --near-duplicates reports."""
+files, a link loop, analyze's --strict and --near-duplicates reports, and a class named
+like one of balance's own output files."""
 
 from __future__ import annotations
 
@@ -291,3 +292,22 @@ def test_a_groups_csv_with_a_bad_row(
     with pytest.raises(DatasetError, match="Groups file"):
         imgbalance.read_groups_csv(groups)
     assert not (tmp_path / "S").exists()
+
+
+# -- a class named like one of balance's own outputs -------------------------------------
+
+
+@pytest.mark.parametrize("name", ["manifest.csv", "Plan.JSON", "stages"])
+def test_a_class_named_like_an_output_file_is_refused_before_writing(
+    data: Path, tmp_path: Path, name: str
+) -> None:
+    """A class folder ``manifest.csv`` used to be rendered into, then the manifest write
+    failed on it (IsADirectoryError traceback, a folder of images and no manifest)."""
+    os.replace(data / "bees", data / name)
+    out = tmp_path / "out"
+    msg = error_line("balance", data, out, "--method", "random-over")
+    assert f'The class folder "{name}" has the name of the' in msg and "Rename" in msg
+    assert not out.exists()  # nothing written, not even the lock
+    with pytest.raises(imgbalance.ImgBalanceError, match="Rename that class folder"):
+        imgbalance.balance(data, out, "random-over")
+    assert not out.exists()

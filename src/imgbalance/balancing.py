@@ -211,6 +211,7 @@ def render(
     out = Path(out)
     the_plan, records, root = planned.plan, planned.records, planned.root
     check_output_dir(out, [root], overwrite=overwrite or resume, replaces=OUR_FILES)
+    outputs.check_class_names(the_plan.classes)  # before anything is written, the lock too
     opts = RenderOptions(
         format=format, png_compress_level=png_compress_level, image_size=image_size
     )

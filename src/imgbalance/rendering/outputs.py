@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import (
+    LOCK,
     atomic_open_text,
     atomic_write_text,
     check_inside,
@@ -40,6 +41,7 @@ __all__ = [
     "LEDGER",
     "OUR_FILES",
     "BalanceResult",
+    "check_class_names",
     "check_collisions",
     "class_modes",
     "json_list",
@@ -211,6 +213,21 @@ def _occupied_paths(out: Path, paths: list[str]) -> list[str]:
         except (FileNotFoundError, NotADirectoryError):
             vacant[folder] = True
     return [p for p in paths if not vacant[os.path.dirname(p)] and _occupied(out / p)]
+
+
+def check_class_names(classes: list[str]) -> None:
+    """A class folder named like a file or folder a run writes at the top of OUT
+    (``manifest.csv``, ``stages``, the lock...) is refused before anything is written;
+    compared without case, as a case-insensitive disk (macOS, Windows) compares them."""
+    ours = {name.casefold(): name for name in (*OUR_FILES, LOCK)}
+    for cls in classes:
+        if cls.casefold() in ours:
+            raise OutputError(
+                f'The class folder "{cls}" has the name of the {ours[cls.casefold()]} that '
+                "imgbalance writes at the top of the output folder, beside the class "
+                f'folders. Rename that class folder in the input (e.g. "{cls}_class"), then '
+                "run it again."
+            )
 
 
 def prepare_out(
