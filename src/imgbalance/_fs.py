@@ -38,6 +38,7 @@ __all__ = [
     "remove_listed",
     "remove_temporaries",
     "same_content",
+    "sha256_of",
     "write_csv",
 ]
 
@@ -205,16 +206,21 @@ def cache_dir() -> Path:
     return Path(base) / "imgbalance"
 
 
-def file_sha256(path: Path) -> str | None:
-    """sha256 of the file's bytes (read in blocks), or None when it cannot be read."""
+def sha256_of(path: Path) -> str:
+    """sha256 of the file's bytes, read in blocks (an ``OSError`` when it cannot be read)."""
     h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str | None:
+    """:func:`sha256_of`, or None when the file cannot be read."""
     try:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        return sha256_of(path)
     except OSError:
         return None
-    return h.hexdigest()
 
 
 def same_content(path: Path, source: Path, sha256: str | None) -> bool:

@@ -90,10 +90,28 @@ def test_fine_tuned_heads_and_bad_files(tmp_path: Path) -> None:
         torch_models.build_model("resnet18", str(wrong))
     junk = tmp_path / "junk.pth"
     junk.write_text("hello")
-    with pytest.raises(imgbalance.ImgBalanceError, match="not a PyTorch state dict"):
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"is not a state dict .* of resnet18"):
         torch_models.build_model("resnet18", str(junk))
+    listed = tmp_path / "listed.pth"
+    torch.save([tuned.fc.weight.detach()], listed)
+    with pytest.raises(imgbalance.ImgBalanceError, match="it holds a list, not a state dict"):
+        torch_models.build_model("resnet18", str(listed))
     with pytest.raises(imgbalance.ImgBalanceError, match="no final linear layer"):
         torch_models.final_linear(torchvision.models.squeezenet1_1())
+
+
+def test_torchvision_weights_from_a_safetensors_file(tmp_path: Path) -> None:
+    """The same reader as timm models: a .safetensors file (as many hubs publish
+    weights) loads into a torchvision model too, fine-tuned head and all."""
+    safetensors = pytest.importorskip("safetensors.torch", reason="the timm extra brings it")
+    torch.manual_seed(2)
+    tuned = torchvision.models.resnet18(num_classes=4)
+    path = tmp_path / "tuned.safetensors"
+    safetensors.save_file(tuned.state_dict(), str(path))
+    loaded = torch_models.build_model("resnet18", str(path))
+    assert loaded.model.fc.out_features == 4
+    assert torch.equal(loaded.model.layer4[1].conv2.weight, tuned.layer4[1].conv2.weight)
+    assert loaded.weights_id.startswith("file-")
 
 
 def test_balance_on_embeddings(tmp_path: Path, weights_file: Path) -> None:

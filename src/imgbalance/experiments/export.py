@@ -15,7 +15,6 @@ prior correction: ``b = log w``; logit adjustment: ``b = -log prior``; threshold
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -24,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_path, atomic_write_text
+from .._fs import atomic_path, atomic_write_text, sha256_of
 from .._version import __version__
 from ..errors import ConfigError, MissingDependencyError, OutputError
 from .calibration import prior_weights
@@ -98,14 +97,6 @@ def _module(predictor: Predictor, head: tuple[float, np.ndarray] | None) -> Any:
     return module.requires_grad_(False)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def export_model(
     predictor: Predictor,
     fmt: str,
@@ -151,7 +142,7 @@ def export_model(
     record: dict[str, Any] = {
         "format": fmt,
         "file": out.name,
-        "sha256": _sha256(out),
+        "sha256": sha256_of(out),
         "imgbalance": __version__,
         "run": str(predictor.run),
         "model": predictor.record["model"],

@@ -20,7 +20,6 @@ torch is wanted: it imports torch.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,8 +27,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from .._fs import sha256_of
 from ..errors import ConfigError, ImgBalanceError, MissingDependencyError
 from ..registry import Registry
+from .state_file import read_state_dict
 from .timm_models import check_timm_name, create_timm_model, is_timm
 
 try:
@@ -110,14 +111,6 @@ def _check_name(name: str) -> None:
         )
 
 
-def _file_sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def final_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
     """The classification head: the last ``nn.Linear`` registered, with its parent and name."""
     found: tuple[nn.Module, str, nn.Linear] | None = None
@@ -174,7 +167,7 @@ def weights_id(name: str, weights: str | None) -> str:
         return str(enum.DEFAULT.name)
     if weights in enum.__members__:
         return weights
-    return f"file-{_file_sha(_weights_file(name, weights))[:16]}"
+    return f"file-{sha256_of(_weights_file(name, weights))[:16]}"
 
 
 def build_model(
@@ -210,25 +203,20 @@ def build_model(
     path = _weights_file(name, weights)
     model = torchvision.models.get_model(name, weights=None)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = read_state_dict(path)
     except Exception as exc:
         raise ImgBalanceError(
-            f'"{path}" is not a PyTorch state dict ({type(exc).__name__}: {exc}).'
+            f'"{path}" is not a state dict (.pth or .safetensors) of {name} '
+            f"({type(exc).__name__}: {exc})."
         ) from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
     _load_state(model, state, path)
     return LoadedModel(
-        model.eval(), name, str(path), f"file-{_file_sha(path)[:16]}", _default_transforms(name)
+        model.eval(), name, str(path), f"file-{sha256_of(path)[:16]}", _default_transforms(name)
     )
 
 
-def _load_state(model: nn.Module, state: Any, path: Path) -> None:
+def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     """Load a state dict; a head of another size (a fine-tuned model) is resized to fit."""
-    if not isinstance(state, dict):
-        raise ImgBalanceError(f'"{path}" holds a {type(state).__name__}, not a state dict.')
     parent, attr, head = final_linear(model)
     prefix = next(n for n, m in model.named_modules() if m is head)
     w = state.get(f"{prefix}.weight")

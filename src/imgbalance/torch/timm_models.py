@@ -80,21 +80,10 @@ def _load_file(model: Any, path: Path, name: str) -> None:
     """Load a weights file strictly: every parameter but the classifier must come from
     it (timm's own loading only warns about a file of another architecture, which
     would leave random weights), and a classifier of another size is left out."""
-    import torch
+    from .state_file import read_state_dict
 
-    state: Any
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and isinstance(state.get(key), dict):
-                state = state[key]
-        if not isinstance(state, dict):
-            raise TypeError(f"it holds a {type(state).__name__}, not a state dict")
+        state = read_state_dict(path)
     except Exception as exc:
         raise ImgBalanceError(
             f'"{path}" cannot be loaded into {name} ({type(exc).__name__}: {exc}): it must be a '
