@@ -96,7 +96,7 @@ def imgbalance_run(
     cpu = cpu_s() - c0
     decode = 0.0
     for line in logs:
-        if m := re.search(r"decoded \d+ training images at \d+px in ([\d.]+) s", line):
+        if m := re.search(r"training images at \d+px in (?:GPU )?memory after ([\d.]+) s", line):
             decode = float(m.group(1))
     if s["data"]["mode"] != mode:
         sys.exit(f"asked for data_mode={mode}, the run used {s['data']['mode']}")

@@ -1,8 +1,8 @@
 """The CUDA data path's layout and copies, checked where they can be on a CPU: NHWC
 (``channels_last``) batches hold the same values as the default layout, a run trained
 NHWC is the same run (fingerprint, checkpoint layout) with the same predictions up to
-float rounding, ``auto`` leaves CPU runs as they were, and page-locked host batches
-(tested on a CUDA machine only)."""
+float rounding, ``auto`` leaves CPU runs as they were; images kept on the GPU and
+page-locked host batches (tested on a CUDA machine only)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from imgbalance.experiments import RunConfig, run_training
 torch = pytest.importorskip("torch", reason="the torch extra")
 
 from imgbalance.experiments.torch_eval import channels_last  # noqa: E402
-from imgbalance.torch.data import MemoryBatches, host_batch  # noqa: E402
+from imgbalance.torch.data import MemoryBatches, host_batch, resident  # noqa: E402
 from imgbalance.torch.stream import StreamBatches  # noqa: E402
 
 NHWC = torch.channels_last
@@ -93,6 +93,33 @@ def test_a_run_trained_nhwc_is_the_same_run(split_tree: Path, tmp_path: Path) ->
     pa, pb = probabilities(tmp_path / "off"), probabilities(tmp_path / "on")
     assert pa.shape == pb.shape and len(pa)
     np.testing.assert_allclose(pa, pb, atol=1e-4)
+
+
+def test_images_stay_in_host_memory_off_cuda() -> None:
+    px = torch.zeros(4, 3, 8, 8, dtype=torch.uint8)
+    assert resident(px, torch.device("cpu")) is px
+
+
+def test_the_training_log_names_where_the_images_are(split_tree: Path, tmp_path: Path) -> None:
+    """The throughput benchmark reads the decoding time from this line."""
+    import re
+
+    logs: list[str] = []
+    run_training(_cfg(split_tree, data_mode="memory"), tmp_path / "run", log=logs.append)
+    pattern = r"training images at \d+px in (?:GPU )?memory after ([\d.]+) s"
+    assert any(re.search(pattern, line) for line in logs), logs
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_images_that_fit_are_gathered_on_the_gpu() -> None:
+    cuda = torch.device("cuda")
+    px = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (9, 3, 8, 8), np.uint8))
+    on_gpu = resident(px, cuda)
+    assert on_gpu.device.type == "cuda"
+    idx = torch.tensor([2, 2, 7])
+    a = MemoryBatches(on_gpu, cuda, "crop-flip", torch.Generator().manual_seed(4)).get(idx, True)
+    b = MemoryBatches(px, torch.device("cpu"), "crop-flip", torch.Generator().manual_seed(4))
+    torch.testing.assert_close(a.cpu(), b.get(idx, True))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..torch.data import MemoryBatches
+from ..torch.data import MemoryBatches, resident
 from ..torch.distributed import DistributedWeightedSampler, RankGroup
 from ..torch.finetune import (
     build_optimizer,
@@ -319,9 +319,9 @@ def eval_sets(
         rows = split.rows[name]
         paths = [p for p, _ in rows]
         batches: Batches = (
-            MemoryBatches(torch.from_numpy(cached_pixels(paths, size) if rows else
-                                           np.zeros((0, 3, size, size), np.uint8)), device, "none",
-                          channels_last=nhwc)
+            MemoryBatches(resident(torch.from_numpy(cached_pixels(paths, size) if rows else
+                                           np.zeros((0, 3, size, size), np.uint8)), device),
+                          device, "none", channels_last=nhwc)
             if mode == "memory"
             else StreamBatches(paths, size, device, "none", threads=threads, channels_last=nhwc)
         )  # fmt: skip
@@ -357,7 +357,7 @@ def train_members(
     aug = 1 + group.rank * AUGMENT_STRIDE  # rank 0 augments as one process does
     nhwc = channels_last(cfg, device)
     if mode == "memory":
-        x_train = torch.from_numpy(cached_pixels(train.paths, size))
+        x_train = resident(torch.from_numpy(cached_pixels(train.paths, size)), device)
 
         def source(idx: np.ndarray | None, seed: int) -> Batches:
             gen = torch.Generator().manual_seed(seed + aug)
@@ -375,8 +375,9 @@ def train_members(
 
     took = time.perf_counter() - t_load
     if mode == "memory":
+        where = "GPU memory" if x_train.device.type == "cuda" else "memory"
         log(
-            f"{len(train.paths)} training images at {size}px in memory after {took:.1f} s "
+            f"{len(train.paths)} training images at {size}px in {where} after {took:.1f} s "
             "(decoded, or read from the pixel cache)"
         )
     skipped: dict[str, str] = {}

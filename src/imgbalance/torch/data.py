@@ -18,7 +18,25 @@ from ..dataset.images import load_image
 from ..errors import DatasetError
 from .models import MEAN, STD
 
-__all__ = ["MemoryBatches", "decode_pixels", "host_batch", "load_pixels", "pixels_of"]
+__all__ = [
+    "MemoryBatches", "decode_pixels", "host_batch", "load_pixels", "pixels_of", "resident",
+]  # fmt: skip
+
+#: the share of a GPU's free memory the decoded images of a run may take there
+GPU_PIXEL_SHARE = 0.3
+
+
+def resident(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """uint8 ``pixels`` moved onto a CUDA ``device`` when they fit in
+    :data:`GPU_PIXEL_SHARE` of its free memory: every batch is then gathered on the GPU,
+    with no copy from the host and no CPU work at all. Elsewhere, or when they do not
+    fit, they stay in host memory (batches are then copied from page-locked memory)."""
+    if device.type != "cuda" or not len(pixels):
+        return pixels
+    free, _total = torch.cuda.mem_get_info(device)
+    if pixels.numel() * pixels.element_size() > GPU_PIXEL_SHARE * free:
+        return pixels
+    return pixels.to(device)
 
 
 def host_batch(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -145,6 +163,8 @@ class MemoryBatches:
         return torch.where(flipped.view(n, 1, 1, 1), out.flip(3), out)
 
     def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.pixels.device.type == "cuda":  # resident on the GPU
+            return self.pixels[idx.to(self.pixels.device)]
         if self.device.type != "cuda":
             return self.pixels[idx]
         out = host_batch((len(idx), *self.pixels.shape[1:]), self.device)
