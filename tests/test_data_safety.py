@@ -122,6 +122,57 @@ def test_split_overwrite_removes_a_killed_runs_staging_folder(
     assert not list(out.glob(".imgbalance-staging-*"))
 
 
+@pytest.mark.parametrize("name", ["manifest.csv", "summary.json", "plan.json"])
+def test_balance_overwrite_keeps_a_strangers_file_with_one_of_its_names(
+    balanced_tree: Path, tmp_path: Path, name: str
+) -> None:
+    """A folder imgbalance never wrote into: its manifest.csv (or summary.json...) is
+    someone else's, and --overwrite refuses instead of replacing it."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("mine\n")
+    with pytest.raises(OutputError, match=rf"{name}\" .*not an output of an earlier"):
+        imgbalance.balance(balanced_tree, out, "random-over", workers=1, plots=False,
+                           overwrite=True)  # fmt: skip
+    assert (out / name).read_text() == "mine\n"
+    assert sorted(p.name for p in out.iterdir()) == sorted([name, ".imgbalance.lock"])
+
+
+def test_balance_overwrite_still_replaces_its_own_run(balanced_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    imgbalance.balance(balanced_tree, out, "random-over", workers=1, plots=False)
+    again = imgbalance.balance(balanced_tree, out, "smote", workers=1, plots=False,
+                               overwrite=True)  # fmt: skip
+    assert json.loads((out / "summary.json").read_text())["synthetic"] == again.summary["synthetic"]
+    assert again.summary["synthetic"]  # smote wrote new images, random-over copies only
+
+
+@pytest.mark.parametrize("name", ["splits.csv", "split_summary.json", "near_duplicates.csv"])
+def test_split_overwrite_keeps_a_strangers_file_with_one_of_its_names(
+    balanced_tree: Path, tmp_path: Path, name: str
+) -> None:
+    out = tmp_path / "splits"
+    out.mkdir()
+    (out / name).write_text("mine\n")
+    result = imgbalance.split(balanced_tree, random_state=1)
+    with pytest.raises(OutputError, match=rf"{name}\" is not an output of an earlier"):
+        imgbalance.write_split(result, out, overwrite=True)
+    assert (out / name).read_text() == "mine\n"
+    imgbalance.write_split(result, tmp_path / "mine", overwrite=True)  # its own: replaced
+    imgbalance.write_split(result, tmp_path / "mine", materialize="link", overwrite=True)
+
+
+def test_split_overwrite_removes_a_killed_writers_temporary(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "splits"
+    result = imgbalance.split(balanced_tree, random_state=1)
+    imgbalance.write_split(result, out)
+    (out / ".splits.csv.12.abcdef01.tmp").write_text("half")
+    imgbalance.write_split(result, out, overwrite=True)
+    assert not list(out.glob(".*.tmp"))
+
+
 def test_a_failed_copy_leaves_no_half_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "a.bin"
     src.write_bytes(b"x" * 10_000)

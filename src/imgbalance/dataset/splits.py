@@ -34,6 +34,7 @@ from .._fs import (
     output_faults,
     output_lock,
     remove_listed,
+    remove_temporaries,
 )
 from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
 from ..errors import ConfigError, DatasetError, OutputError
@@ -302,11 +303,43 @@ def write_split(
         return _write(result, out, root, materialize)  # a second writer: a clear error
 
 
+_HEADER = "path,class,label,split,group,sha256"
+
+
+def _refuse_foreign_files(out: Path) -> None:
+    """A ``splits.csv``, ``split_summary.json`` or ``near_duplicates.csv`` in a folder
+    without an earlier split's marks (its ledger, its summary, its CSV header) is
+    someone else's file: refused, never replaced."""
+    names = ("splits.csv", "split_summary.json", NEAR_DUPLICATES_CSV)
+    present = [n for n in names if (out / n).exists() or (out / n).is_symlink()]
+    if not present or (out / SPLIT_LEDGER).is_file():
+        return
+    try:
+        summary = json.loads((out / "split_summary.json").read_text(encoding="utf-8"))
+        if isinstance(summary, dict) and {"classes", "root"} <= set(summary):
+            return
+    except (OSError, ValueError):
+        pass
+    try:
+        with (out / "splits.csv").open(encoding="utf-8", errors="replace") as fh:
+            if fh.readline().strip() == _HEADER:
+                return
+    except OSError:
+        pass
+    raise OutputError(
+        f'"{out / present[0]}" is not an output of an earlier imgbalance split, and this split '
+        "would write there. imgbalance never replaces files it did not write: move it, or "
+        "choose another output folder."
+    )
+
+
 def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) -> dict[str, Any]:
     """The body of :func:`write_split`, under its lock on ``out``."""
+    _refuse_foreign_files(out)
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob(".imgbalance-staging-*"):  # left by a killed run: ours by name
         shutil.rmtree(stale, ignore_errors=True)
+    remove_temporaries(out)  # a killed writer's .splits.csv.<pid>.<hex>.tmp and the like
     summary = result.summary()
     summary["root"] = str(root.resolve())  # absolute: the split is read from anywhere
     previous = _materialized_before(out)
@@ -351,7 +384,7 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
     with atomic_open_text(out / "splits.csv") as fh:
         writer = csv.DictWriter(
             fh,
-            fieldnames=["path", "class", "label", "split", "group", "sha256"],
+            fieldnames=_HEADER.split(","),
             lineterminator="\n",
         )
         writer.writeheader()

@@ -174,10 +174,23 @@ def read_journal(out: Path) -> dict[str, str]:
     return journal
 
 
+def _written_by_us(out: Path) -> bool:
+    """Whether ``out`` bears an earlier balance run's marks: its ledger or journal (an
+    interrupted run), or a ``plan.json`` that is a balance plan (a finished one)."""
+    if (out / LEDGER).is_file() or (out / JOURNAL).is_file():
+        return True
+    plan = _recorded_plan(out / "plan.json")
+    return isinstance(plan, dict) and {"classes", "config", "recipes"} <= set(plan)
+
+
 def recorded_outputs(out: Path) -> list[str]:
     """Every path (relative to ``out``) that an earlier run in ``out`` recorded writing:
     its ledger (written before any output), journal, manifest and stage manifests, and
-    the files in :data:`OUR_FILES`. ``--overwrite`` removes these and nothing else."""
+    the files in :data:`OUR_FILES`. ``--overwrite`` removes these and nothing else. In a
+    folder without an earlier run's marks there are none: a ``manifest.csv`` or
+    ``summary.json`` of someone else's is not imgbalance's to replace."""
+    if not _written_by_us(out):
+        return []
     paths = [name for name in OUR_FILES if name != "stages"]
     if (out / LEDGER).is_file():
         paths += (out / LEDGER).read_text(encoding="utf-8", errors="replace").splitlines()
@@ -276,7 +289,10 @@ def prepare_out(
     check_output_dir(out, [root], overwrite=overwrite or resume, replaces=replaces)
     if out.is_dir():
         recorded = set(recorded_outputs(out))
-        in_the_way = _occupied_paths(out, [p for p in planned if p not in recorded])
+        theirs = [p for p in planned if p not in recorded]
+        if not _written_by_us(out):  # its manifest.csv, summary.json... are someone else's
+            theirs += OUR_FILES
+        in_the_way = _occupied_paths(out, theirs)
         if in_the_way:  # refused before anything is removed
             raise OutputError(
                 f'"{out / in_the_way[0]}" (and {len(in_the_way) - 1} more) is not an output '
