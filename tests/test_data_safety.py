@@ -566,7 +566,7 @@ def test_the_demo_on_a_full_disk_is_a_clear_error_and_the_next_demo_finishes(
 
 
 def test_occupied_paths_looks_at_empty_folders_once(tmp_path: Path) -> None:
-    from imgbalance.rendering.outputs import _occupied_paths
+    from imgbalance.rendering.outfolder import _occupied_paths
 
     out = tmp_path / "out"
     (out / "empty").mkdir(parents=True)

@@ -38,7 +38,8 @@ from .planning.features import compute_features, parse_feature_spec
 from .planning.targets import Target
 from .rendering import outputs
 from .rendering.kernel import RenderJob, RenderOptions
-from .rendering.outputs import JOURNAL, LEDGER, OUR_FILES, BalanceResult
+from .rendering.outfolder import JOURNAL, LEDGER, OUR_FILES, check_class_names, prepare_out
+from .rendering.outputs import BalanceResult
 from .rendering.pool import render_jobs
 from .reports.balance import plot_balance, summary_text
 
@@ -211,7 +212,7 @@ def render(
     out = Path(out)
     the_plan, records, root = planned.plan, planned.records, planned.root
     check_output_dir(out, [root], overwrite=overwrite or resume, replaces=OUR_FILES)
-    outputs.check_class_names(the_plan.classes)  # before anything is written, the lock too
+    check_class_names(the_plan.classes)  # before anything is written, the lock too
     opts = RenderOptions(
         format=format, png_compress_level=png_compress_level, image_size=image_size
     )
@@ -264,7 +265,7 @@ def _write_into(
     (under :func:`render`'s lock on ``out``)."""
     the_plan, timings = result.plan, result.timings
     planned_paths = [rel for _, rel in links] + [j.out for j in jobs]
-    journal = outputs.prepare_out(
+    journal = prepare_out(
         out,
         root,
         the_plan.classes,
