@@ -311,3 +311,23 @@ def test_a_class_named_like_an_output_file_is_refused_before_writing(
     with pytest.raises(imgbalance.ImgBalanceError, match="Rename that class folder"):
         imgbalance.balance(data, out, "random-over")
     assert not out.exists()
+
+
+def test_a_link_loop_at_the_class_level_is_skipped_and_named(data: Path) -> None:
+    """A class-level link to itself, two links to each other, a dangling one: a traceback
+    (ELOOP from is_dir) before; now each is skipped with its reason."""
+    (data / "loop").symlink_to("loop")
+    (data / "x").symlink_to("y")
+    (data / "y").symlink_to("x")
+    (data / "gone").symlink_to("nowhere")
+    catalog = imgbalance.scan(data)
+    reasons = {s.path: s.reason for s in catalog.skipped}
+    assert (
+        reasons["loop"]
+        == "broken-link: symbolic link loop: the link (to loop) leads back to itself"
+    )
+    assert "symbolic link loop" in reasons["x"] and "symbolic link loop" in reasons["y"]
+    assert reasons["gone"] == "broken-link: the link (to nowhere) points to nothing"
+    assert catalog.classes == ["ants", "bees"]
+    code, output = cli("analyze", data)
+    assert code == 0 and "leads back to itself" in output

@@ -9,6 +9,7 @@ whether a file is an image is decided by its content.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -46,6 +47,20 @@ def _link_reason(target: str) -> str:
         f"a symbolic link to {target}, outside the dataset: not followed "
         "(--follow-links follows links out of the tree)"
     )
+
+
+def _broken_link(path: str) -> str:
+    """Why the link ``path`` at the top of the dataset leads nowhere."""
+    try:
+        to = f" (to {os.readlink(path)})"
+    except OSError:
+        to = ""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"broken-link: symbolic link loop: the link{to} leads back to itself"
+    return f"broken-link: the link{to} points to nothing"
 
 
 def _skip_reason(folder: str, name: str, follow_links: bool, tree: str) -> str | None:
@@ -112,6 +127,8 @@ def _discover(
         target = None if follow_links else _outside(entry.path, tree)
         if is_hidden(entry.name):
             skipped.append(Skipped(entry.name, "hidden"))
+        elif entry.is_symlink() and not os.path.exists(entry.path):  # a loop, or dangling
+            skipped.append(Skipped(entry.name, _broken_link(entry.path)))
         elif target is not None and os.path.isdir(entry.path):
             skipped.append(Skipped(entry.name, "class folder: " + _link_reason(target)))
         elif entry.is_dir():
