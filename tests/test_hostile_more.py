@@ -331,3 +331,27 @@ def test_a_link_loop_at_the_class_level_is_skipped_and_named(data: Path) -> None
     assert catalog.classes == ["ants", "bees"]
     code, output = cli("analyze", data)
     assert code == 0 and "leads back to itself" in output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["balance", "{data}", "{out}"],
+        ["split", "{data}", "--out", "{out}"],
+        ["analyze", "{data}", "--out", "{out}"],
+        ["train", "{split}", "--out", "{out}", "--model", "linear"],
+    ],
+    ids=["balance", "split", "analyze", "train"],
+)
+def test_an_output_path_below_a_file_is_a_clear_error(
+    data: Path, split_dir: Path, tmp_path: Path, command: list[str]
+) -> None:
+    """A NotADirectoryError traceback before (from the lock, or the first mkdir)."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    args = [a.format(data=data, split=split_dir, out=afile / "out") for a in command]
+    msg = error_line(*args)
+    assert f'lies below "{afile}", which is a file, not a folder' in msg
+    assert afile.read_text() == "x"
+    if command[0] == "train":  # OUT itself a file
+        assert "exists and is a file" in error_line(*args[:3], str(afile), *args[4:])

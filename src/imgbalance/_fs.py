@@ -313,6 +313,12 @@ def check_output_dir(
         )
     if out.exists() and not out.is_dir():
         raise OutputError(f'Output path "{out}" exists and is a file. Choose a folder path.')
+    above = next((p for p in out.absolute().parents if p.exists() or p.is_symlink()), None)
+    if above is not None and not above.is_dir():
+        raise OutputError(
+            f'Output path "{out}" lies below "{above}", which is a file, not a folder. Choose '
+            "a folder path."
+        )
     if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
         raise OutputError(
             f'Destination path "{out}" already exists and is not empty. '

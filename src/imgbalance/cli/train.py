@@ -114,6 +114,7 @@ def train(
     """Train and evaluate one classifier on a split, with one balancing technique."""
     from ..experiments import RunConfig, run_training
 
+    check_output_dir(out, [], overwrite=True)  # a file, or a file on its path: a clear error
     if out.exists() and any(out.iterdir()) and not overwrite:
         unfinished = (out / "config.json").is_file() and not (
             out / "experiment_summary.json"
