@@ -335,3 +335,18 @@ def test_weights_are_checked_before_decoding_and_a_failed_run_leaves_no_folder(
     with pytest.raises(RuntimeError):
         run_training(_cfg(split_tree), out)
     assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_cnn_checkpoint_on_a_full_disk_is_a_clear_error(
+    split_tree: Path, small_disk: Path
+) -> None:
+    """torch's zip writer turned ENOSPC into a RuntimeError traceback ("unexpected pos");
+    the checkpoint is now written as plain bytes, so the disk-full error names it."""
+    from imgtools import run_cli
+
+    out = small_disk / "run"
+    r = run_cli("train", split_tree, "--out", out, "--set", "image_size=16",
+                "--set", "epochs=1", "--set", "batch_size=8")  # fmt: skip
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert "best_model.pt" in r.stderr and "the disk is full" in r.stderr
+    assert not out.exists()  # the failed run's folder is gone: the retry is not blocked

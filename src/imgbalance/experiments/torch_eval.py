@@ -6,6 +6,7 @@ run folder."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -147,19 +148,23 @@ def write_trained(
     for b, _ in sets.values():
         b.close()
     # Saved through a file object: given a path, torch.save names the archive's inner
-    # folder after it, and the temporary name would make equal checkpoints differ.
-    with atomic_path(out / "best_model.pt") as tmp, tmp.open("wb") as f:
-        torch.save(
-            {
-                "members": [m.state for m in members],
-                "best_epochs": [m.best_epoch for m in members],
-                "model": cfg.model,
-                "classes": split.classes,
-                "image_size": size,
-                "config": cfg.to_dict(),
-            },
-            f,
-        )
+    # folder after it, and the temporary name would make equal checkpoints differ. Into
+    # memory first, so a full disk is the OSError of a plain write (a clear error), not
+    # the RuntimeError torch's zip writer turns it into.
+    buf = io.BytesIO()
+    torch.save(
+        {
+            "members": [m.state for m in members],
+            "best_epochs": [m.best_epoch for m in members],
+            "model": cfg.model,
+            "classes": split.classes,
+            "image_size": size,
+            "config": cfg.to_dict(),
+        },
+        buf,
+    )
+    with atomic_path(out / "best_model.pt") as tmp:
+        tmp.write_bytes(buf.getbuffer())
     write_csv(out / "history.csv", history)
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     result: dict[str, Any] = {
