@@ -297,6 +297,60 @@ def test_numeric_settings_are_checked_up_front(split_tree: Path, key: str, value
         _cfg(split_tree, **{key: value})
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("image_size", -5, "image_size must be an integer >= 1"),
+        ("image_size", 0, "image_size must be an integer >= 1"),
+        ("drw_epoch", "x", "drw_epoch must be an integer >= 1"),
+        ("workers", "x", "workers must be an integer >= 1"),
+        ("seed", "x", "seed must be an integer >= 0"),
+        ("seed", -1, "seed must be an integer >= 0"),
+        ("device", "tpu", "device must be auto, cpu, cuda, cuda:N or mps"),
+        ("device", 3, "device must be auto, cpu, cuda, cuda:N or mps"),
+    ],
+)
+def test_integer_and_device_settings_are_checked_up_front(
+    split_tree: Path, key: str, value: object, expected: str
+) -> None:
+    """Each was a traceback from deep in the run (or silently accepted) before."""
+    with pytest.raises(ImgBalanceError, match=expected):
+        _cfg(split_tree, **{key: value})
+    for fine in ({"device": "cuda:1"}, {"seed": 0}, {"image_size": None}, {"workers": None}):
+        _cfg(split_tree, **fine)
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"sampler": ["x"]}, "sampler must be a name"),
+        ({"mixing": {"a": 1}}, "mixing must be a name"),
+        ({"class_weights": {"a": 1}}, "class_weights must be a name"),
+        ({"technique": 3}, "technique must be a name"),
+        ({"features": {"a": 1}}, "features must be a name"),
+        ({"technique": "smote", "target": [1]}, "target must be auto, ratio:R"),
+        ({"technique_params": [1]}, "technique_params must be a mapping"),
+        ({"technique_params": 3}, "technique_params must be a mapping"),
+    ],
+)
+def test_settings_of_the_wrong_kind_are_refused(
+    split_tree: Path, tmp_path: Path, settings: dict[str, object], expected: str
+) -> None:
+    """In a grid's arm these crashed each run (TypeError: unhashable type, AttributeError)
+    or were accepted (technique_params: 3); now one error before any run starts."""
+    import yaml
+
+    from imgbalance.experiments.grid import load_grid, plan_grid
+
+    with pytest.raises(ImgBalanceError, match=expected):
+        _cfg(split_tree, **settings)
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(yaml.safe_dump({"data": str(split_tree), "seeds": [0], "models": ["linear"],
+                                    "arms": {"bad": settings}}))  # fmt: skip
+    with pytest.raises(ImgBalanceError, match=f'arm "bad" .*{expected}'):
+        plan_grid(load_grid(grid))
+
+
 def test_weights_are_checked_before_decoding_and_a_failed_run_leaves_no_folder(
     split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,7 @@ import copy
 import difflib
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -210,6 +211,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Check every setting; names are checked against their registries."""
+        self._check_kinds()
 
         def choice(key: str, options: tuple[str, ...]) -> None:
             if getattr(self, key) not in options:
@@ -249,12 +251,20 @@ class RunConfig:
                     f"{key} must be a number >= 0, got {v!r}. Write it like {key}=0.001 "
                     f"(--set {key}=0.001 on the command line)."
                 )
-        for key in ("epochs", "batch_size", "ensemble", "patience", "step_size", "max_steps"):
+        for key in ("epochs", "batch_size", "ensemble", "patience", "step_size", "max_steps",
+                    "image_size", "drw_epoch", "workers", "seed"):  # fmt: skip
             v = getattr(self, key)
-            if key == "max_steps" and v is None:
+            if v is None and key in ("max_steps", "image_size", "drw_epoch", "workers"):
                 continue
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                example = {"ensemble": 5, "max_steps": 1000}.get(key, getattr(RunConfig, key))
+            least = 0 if key == "seed" else 1
+            if not isinstance(v, int) or isinstance(v, bool) or v < least:
+                example = {"ensemble": 5, "max_steps": 1000, "image_size": 64, "drw_epoch": 10,
+                           "workers": 4}.get(key, getattr(RunConfig, key))  # fmt: skip
+                if key == "seed":
+                    raise ConfigError(
+                        f"seed must be an integer >= 0, got {v!r}. Write it like seed=0 "
+                        "(--set seed=0 on the command line)."
+                    )
                 raise ConfigError(
                     f"{key} must be an integer >= 1, got {v!r}. Write it like {key}={example} "
                     f"(--set {key}={example} on the command line)."
@@ -271,6 +281,13 @@ class RunConfig:
                 f"batch_size must be at least 2 for a CNN (BatchNorm needs two images a "
                 f"batch), got {self.batch_size}."
             )
+        if not isinstance(self.device, str) or not re.fullmatch(
+            r"auto|cpu|mps|cuda(:\d+)?", self.device
+        ):
+            raise ConfigError(
+                f"device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}. Write it "
+                "like device=cuda (--set device=cuda on the command line)."
+            )
         self._check_finetune()
         self._check_protocol()
         if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
@@ -278,6 +295,29 @@ class RunConfig:
                 f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "
                 f"re-weighting starts at that epoch and the model is taken from it on. "
                 f"Lower drw_epoch or raise epochs."
+            )
+
+    def _check_kinds(self) -> None:
+        """A name is a string and the technique's parameters a mapping (a list or a number
+        there crashed a run, or every run of a grid, instead of this one message)."""
+        for f in fields(self):
+            v, kind = getattr(self, f.name), str(f.type)
+            if (kind == "str" and not isinstance(v, str)) or (
+                kind == "str | None" and v is not None and not isinstance(v, str)
+            ):
+                raise ConfigError(
+                    f"{f.name} must be a name (a string), got {v!r}. Write it like "
+                    f"{f.name}={getattr(RunConfig, f.name, None) or 'NAME'}."
+                )
+        if not isinstance(self.technique_params, dict):
+            raise ConfigError(
+                f"technique_params must be a mapping of the technique's parameters, got "
+                f"{self.technique_params!r}. Write it like technique_params: {{k_neighbors: 3}}."
+            )
+        if self.target is not None and not isinstance(self.target, (str, dict)):
+            raise ConfigError(
+                f"target must be auto, ratio:R, count:N, a YAML file or a mapping of class to "
+                f"count, got {self.target!r}."
             )
 
     def _check_finetune(self) -> None:
