@@ -355,3 +355,19 @@ def test_an_output_path_below_a_file_is_a_clear_error(
     assert afile.read_text() == "x"
     if command[0] == "train":  # OUT itself a file
         assert "exists and is a file" in error_line(*args[:3], str(afile), *args[4:])
+
+
+def test_an_existing_output_names_the_keyword_in_python_and_the_flag_on_the_cli(
+    data: Path, tmp_path: Path
+) -> None:
+    """The Python API said "pass --overwrite" (a flag a caller of balance() cannot pass)."""
+    out = tmp_path / "out"
+    imgbalance.balance(data, out, "random-over", plots=False)
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"pass overwrite=True to replace"):
+        imgbalance.balance(data, out, "random-over", plots=False)
+    split = imgbalance.split(data, random_state=0, near_duplicates=False)
+    imgbalance.write_split(split, tmp_path / "S")
+    with pytest.raises(imgbalance.ImgBalanceError, match=r"pass overwrite=True to replace"):
+        imgbalance.write_split(split, tmp_path / "S")
+    assert "pass --overwrite to replace" in error_line("balance", data, out)
+    assert "pass --overwrite to replace" in error_line("split", data, "--out", tmp_path / "S")

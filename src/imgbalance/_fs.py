@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from ._options import option
 from .errors import DatasetError, OutputError
 
 __all__ = [
@@ -322,7 +323,8 @@ def check_output_dir(
     if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
         raise OutputError(
             f'Destination path "{out}" already exists and is not empty. '
-            "Choose a new folder, or pass --overwrite to replace imgbalance's own outputs in it "
+            f"Choose a new folder, or pass {option('overwrite', True)} to replace imgbalance's own "
+            "outputs in it "
             "(other files there are left alone)."
         )
 

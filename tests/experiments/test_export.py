@@ -94,7 +94,7 @@ def test_exports_are_byte_stable_and_never_replace_unasked(run: Path, tmp_path: 
         if fmt == "onnx":  # TorchScript numbers the classes it traces within a process
             second = export_model(p, fmt, tmp_path / "2" / name)
             assert first["sha256"] == second["sha256"]
-        with pytest.raises(ImgBalanceError, match="--overwrite"):
+        with pytest.raises(ImgBalanceError, match="pass overwrite=True"):
             export_model(p, fmt, tmp_path / "1" / name)
         assert export_model(p, fmt, tmp_path / "1" / name, overwrite=True)["sha256"]
 

@@ -20,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from .._options import cli_flags
 from .._text import shown
 from .._version import __version__
 from ..dataset.catalog import Catalog
@@ -64,7 +65,8 @@ def errors_to_exit(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with cli_flags("overwrite", "resume"):  # the flags of every command that has them
+                return func(*args, **kwargs)
         except ImgBalanceError as exc:
             err_console.print(
                 f"[bold red]Error:[/] {shown(exc, keep_newlines=True)}", highlight=False

@@ -36,6 +36,7 @@ from .._fs import (
     remove_listed,
     remove_temporaries,
 )
+from .._options import option
 from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
 from ..errors import ConfigError, DatasetError, OutputError
 from .catalog import Catalog
@@ -299,7 +300,8 @@ def write_split(
     out = Path(out)
     root = result.catalog.root
     check_output_dir(out, [root], overwrite=overwrite, replaces=SPLIT_OUTPUTS)
-    with output_faults(out, "run the same command with --overwrite"), output_lock(out):
+    then = f"run it again with {option('overwrite', True)}"
+    with output_faults(out, then), output_lock(out):
         return _write(result, out, root, materialize)  # a second writer: a clear error
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from .._fs import atomic_path, atomic_write_text, sha256_of
+from .._options import option
 from .._version import __version__
 from ..errors import ConfigError, MissingDependencyError, OutputError
 from .calibration import prior_weights
@@ -118,7 +119,9 @@ def export_model(
     sidecar = out.with_name(out.name + ".json")
     for path in (out, sidecar):
         if path.exists() and not overwrite:
-            raise OutputError(f'"{path}" exists; pass --overwrite or choose another --out.')
+            raise OutputError(
+                f'"{path}" exists; pass {option("overwrite", True)} or choose another output.'
+            )
     import torch
 
     head = posthoc_head(predictor, posthoc)
