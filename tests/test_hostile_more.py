@@ -371,3 +371,20 @@ def test_an_existing_output_names_the_keyword_in_python_and_the_flag_on_the_cli(
         imgbalance.write_split(split, tmp_path / "S")
     assert "pass --overwrite to replace" in error_line("balance", data, out)
     assert "pass --overwrite to replace" in error_line("split", data, "--out", tmp_path / "S")
+
+
+def test_split_lists_what_the_scan_left_out(data: Path, tmp_path: Path) -> None:
+    """A class folder linked out of the tree, a file linked out of it and a text file
+    vanished from a split without a word (analyze and balance listed them)."""
+    elsewhere = tmp_path / "elsewhere"
+    save(rgb(7, (12, 10)), elsewhere / "wasps" / "w.png")
+    (data / "wasps").symlink_to(elsewhere / "wasps")
+    (data / "bees" / "outside.png").symlink_to(elsewhere / "wasps" / "w.png")
+    (data / "ants" / "notes.txt").write_text("not an image")
+    code, output = cli("split", data, "--out", tmp_path / "S")
+    assert code == 0
+    assert "skipped 3 file(s)" in output and "bees/outside.png" in output
+    summary = json.loads((tmp_path / "S" / "split_summary.json").read_text())
+    skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
+    assert set(skipped) == {"wasps", "bees/outside.png", "ants/notes.txt"}
+    assert "outside the dataset: not followed" in skipped["wasps"]

@@ -91,6 +91,8 @@ class SplitResult:
             "near_duplicates": self.near_duplicates.summary,
             "warnings": self.warnings,
             "excluded_unreadable": self.excluded,
+            # what the scan left out: not images, hidden, links out of the tree, broken links
+            "skipped": [{"path": k.path, "reason": k.reason} for k in self.catalog.skipped],
         }
 
 

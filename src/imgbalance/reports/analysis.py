@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..dataset.splits import SplitResult
     from ..rendering.outputs import BalanceResult
 
-__all__ = ["print_analysis", "print_split", "print_titled", "write_analysis"]
+__all__ = ["print_analysis", "print_skipped", "print_split", "print_titled", "write_analysis"]
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -141,16 +141,7 @@ def print_analysis(
             + ", ".join(f"{code} {n}" for code, n in catalog.problem_counts().items())
         )
         console.print(_problem_table(problems, per_code, written_to))
-    if catalog.skipped:
-        reasons: dict[str, int] = {}
-        for s in catalog.skipped:
-            reasons[s.reason] = reasons.get(s.reason, 0) + 1
-        console.print(
-            f"\nskipped {len(catalog.skipped)} file(s) that are not dataset images: "
-            + shown(", ".join(f"{r} ({n})" for r, n in sorted(reasons.items())))
-        )
-        for s in catalog.skipped[:10]:
-            console.print(f"  [dim]{shown(s.path)}: {shown(s.reason)}[/]")
+    print_skipped(catalog, console)
     if catalog.near_duplicates:
         cross = sum(not p["same_class"] for p in catalog.near_duplicates)
         console.print(
@@ -173,6 +164,22 @@ def write_analysis(catalog: Catalog, out: Path, samples_per_class: int = 6) -> l
         plot_class_distribution(catalog, out / "class_distribution.png")
         plot_samples(catalog, out / "samples.png", per_class=samples_per_class)
     return [out / "analysis.json", out / "class_distribution.png", out / "samples.png"]
+
+
+def print_skipped(catalog: Catalog, console: Console) -> None:
+    """The files the scan left out (not images, hidden, links out of the tree, broken
+    links), grouped by reason, and the first ten by name."""
+    if not catalog.skipped:
+        return
+    reasons: dict[str, int] = {}
+    for s in catalog.skipped:
+        reasons[s.reason] = reasons.get(s.reason, 0) + 1
+    console.print(
+        f"\nskipped {len(catalog.skipped)} file(s) that are not dataset images: "
+        + shown(", ".join(f"{r} ({n})" for r, n in sorted(reasons.items())))
+    )
+    for s in catalog.skipped[:10]:
+        console.print(f"  [dim]{shown(s.path)}: {shown(s.reason)}[/]")
 
 
 def print_split(result: SplitResult, summary: dict[str, Any], console: Console) -> None:
@@ -198,6 +205,7 @@ def print_split(result: SplitResult, summary: dict[str, Any], console: Console) 
         f"{summary['groups']} group(s) kept whole (groups, exact and near duplicates never "
         "cross splits)"
     )
+    print_skipped(result.catalog, console)
 
 
 def print_balance(result: BalanceResult, console: Console) -> None:
