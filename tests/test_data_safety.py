@@ -173,6 +173,31 @@ def test_split_overwrite_removes_a_killed_writers_temporary(
     assert not list(out.glob(".*.tmp"))
 
 
+@pytest.mark.parametrize("damage", ["csv-header", "summary"])
+def test_split_overwrite_redoes_trees_whose_record_is_damaged(
+    balanced_tree: Path, tmp_path: Path, damage: str
+) -> None:
+    """The fix the error of a damaged split prints ("re-run imgbalance split ...
+    --overwrite") was refused: the tree files were not recognised as the split's own.
+    Copies identical to their input file are, and no stale copy is left across splits."""
+    out = tmp_path / "splits"
+    imgbalance.write_split(imgbalance.split(balanced_tree, random_state=1), out,
+                           materialize="copy")  # fmt: skip
+    if damage == "csv-header":
+        text = (out / "splits.csv").read_text()
+        (out / "splits.csv").write_text(text.replace("path,", "file,", 1))
+    else:
+        (out / "split_summary.json").write_text("{ not json")
+    mine = out / "train" / "ants" / "mine.txt"
+    mine.write_text("mine")
+    second = imgbalance.split(balanced_tree, random_state=2)
+    imgbalance.write_split(second, out, materialize="copy", overwrite=True)
+    trees = sorted(p.relative_to(out).as_posix() for s in ("train", "val", "test")
+                   for p in (out / s).rglob("*") if p.is_file() and p != mine)  # fmt: skip
+    assert trees == sorted(f"{r['split']}/{r['path']}" for r in second.rows)
+    assert mine.read_text() == "mine"
+
+
 def test_a_failed_copy_leaves_no_half_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "a.bin"
     src.write_bytes(b"x" * 10_000)
@@ -371,7 +396,7 @@ def test_a_read_only_output_is_a_clear_error(tmp_path: Path, small_disk: Path) -
     with pytest.raises(OutputError, match=r"Cannot write .*read-only") as info:
         imgbalance.balance(src, small_disk / "out", "smote", workers=1, plots=False)
     assert "writable disk" in str(info.value) and "Free some space" not in str(info.value)
-    with pytest.raises(OutputError, match=r"Cannot write .*read-only.*--overwrite"):
+    with pytest.raises(OutputError, match=r"Cannot write .*read-only.*overwrite=True"):
         imgbalance.write_split(imgbalance.split(src), small_disk / "out")
     from imgbalance.reports.analysis import write_analysis
 

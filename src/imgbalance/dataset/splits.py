@@ -35,6 +35,7 @@ from .._fs import (
     output_lock,
     remove_listed,
     remove_temporaries,
+    same_content,
 )
 from .._options import option
 from .._random import RandomState, as_generator, resolve_seed_alias, seed_of
@@ -347,6 +348,8 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
     summary = result.summary()
     summary["root"] = str(root.resolve())  # absolute: the split is read from anywhere
     previous = _materialized_before(out)
+    if not previous and any((out / s).is_dir() for s in SPLITS):  # a record that is unreadable
+        previous = _copies_of_inputs(out, root, result.rows)
     trees = [f"{row['split']}/{row['path']}" for row in result.rows] if materialize else []
     check_inside(out, [*trees, *(f"{s}/." for s in SPLITS)])  # no tree may be a link out
     if materialize is None:
@@ -408,6 +411,18 @@ def _materialized_before(out: Path) -> list[str]:
     if (out / SPLIT_LEDGER).is_file():
         ledger = (out / SPLIT_LEDGER).read_text(encoding="utf-8", errors="replace").splitlines()
     return ledger + _recorded_trees(out)
+
+
+def _copies_of_inputs(out: Path, root: Path, rows: list[dict[str, Any]]) -> list[str]:
+    """The tree files ``<split>/<path>`` in ``out`` that are the input file ``path`` itself
+    (a hard link) or a byte-identical copy: an earlier split's, found when its record
+    (splits.csv, split_summary.json) was damaged. Replacing them loses nothing."""
+    return [
+        f"{s}/{row['path']}"
+        for s in SPLITS
+        for row in rows
+        if same_content(out / s / row["path"], root / row["path"], row.get("sha256"))
+    ]
 
 
 def _recorded_trees(out: Path) -> list[str]:
