@@ -39,3 +39,27 @@ def test_hostile_names_are_printed_as_they_are_named(tmp_path: Path) -> None:
     # an error message that quotes such a name prints instead of crashing rich
     res = CliRunner().invoke(app, ["split", str(data / "[/]none"), "--out", str(tmp_path / "o")])
     assert res.exit_code == 1 and "[/]none" in res.output and "Traceback" not in res.output
+
+
+def test_plain_output_to_a_terminal_writes_control_characters_out() -> None:
+    """predict's CSV on standard output: to a terminal, ESC and BEL in a class or file
+    name are written out (a pipe or --out gets the names as they are)."""
+    from imgbalance._text import control_escaped
+
+    assert control_escaped("p:esc\x1b[31mred,x\x07\n1,2\n") == "p:esc\\x1b[31mred,x\\x07\n1,2\n"
+    assert control_escaped("[bold] plain\n") == "[bold] plain\n"  # no markup escaping
+
+
+def test_a_class_name_without_a_glyph_warns_nothing(tmp_path: Path) -> None:
+    import warnings
+
+    from imgbalance.reports.plotting import pyplot, save_figure
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    ax.set_title("esc\x1b[31mred")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        pyplot()  # the filter is installed with pyplot
+        save_figure(fig, tmp_path / "f.png")
+    assert not [w for w in caught if "Glyph" in str(w.message)]

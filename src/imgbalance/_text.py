@@ -7,7 +7,7 @@ import re
 
 from rich.markup import escape
 
-__all__ = ["shown"]
+__all__ = ["control_escaped", "shown"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_KEEP_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -23,3 +23,9 @@ def shown(text: object, *, keep_newlines: bool = False) -> str:
     """
     pattern = _CONTROL_KEEP_NEWLINES if keep_newlines else _CONTROL
     return escape(pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text)))
+
+
+def control_escaped(text: str) -> str:
+    """``text`` with control characters other than newlines written out, and no markup
+    escaping: for plain output (a CSV) that goes to a terminal."""
+    return _CONTROL_KEEP_NEWLINES.sub(lambda m: f"\\x{ord(m.group()):02x}", text)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .._fs import atomic_write_text
-from .._text import shown
+from .._text import control_escaped, shown
 from ..errors import ConfigError, DatasetError, ImgBalanceError
 from .common import FollowLinksOpt, app, err_console, errors_to_exit, out_console
 
@@ -160,8 +160,8 @@ def predict(
             classification_metrics(y, raw, classes),
             {v: classification_metrics(y, p, classes) for v, p in variants.items()},
         )
-    if out is None:
-        sys.stdout.write(text)
+    if out is None:  # to a terminal, a name cannot move the cursor or recolour it
+        sys.stdout.write(control_escaped(text) if sys.stdout.isatty() else text)
         sys.stdout.flush()
     else:
         atomic_write_text(out, text)

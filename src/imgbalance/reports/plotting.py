@@ -28,8 +28,13 @@ _MINOR = "#DD8452"
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    import warnings
+
     import matplotlib
 
+    # a class name with a control character has no glyph; the warning would print that
+    # character raw to the terminal (the figure shows a box for it either way)
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
