@@ -289,7 +289,7 @@ def test_freeze_and_crt_run_with_an_ensemble(split: Path, tmp_path: Path) -> Non
     ("settings", "message"),
     [
         ({"freeze": "head"}, "freeze='head' is not one of none, backbone"),
-        ({"freeze": None}, "freeze=None is not one of none, backbone"),
+        ({"freeze": None}, "freeze must be a name"),
         ({"backbone_lr_mult": 0}, "backbone_lr_mult must be a finite number > 0, got 0"),
         ({"backbone_lr_mult": -0.1}, "backbone_lr_mult must be a finite number > 0"),
         ({"backbone_lr_mult": math.nan}, "backbone_lr_mult must be a finite number > 0"),

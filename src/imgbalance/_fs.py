@@ -324,8 +324,7 @@ def check_output_dir(
         raise OutputError(
             f'Destination path "{out}" already exists and is not empty. '
             f"Choose a new folder, or pass {option('overwrite', True)} to replace imgbalance's own "
-            "outputs in it "
-            "(other files there are left alone)."
+            "outputs in it (other files there are left alone)."
         )
 
 

@@ -33,6 +33,7 @@ def exit_with_parent(parent: int) -> None:
     printing its own traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by _quiet_start
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -40,6 +41,29 @@ def exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+class _QuietContext:
+    """A multiprocessing context whose processes start with Ctrl-C blocked: a SIGINT that
+    arrives between the fork and :func:`exit_with_parent` would otherwise interrupt the
+    child's at-fork hooks ("Exception ignored in: Random.seed" on the terminal)."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._ctx = ctx
+        base = ctx.Process
+
+        class Process(base):  # type: ignore[misc, valid-type]
+            def start(self) -> None:
+                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+                try:
+                    super().start()
+                finally:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+        self.Process = Process
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
 
 
 @contextlib.contextmanager
@@ -52,9 +76,8 @@ def process_pool(max_workers: int, *, spawn: bool = False) -> Iterator[ProcessPo
     ``spawn`` starts them fresh (for work that uses torch: a forked copy of a process
     that already ran torch can deadlock); otherwise the platform's default.
     """
-    kwargs: dict[str, Any] = {}
-    if spawn:
-        kwargs["mp_context"] = multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("spawn" if spawn else None)
+    kwargs: dict[str, Any] = {"mp_context": _QuietContext(ctx)}
     pool = ProcessPoolExecutor(
         max_workers=max_workers, initializer=exit_with_parent, initargs=(os.getpid(),), **kwargs
     )

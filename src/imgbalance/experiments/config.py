@@ -6,6 +6,7 @@ import copy
 import difflib
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -300,6 +301,9 @@ class RunConfig:
     def _check_kinds(self) -> None:
         """A name is a string and the technique's parameters a mapping (a list or a number
         there crashed a run, or every run of a grid, instead of this one message)."""
+        for key in ("data", "pretrained"):  # a path may be given as a Path
+            if isinstance(getattr(self, key), os.PathLike):
+                setattr(self, key, os.fspath(getattr(self, key)))
         for f in fields(self):
             v, kind = getattr(self, f.name), str(f.type)
             if (kind == "str" and not isinstance(v, str)) or (
