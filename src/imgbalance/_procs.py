@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.context as mp_context
 import os
 import signal
 import threading
@@ -43,24 +44,41 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
+class _QuietStart:
+    """A process that starts with Ctrl-C blocked: a SIGINT that arrives between the fork
+    and :func:`exit_with_parent` would otherwise interrupt the child's at-fork hooks
+    ("Exception ignored in: Random.seed" on the terminal). Module-level classes, so that
+    spawned children can unpickle them."""
+
+    def start(self) -> None:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            super().start()  # type: ignore[misc]
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _QuietFork(_QuietStart, mp_context.ForkProcess):
+    pass
+
+
+class _QuietSpawn(_QuietStart, mp_context.SpawnProcess):
+    pass
+
+
+class _QuietForkServer(_QuietStart, mp_context.ForkServerProcess):
+    pass
+
+
+_QUIET = {"fork": _QuietFork, "spawn": _QuietSpawn, "forkserver": _QuietForkServer}
+
+
 class _QuietContext:
-    """A multiprocessing context whose processes start with Ctrl-C blocked: a SIGINT that
-    arrives between the fork and :func:`exit_with_parent` would otherwise interrupt the
-    child's at-fork hooks ("Exception ignored in: Random.seed" on the terminal)."""
+    """A multiprocessing context whose processes start with Ctrl-C blocked."""
 
     def __init__(self, ctx: Any) -> None:
         self._ctx = ctx
-        base = ctx.Process
-
-        class Process(base):  # type: ignore[misc, valid-type]
-            def start(self) -> None:
-                old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-                try:
-                    super().start()
-                finally:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-        self.Process = Process
+        self.Process = _QUIET[ctx.get_start_method()]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx, name)
