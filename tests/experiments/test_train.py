@@ -332,13 +332,24 @@ def test_integer_and_device_settings_are_checked_up_front(
         ({"technique": "smote", "target": [1]}, "target must be auto, ratio:R"),
         ({"technique_params": [1]}, "technique_params must be a mapping"),
         ({"technique_params": 3}, "technique_params must be a mapping"),
+        # the technique itself: each failed every run of its arm, one after another
+        ({"technique": "smoet"}, 'technique smoet: Unknown method "smoet"'),
+        (
+            {"technique": "smote", "technique_params": {"k_neighbors": "abc"}},
+            "smote: k_neighbors must be an integer >= 1, got 'abc'",
+        ),
+        (
+            {"technique": "smote,enn", "technique_params": {"k": 3}},
+            r"Parameter\(s\) \['k'\] are not accepted by smote, enn",
+        ),
     ],
 )
 def test_settings_of_the_wrong_kind_are_refused(
     split_tree: Path, tmp_path: Path, settings: dict[str, object], expected: str
 ) -> None:
     """In a grid's arm these crashed each run (TypeError: unhashable type, AttributeError)
-    or were accepted (technique_params: 3); now one error before any run starts."""
+    or were accepted (technique_params: 3), or failed each run of the arm in turn (an
+    unknown technique, a bad parameter); now one error before any run starts."""
     import yaml
 
     from imgbalance.experiments.grid import load_grid, plan_grid

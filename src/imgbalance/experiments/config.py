@@ -291,6 +291,7 @@ class RunConfig:
             )
         self._check_finetune()
         self._check_protocol()
+        self._check_technique()
         if self.drw_epoch is not None and not 1 <= self.drw_epoch <= self.epochs:
             raise ImgBalanceError(
                 f"drw_epoch must be between 1 and epochs ({self.epochs}), got {self.drw_epoch}: "
@@ -323,6 +324,20 @@ class RunConfig:
                 f"target must be auto, ratio:R, count:N, a YAML file or a mapping of class to "
                 f"count, got {self.target!r}."
             )
+
+    def _check_technique(self) -> None:
+        """The offline technique's name and parameters, checked as balance checks them, so
+        a misspelt method or ``k_neighbors: abc`` stops a grid before its first run instead
+        of failing every run of the arm."""
+        if self.technique in ("none", ""):  # parameters from a grid's defaults are unused
+            return
+        from ..methods import create_pipeline
+
+        try:
+            create_pipeline(self.technique, **self.technique_params).validate()
+        except ImgBalanceError as exc:
+            said = str(exc).split(":")[0].strip() in self.technique.split(",")  # "smote: ..."
+            raise ConfigError(str(exc) if said else f"technique {self.technique}: {exc}") from exc
 
     def _check_finetune(self) -> None:
         """freeze, backbone_lr_mult and crt_epochs: each error names its setting."""
