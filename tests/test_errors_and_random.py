@@ -70,6 +70,36 @@ def test_random_state_int_generator_none_and_the_old_seed_name(balanced_tree: Pa
     assert s1.rows == s2.rows and s1.seed == 5
 
 
+@pytest.mark.parametrize("bad", [-1, "3", 1.5, True])
+def test_a_random_state_that_is_not_a_seed_is_a_clear_error(
+    balanced_tree: Path, bad: object
+) -> None:
+    """split(random_state=-1) was numpy's ValueError from inside its seeding."""
+    with pytest.raises(imgbalance.ImgBalanceError, match="random_state must be an integer >= 0"):
+        imgbalance.split(balanced_tree, random_state=bad)  # type: ignore[arg-type]
+    with pytest.raises(imgbalance.ImgBalanceError, match="random_state must be an integer >= 0"):
+        imgbalance.plan(balanced_tree, "smote", random_state=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["split", "{data}", "--out", "{out}", "--seed", "-1"],
+        ["balance", "{data}", "{out}", "--seed", "-1"],
+        ["balance", "{data}", "{out}", "--method", "smote", "--k-neighbors", "0"],
+        ["analyze", "{data}", "--workers", "0"],
+    ],
+)
+def test_cli_numbers_out_of_range_are_refused_by_name(
+    balanced_tree: Path, tmp_path: Path, args: list[str]
+) -> None:
+    """--seed -1 was a numpy traceback; --workers 0 and --k-neighbors 0 were accepted."""
+    argv = [a.format(data=balanced_tree, out=tmp_path / "out") for a in args]
+    r = CliRunner().invoke(app, argv)
+    assert r.exit_code == 2 and "Invalid value for '--" in r.output, r.output
+    assert "Traceback" not in r.output and not (tmp_path / "out").exists()
+
+
 def test_balance_preview_uses_the_runs_seed(
     balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from .errors import ConfigError
+
 __all__ = ["RandomState", "as_generator", "int_seed", "resolve_seed_alias", "seed_of"]
 
 #: an int (a seed: same seed, same bytes), a Generator (drawn from), or None (fresh entropy)
@@ -16,6 +18,11 @@ def as_generator(random_state: RandomState) -> np.random.Generator:
     """The one Generator a public verb passes down (a given Generator is used as is)."""
     if isinstance(random_state, np.random.Generator):
         return random_state
+    if random_state is not None and (seed_of(random_state) is None or int(random_state) < 0):
+        raise ConfigError(  # numpy's own error was a traceback from inside its seeding
+            f"random_state must be an integer >= 0, a numpy Generator or None, got "
+            f"{random_state!r}. Write it like random_state=0 (--seed 0 on the command line)."
+        )
     return np.random.default_rng(random_state)
 
 

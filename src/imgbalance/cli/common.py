@@ -127,7 +127,9 @@ VerifyOpt = Annotated[
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        help="Worker processes for scanning, features and rendering (default: the CPUs, at most 8)."
+        min=1,
+        help="Worker processes for scanning, features and rendering "
+        "(default: the CPUs, at most 8).",
     ),
 ]
 MaxPixelsOpt = Annotated[

@@ -64,12 +64,10 @@ def analyze(
 ) -> None:
     """Count images per class, report both ratios and every problem in the files."""
     if out is not None:
-        check_output_dir(
-            out,
-            [data],
-            overwrite=overwrite,
-            replaces=("analysis.json", "class_distribution.png", "samples.png"),
-        )
+        from ..reports.analysis import ANALYSIS_OUTPUTS, check_analysis_out
+
+        check_output_dir(out, [data], overwrite=overwrite, replaces=ANALYSIS_OUTPUTS)
+        check_analysis_out(out)  # before the scan: a stranger's file there is refused
     catalog = scan_with_progress(
         data,
         verify=verify,
@@ -124,7 +122,7 @@ def split_cmd(
     out: Annotated[Path, typer.Option(help="Output folder for splits.csv (and trees).")],
     val: Annotated[float, typer.Option(help="Fraction of each class for validation.")] = 0.15,
     test: Annotated[float, typer.Option(help="Fraction of each class for test.")] = 0.15,
-    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 42,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of the split.")] = 42,
     group_by: Annotated[
         str | None,
         typer.Option(
@@ -245,7 +243,7 @@ def balance_cmd(
             "method's own; auto for most)."
         ),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, help="Seed of every random choice.")] = 0,
     features: Annotated[
         str,
         typer.Option(
@@ -256,7 +254,7 @@ def balance_cmd(
         ),
     ] = "thumbnail",
     k_neighbors: Annotated[
-        int | None, typer.Option(help="Neighbours for SMOTE-family methods (default 5).")
+        int | None, typer.Option(min=1, help="Neighbours for SMOTE-family methods (default 5).")
     ] = None,
     small_class_fallback: Annotated[
         str | None,

@@ -75,7 +75,7 @@ def predict(
         bool, typer.Option(help="Average each image with its mirror image (torch models).")
     ] = False,
     batch_size: Annotated[
-        int | None, typer.Option(help="Images per batch (default: the run's test batch).")
+        int | None, typer.Option(min=1, help="Images per batch (default: the run's test batch).")
     ] = None,
     device: DeviceOpt = "auto",
     skip_unreadable: Annotated[

@@ -24,7 +24,7 @@ from .common import (
 from .registries import LOSS_NAMES, registry_of
 
 #: the options every command that runs a grid shares
-JobsOpt = Annotated[int, typer.Option(help="Runs in parallel on this machine.")]
+JobsOpt = Annotated[int, typer.Option(min=1, help="Runs in parallel on this machine.")]
 RunBackendOpt = Annotated[
     str, typer.Option(help="local (processes here, the default) or ray (one task per run).")
 ]
@@ -80,7 +80,9 @@ def train(
     epochs: Annotated[
         int, typer.Option(help="Epochs budget (early stopping may end sooner).")
     ] = 30,
-    seed: Annotated[int, typer.Option(help="Seed of initial weights, order and balancing.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of initial weights, order and balancing.")
+    ] = 0,
     setting: Annotated[
         list[str] | None,
         typer.Option(
@@ -257,9 +259,11 @@ def compare(
     ),
     repeats: Annotated[
         int | None,
-        typer.Option(help="Repeated splits (default 5, up to 10 when --budget has room)."),
+        typer.Option(min=1, help="Repeated splits (default 5, up to 10 when --budget has room)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the first split (split R: seed + R).")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, help="Seed of the first split (split R: seed + R).")
+    ] = 0,
     keep_small_classes: Annotated[
         bool,
         typer.Option("--keep-small-classes", help="Keep classes of fewer than 10 images."),
