@@ -138,6 +138,22 @@ def test_balance_overwrite_keeps_a_strangers_file_with_one_of_its_names(
     assert sorted(p.name for p in out.iterdir()) == sorted([name, ".imgbalance.lock"])
 
 
+def test_balance_overwrite_names_an_earlier_manifest_it_cannot_read(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    """A manifest saved back in Latin-1 (by a spreadsheet, say): --overwrite cannot tell
+    the run's files from others and refuses, and now says which record it could not read."""
+    out = tmp_path / "out"
+    imgbalance.balance(balanced_tree, out, "random-over", workers=1, plots=False)
+    text = (out / "manifest.csv").read_text(encoding="utf-8")
+    (out / "manifest.csv").write_bytes(text.encode("utf-8") + "é\n".encode("latin-1"))
+    before = tree_digest(out)
+    with pytest.raises(OutputError, match=r"manifest.csv\", cannot be read \('utf-8' codec"):
+        imgbalance.balance(balanced_tree, out, "random-over", workers=1, plots=False,
+                           overwrite=True)  # fmt: skip
+    assert tree_digest(out) == before
+
+
 def test_balance_overwrite_still_replaces_its_own_run(balanced_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     imgbalance.balance(balanced_tree, out, "random-over", workers=1, plots=False)
@@ -160,6 +176,30 @@ def test_split_overwrite_keeps_a_strangers_file_with_one_of_its_names(
     assert (out / name).read_text() == "mine\n"
     imgbalance.write_split(result, tmp_path / "mine", overwrite=True)  # its own: replaced
     imgbalance.write_split(result, tmp_path / "mine", materialize="link", overwrite=True)
+
+
+@pytest.mark.parametrize("name", ["analysis.json", "class_distribution.png", "samples.png"])
+def test_analyze_overwrite_keeps_a_strangers_file_with_one_of_its_names(
+    balanced_tree: Path, tmp_path: Path, name: str
+) -> None:
+    """analyze --out DIR --overwrite replaced a user's samples.png (or a balance run's
+    class_distribution.png) in a folder no analysis wrote; refused now, before the scan."""
+    from typer.testing import CliRunner
+
+    from imgbalance.cli import app
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / name).write_text("mine\n")
+    r = CliRunner().invoke(app, ["analyze", str(balanced_tree), "--out", str(out), "--overwrite"])
+    assert r.exit_code == 1 and "not an output of an earlier imgbalance analyze" in r.output
+    assert (out / name).read_text() == "mine\n" and len(list(out.iterdir())) == 1
+    mine = tmp_path / "mine"  # an earlier analysis of its own is replaced
+    for _ in range(2):
+        r = CliRunner().invoke(app, ["analyze", str(balanced_tree), "--out", str(mine),
+                                     "--overwrite"])  # fmt: skip
+        assert r.exit_code == 0, r.output
+    assert (mine / "samples.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_split_overwrite_removes_a_killed_writers_temporary(

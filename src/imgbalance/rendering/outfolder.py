@@ -92,12 +92,30 @@ def recorded_outputs(out: Path) -> list[str]:
     for manifest in manifests:
         if manifest.is_file():
             paths.append(str(manifest.relative_to(out)))
-            with (
-                contextlib.suppress(OSError, csv.Error, UnicodeDecodeError),
-                manifest.open(encoding="utf-8", newline="") as fh,
-            ):
-                paths += [row.get("path") or "" for row in csv.DictReader(fh)]
+            with contextlib.suppress(OSError, csv.Error, UnicodeDecodeError):
+                paths += _manifest_paths(manifest)
     return paths
+
+
+def _manifest_paths(manifest: Path) -> list[str]:
+    with manifest.open(encoding="utf-8", newline="") as fh:
+        return [row.get("path") or "" for row in csv.DictReader(fh)]
+
+
+def _unreadable_record(out: Path) -> str:
+    """Why an earlier run's record of its files cannot be read (a manifest saved by a
+    spreadsheet in another encoding, say), as a sentence for an error; empty if none."""
+    for manifest in [out / "manifest.csv", *sorted((out / "stages").glob("*/manifest.csv"))]:
+        if manifest.is_file():
+            try:
+                _manifest_paths(manifest)
+            except (OSError, csv.Error, UnicodeDecodeError) as exc:
+                return (
+                    f' The earlier run\'s record of its files, "{manifest}", cannot be read '
+                    f"({exc}), so its files cannot be told from others: restore it as the "
+                    "run wrote it (UTF-8), or remove that run's files yourself."
+                )
+    return ""
 
 
 def _occupied(path: Path) -> bool:
@@ -191,6 +209,7 @@ def prepare_out(
                 f'"{out / in_the_way[0]}" (and {len(in_the_way) - 1} more) is not an output '
                 "of an earlier imgbalance run, and this run would write there. imgbalance "
                 "never replaces files it did not write: move it, or choose another folder."
+                + _unreadable_record(out)
             )
         remove_listed(out, [*recorded, LEDGER, JOURNAL], protect=[root])
         remove_temporaries(out)

@@ -13,6 +13,7 @@ from rich.table import Table
 from .._fs import atomic_write_text, output_faults
 from .._text import shown
 from ..dataset.catalog import ratios
+from ..errors import OutputError
 from .balance import STEP_DEFAULTS, class_breakdown
 
 if TYPE_CHECKING:
@@ -20,7 +21,15 @@ if TYPE_CHECKING:
     from ..dataset.splits import SplitResult
     from ..rendering.outputs import BalanceResult
 
-__all__ = ["print_analysis", "print_skipped", "print_split", "print_titled", "write_analysis"]
+__all__ = [
+    "ANALYSIS_OUTPUTS",
+    "check_analysis_out",
+    "print_analysis",
+    "print_skipped",
+    "print_split",
+    "print_titled",
+    "write_analysis",
+]
 
 _SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "info": "dim"}
@@ -154,16 +163,46 @@ def analysis_json(catalog: Catalog) -> str:
     return json.dumps(catalog.to_dict(), indent=2, ensure_ascii=False) + "\n"
 
 
+#: the files ``analyze --out`` writes (and ``--overwrite`` replaces)
+ANALYSIS_OUTPUTS = ("analysis.json", "class_distribution.png", "samples.png")
+
+
+def check_analysis_out(out: Path) -> None:
+    """Refuse to replace an ``analysis.json`` or plot that an earlier analyze did not write.
+
+    An earlier analysis is recognised by its ``analysis.json`` (imgbalance's version, the
+    root, the counts); the plots beside it are its own. Without one, a
+    ``class_distribution.png`` there is someone else's, and ``--overwrite`` must not
+    replace it.
+    """
+    present = [n for n in ANALYSIS_OUTPUTS if (out / n).exists() or (out / n).is_symlink()]
+    if not present:
+        return
+    try:
+        earlier = json.loads((out / "analysis.json").read_text(encoding="utf-8"))
+        if isinstance(earlier, dict) and {"imgbalance_version", "root", "counts"} <= set(earlier):
+            return
+    except (OSError, ValueError):
+        pass
+    raise OutputError(
+        f'"{out / present[0]}" is not an output of an earlier imgbalance analyze, and this '
+        "analysis would write there. imgbalance never replaces files it did not write: move "
+        "it, or choose another folder for --out."
+    )
+
+
 def write_analysis(catalog: Catalog, out: Path, samples_per_class: int = 6) -> list[Path]:
-    """Write ``analysis.json``, ``class_distribution.png`` and ``samples.png`` into ``out``."""
+    """Write ``analysis.json``, ``class_distribution.png`` and ``samples.png`` into ``out``
+    (an ``analysis.json`` or plot there that imgbalance did not write is an error)."""
     from .plotting import plot_class_distribution, plot_samples
 
+    check_analysis_out(out)
     with output_faults(out, "run the same command again"):
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_text(out / "analysis.json", analysis_json(catalog))
         plot_class_distribution(catalog, out / "class_distribution.png")
         plot_samples(catalog, out / "samples.png", per_class=samples_per_class)
-    return [out / "analysis.json", out / "class_distribution.png", out / "samples.png"]
+    return [out / name for name in ANALYSIS_OUTPUTS]
 
 
 def print_skipped(catalog: Catalog, console: Console) -> None:
