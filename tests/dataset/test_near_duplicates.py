@@ -215,14 +215,22 @@ def test_write_split_writes_the_pairs_and_repeats_its_bytes(tmp_path: Path, copi
     assert saved["near_duplicates"] == {"enabled": False}
 
 
-def test_undecodable_file_is_compared_with_none(tmp_path: Path, copies: Path) -> None:
+def test_an_undecodable_file_is_left_out_of_every_split(tmp_path: Path, copies: Path) -> None:
+    """Its header opens, its pixels do not: it was kept in the split (and failed training
+    later). The near-duplicate check decodes it anyway, so it is left out and named."""
     from imgtools import body_corrupt_jpeg
 
     write(copies / "dogs" / "broken_body.jpg", body_corrupt_jpeg())  # the header opens
+    write(copies / "cats" / "broken_copy.jpg", body_corrupt_jpeg())  # same bytes, other name
     result = imgbalance.split(copies, random_state=0)
-    assert result.summary()["near_duplicates"]["undecodable"] == 1
-    assert any("could not be decoded" in w and "dogs/broken_body.jpg" in w for w in result.warnings)
+    assert result.summary()["near_duplicates"]["undecodable"] == 1  # one decode per content
+    assert result.excluded == ["cats/broken_copy.jpg", "dogs/broken_body.jpg"]
+    assert any("could not be decoded" in w and "dogs/broken_body.jpg" in w and "left out" in w
+               for w in result.warnings)  # fmt: skip
+    assert not [r for r in result.rows if "broken" in r["path"]]
     assert result.summary()["near_duplicates"]["pairs"] == 3
+    clean = imgbalance.split(copies, random_state=0, near_duplicates=False)  # kept unchecked
+    assert len(clean.rows) == len(result.rows) + 2
 
 
 def test_thumbnails_in_worker_processes_match(copies: Path) -> None:

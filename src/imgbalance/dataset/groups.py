@@ -30,6 +30,7 @@ __all__ = [
     "group_of",
     "merge_near_duplicates",
     "read_groups_csv",
+    "without_undecodable",
     "write_near_duplicates_csv",
 ]
 
@@ -151,6 +152,8 @@ class NearDuplicateReport:
     rows: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=lambda: {"enabled": False})
     warnings: list[str] = field(default_factory=list)
+    #: the records (paths) whose pixels could not be decoded, though their header opened
+    undecodable: list[str] = field(default_factory=list)
 
 
 def merge_near_duplicates(
@@ -200,11 +203,16 @@ def merge_near_duplicates(
             f"see {NEAR_DUPLICATES_CSV}."
         )
     if failed:
-        names = ", ".join(f'"{recs[reps[i]].path}"' for i in failed[:3])
+        bad = {recs[reps[i]].sha256 or f"#{reps[i]}" for i in failed}
+        report.undecodable = sorted(
+            r.path for i, r in enumerate(recs) if (r.sha256 or f"#{i}") in bad
+        )
+        names = ", ".join(f'"{p}"' for p in report.undecodable[:3])
         report.warnings.append(
-            f"{len(failed)} file(s) could not be decoded for the near-duplicate check and "
-            f"were compared with none ({names}{', ...' if len(failed) > 3 else ''}). Run "
-            "`imgbalance analyze --verify` to see what is wrong with them."
+            f"{len(report.undecodable)} file(s) could not be decoded for the near-duplicate "
+            f"check ({names}{', ...' if len(report.undecodable) > 3 else ''}): their header "
+            "opens but their pixels do not, so they are left out of every split, with the "
+            "unreadable files. Run `imgbalance analyze --verify` to see what is wrong with them."
         )
     report.summary = {
         "enabled": True,
@@ -215,6 +223,21 @@ def merge_near_duplicates(
         "undecodable": len(failed),
     }
     return report
+
+
+def without_undecodable(
+    recs: list[ImageRecord], names: list[str | None], near: NearDuplicateReport
+) -> tuple[list[ImageRecord], list[str | None], Units]:
+    """The records, group names and units once ``near.undecodable`` are taken out (the
+    near-duplicate pairs joined again: no undecodable file is in one)."""
+    bad = set(near.undecodable)
+    keep = [i for i, r in enumerate(recs) if r.path not in bad]
+    recs, names = [recs[i] for i in keep], [names[i] for i in keep]
+    units = Units.of(recs, names)
+    position = {r.path: i for i, r in enumerate(recs)}
+    for row in near.rows:
+        units.union(position[row["a"]], position[row["b"]])
+    return recs, names, units
 
 
 def write_near_duplicates_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:

@@ -48,6 +48,7 @@ from .groups import (
     group_of,
     merge_near_duplicates,
     read_groups_csv,
+    without_undecodable,
     write_near_duplicates_csv,
 )
 from .images import DEFAULT_MAX_PIXELS
@@ -190,6 +191,14 @@ def split(
         near = merge_near_duplicates(
             recs, catalog.root, units, max_pixels=max_pixels, workers=workers
         )
+        if near.undecodable:  # pixels that cannot be decoded would fail training later
+            recs, names, units = without_undecodable(recs, names, near)
+            excluded = sorted([*excluded, *near.undecodable])
+            if not recs:
+                raise DatasetError(
+                    f'Dataset "{catalog.root}" has no decodable images to split. Run '
+                    f'`imgbalance analyze "{catalog.root}" --verify` to see what is wrong.'
+                )
 
     k = len(catalog.classes)
     idx = catalog.class_to_idx
