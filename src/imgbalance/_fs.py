@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._options import option
+from ._text import csv_text
 from .errors import DatasetError, OutputError
 
 __all__ = [
@@ -419,13 +420,7 @@ def nan_to_none(d: Any) -> Any:
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     """Write ``rows`` (dicts with the same keys) as CSV, atomically; NaN becomes empty."""
 
-    buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if isinstance(v, float) and v != v else v) for k, v in r.items()})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, csv_text(rows))
 
 
 def read_csv_rows(path: Path, fix: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

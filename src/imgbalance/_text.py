@@ -1,13 +1,16 @@
 """User-supplied text (file, class and arm names, messages that quote them) made safe
-to print on a terminal through rich."""
+to print on a terminal through rich, and rows as CSV text."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+from typing import Any
 
 from rich.markup import escape
 
-__all__ = ["control_escaped", "shown"]
+__all__ = ["control_escaped", "csv_text", "shown"]
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _CONTROL_KEEP_NEWLINES = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
@@ -29,3 +32,14 @@ def control_escaped(text: str) -> str:
     """``text`` with control characters other than newlines written out, and no markup
     escaping: for plain output (a CSV) that goes to a terminal."""
     return _CONTROL_KEEP_NEWLINES.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    """``rows`` (dicts with the same keys) as CSV text with a header; NaN becomes empty."""
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if isinstance(v, float) and v != v else v) for k, v in r.items()})
+    return buf.getvalue()

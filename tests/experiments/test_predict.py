@@ -186,6 +186,73 @@ def test_bad_inputs_exit_1_naming_the_file(runs: dict[str, Path], tmp_path: Path
     assert r.returncode == 1 and "temperature" in r.stderr
 
 
+def test_out_writes_into_a_stream_and_refuses_a_folder(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """--out /dev/stdout --overwrite renamed a regular file onto /dev/stdout (the device
+    link became a file); a folder as --out was an IsADirectoryError traceback; --out and
+    --metrics on one file lost the metrics silently."""
+    import os
+    import stat
+
+    from imgtools import ENTRY
+
+    run, image = runs["cnn"], next((runs["data"] / "test" / "red").iterdir())
+    with (tmp_path / "redirected.txt").open("w") as fh:  # stdout redirected to a file
+        fh.write("earlier line\n")
+        fh.flush()
+        r = subprocess.run([*ENTRY, "predict", str(run), str(image), "--out", "/dev/stdout",
+                            "--overwrite"], stdout=fh, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL, timeout=300)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert os.path.islink("/dev/stdout")  # still the link to the process's descriptor
+    lines = (tmp_path / "redirected.txt").read_text().splitlines()
+    assert lines[0] == "earlier line" and lines[1].startswith("path,") and len(lines) == 3
+    assert "wrote 1 prediction(s) to /dev/stdout" in r.stderr  # not into the CSV
+    r = cli("predict", run, image, "--out", "/dev/stdout", process=True)  # a pipe
+    assert r.returncode == 0 and r.stdout.startswith("path,"), r.stderr
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    r = cli("predict", run, image, "--out", fifo)
+    assert r.returncode == 0 and reader.communicate(timeout=60)[0].startswith("path,")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    r = cli("predict", run, image, "--out", "-")  # the usual name of standard output
+    assert r.returncode == 0 and r.stdout.startswith("path,") and not Path("-").exists()
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    for extra in ([], ["--overwrite"]):
+        r = cli("predict", run, image, "--out", folder, *extra)
+        assert r.returncode == 1 and f'"{folder}" is a folder' in " ".join(r.stderr.split())
+    below = tmp_path / "file.txt"
+    below.write_text("x")
+    r = cli("predict", run, image, "--out", below / "p.csv")
+    assert r.returncode == 1 and "which is a file, not a folder" in " ".join(r.stderr.split())
+    same = tmp_path / "same.csv"
+    r = cli("predict", run, "--split", "test", "--out", same, "--metrics", same)
+    assert r.returncode == 1 and "give each its own file" in " ".join(r.stderr.split())
+    assert not same.exists()
+
+
+def test_outputs_on_a_read_only_disk_are_a_clear_error(
+    runs: dict[str, Path], small_disk: Path
+) -> None:
+    """predict --out and export onto a read-only disk were OSError tracebacks."""
+    run, image = runs["cnn"], next((runs["data"] / "test" / "red").iterdir())
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    for args in (
+        ["predict", run, image, "--out", small_disk / "p.csv"],
+        ["predict", run, "--split", "test", "--metrics", small_disk / "sub" / "m.csv"],
+        ["export", run, "--format", "torchscript", "--out", small_disk / "m.pt"],
+        ["export", run, "--format", "torchscript", "--out", small_disk / "sub" / "m.pt"],
+    ):
+        r = cli(*args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert (
+            "Cannot write" in r.stderr and "read-only" in r.stderr and "Traceback" not in r.stderr
+        )
+
+
 def test_find_images_leaves_out_links_out_of_the_folder(tmp_path: Path) -> None:
     folder = tmp_path / "in" / "red"
     folder.mkdir(parents=True)

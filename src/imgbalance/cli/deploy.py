@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .._fs import atomic_write_text
+from .._outfile import check_output_file, is_stream, write_output_file
 from .._text import control_escaped, shown
 from ..errors import ConfigError, DatasetError, ImgBalanceError
 from .common import FollowLinksOpt, app, err_console, errors_to_exit, out_console
@@ -19,18 +19,17 @@ RunArg = Annotated[
 DeviceOpt = Annotated[str, typer.Option(help="auto (a GPU when there is one), cpu, cuda, mps.")]
 
 
-def _refuse_existing(path: Path | None, run: Path, overwrite: bool) -> None:
+def _refuse_existing(path: Path | None, run: Path, overwrite: bool, what: str) -> None:
     """An output file must not replace one of the run's own files, nor (without
-    ``--overwrite``) any existing file."""
+    ``--overwrite``) any existing file, nor be a folder; a stream is written into."""
     if path is None:
         return
-    if path.resolve().parent == run.resolve():
+    if not is_stream(path) and path.resolve().parent == run.resolve():
         raise ImgBalanceError(
             f'"{path}" is inside the run folder: predict never writes there (it would '
             "replace the run's own files); choose a path outside it."
         )
-    if path.exists() and not overwrite:
-        raise ImgBalanceError(f'"{path}" exists; pass --overwrite or choose another path.')
+    check_output_file(path, overwrite=overwrite, what=what)
 
 
 @app.command()
@@ -94,7 +93,7 @@ def predict(
     from ..experiments.data import load_split
     from ..experiments.metrics import classification_metrics
     from ..experiments.predict import POSTHOC_CHOICES, Found, find_images, load_run
-    from ..experiments.runfiles import predictions_text, split_rows, write_test_metrics
+    from ..experiments.runfiles import metrics_table_text, predictions_text, split_rows
 
     if posthoc not in POSTHOC_CHOICES:
         raise ConfigError(
@@ -102,8 +101,12 @@ def predict(
         )
     if (split is None) == (not images):
         raise ConfigError("Give IMAGES (files or folders) or --split train|val|test, not both.")
-    _refuse_existing(out, run, overwrite)
-    _refuse_existing(metrics, run, overwrite)
+    if out is not None and str(out) == "-":  # the usual name of standard output
+        out = None
+    _refuse_existing(out, run, overwrite, "--out")
+    _refuse_existing(metrics, run, overwrite, "--metrics")
+    if out is not None and metrics is not None and out.absolute() == metrics.absolute():
+        raise ConfigError(f'--out and --metrics both name "{out}": give each its own file.')
     predictor = load_run(run)
     classes = predictor.classes
     if split is not None:
@@ -154,18 +157,18 @@ def predict(
             )
         y = np.array([lab for _, lab in rows], dtype=np.int64)
         variants = {v: predictor.calibrated(raw, v) for v in VARIANTS}
-        write_test_metrics(
-            metrics,
+        table = metrics_table_text(
             classes,
             classification_metrics(y, raw, classes),
             {v: classification_metrics(y, p, classes) for v, p in variants.items()},
         )
+        write_output_file(metrics, table, "run the same command again")
     if out is None:  # to a terminal, a name cannot move the cursor or recolour it
         sys.stdout.write(control_escaped(text) if sys.stdout.isatty() else text)
         sys.stdout.flush()
     else:
-        atomic_write_text(out, text)
-        out_console.print(
+        write_output_file(out, text, "run the same command again")
+        (err_console if is_stream(out) else out_console).print(  # not into the CSV
             f"wrote {len(rows)} prediction(s) to {shown(out)}"
             + (f"; {len(found.skipped)} file(s) left out" if found.skipped else ""),
             highlight=False,

@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_path, atomic_write_text, sha256_of
+from .._fs import atomic_path, atomic_write_text, output_faults, sha256_of
 from .._options import option
+from .._outfile import check_output_file
 from .._version import __version__
 from ..errors import ConfigError, MissingDependencyError, OutputError
 from .calibration import prior_weights
@@ -117,11 +118,16 @@ def export_model(
         )
     out = Path(out)
     sidecar = out.with_name(out.name + ".json")
-    for path in (out, sidecar):
-        if path.exists() and not overwrite:
-            raise OutputError(
-                f'"{path}" exists; pass {option("overwrite", True)} or choose another output.'
-            )
+    for path in (out, sidecar):  # a folder, a device, a file without --overwrite: refused
+        check_output_file(path, overwrite=overwrite, what="export", streams=False)
+    above = next((p for p in out.absolute().parents if p.exists()), Path(out.anchor))
+    with output_faults(above, f"run it again (--out FILE elsewhere, {option('overwrite', True)})"):
+        return _export(predictor, fmt, out, sidecar, posthoc)
+
+
+def _export(
+    predictor: Predictor, fmt: str, out: Path, sidecar: Path, posthoc: str
+) -> dict[str, Any]:
     import torch
 
     head = posthoc_head(predictor, posthoc)

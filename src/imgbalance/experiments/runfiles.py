@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_write_text, write_csv
+from .._fs import atomic_write_text
+from .._text import csv_text
 from .._version import __version__
 from .config import RunConfig
 from .data import SplitData
@@ -26,6 +27,7 @@ __all__ = [
     "INFERENCE_FILE",
     "PREPROCESSING",
     "inference_record",
+    "metrics_table_text",
     "predictions_text",
     "split_rows",
     "write_inference_record",
@@ -99,8 +101,15 @@ def predictions_text(rows: Sequence[Row], classes: list[str], proba: np.ndarray)
 def write_test_metrics(
     path: Path, classes: list[str], m: dict[str, Any], posthoc: dict[str, dict[str, Any]]
 ) -> None:
-    """The metrics table: per class, macro and weighted averages and the scalar metrics,
-    of the model and of each post-hoc variant."""
+    """Write :func:`metrics_table_text` to ``path`` atomically (a run's test_metrics.csv)."""
+    atomic_write_text(path, metrics_table_text(classes, m, posthoc))
+
+
+def metrics_table_text(
+    classes: list[str], m: dict[str, Any], posthoc: dict[str, dict[str, Any]]
+) -> str:
+    """The metrics table as CSV: per class, macro and weighted averages and the scalar
+    metrics, of the model and of each post-hoc variant."""
     rows: list[dict[str, Any]] = []
     for variant, mm in (("model", m), *posthoc.items()):
         for c in classes:
@@ -122,7 +131,7 @@ def write_test_metrics(
                 {"variant": variant, "class": key, "precision": "", "recall": "", "f1": mm[key],
                  "support": mm["n"]}
             )  # fmt: skip
-    write_csv(path, rows)
+    return csv_text(rows)
 
 
 def inference_record(
