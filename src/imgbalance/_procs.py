@@ -24,6 +24,8 @@ from typing import Any
 __all__ = ["exit_with_parent", "process_pool"]
 
 _POLL_S = 0.5
+#: the signals a worker holds back from its fork until its initializer has set them up
+_STOPS = {signal.SIGINT, signal.SIGTERM}
 
 
 def exit_with_parent(parent: int) -> None:
@@ -34,7 +36,10 @@ def exit_with_parent(parent: int) -> None:
     printing its own traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by _quiet_start
+    # the command turns SIGTERM into its clean stop; a forked worker would inherit that
+    # handler, and the pool ends its workers with SIGTERM: here it simply ends them
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # blocked by _QuietStart
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -45,13 +50,13 @@ def exit_with_parent(parent: int) -> None:
 
 
 class _QuietStart:
-    """A process that starts with Ctrl-C blocked: a SIGINT that arrives between the fork
-    and :func:`exit_with_parent` would otherwise interrupt the child's at-fork hooks
+    """A process that starts with Ctrl-C and SIGTERM blocked: a SIGINT that arrives between
+    the fork and :func:`exit_with_parent` would otherwise interrupt the child's at-fork hooks
     ("Exception ignored in: Random.seed" on the terminal). Module-level classes, so that
     spawned children can unpickle them."""
 
     def start(self) -> None:
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
         try:
             super().start()  # type: ignore[misc]
         finally:

@@ -445,10 +445,13 @@ def test_a_cnn_needs_two_images_a_batch(split_tree: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
-def test_ctrl_c_stops_a_grid_and_its_workers_at_once(tmp_path: Path, split_tree: Path) -> None:
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_ctrl_c_stops_a_grid_and_its_workers_at_once(
+    tmp_path: Path, split_tree: Path, stop: str
+) -> None:
     """Ctrl-C (SIGINT to the foreground process group) in the middle of `experiment
-    --jobs 2`: it stops within seconds, with no traceback, no worker left and no run
-    started after it."""
+    --jobs 2`, or SIGTERM to the command alone (`kill PID`, a scheduler): it stops within
+    seconds, with one line and no traceback, no worker left and no run started after it."""
     grid = {
         "name": "endless",
         "data": str(split_tree),
@@ -469,10 +472,15 @@ def test_ctrl_c_stops_a_grid_and_its_workers_at_once(tmp_path: Path, split_tree:
     try:
         workers = _two_runs_started(driver, runs)
         t0 = time.monotonic()
-        os.killpg(driver.pid, signal.SIGINT)
+        if stop == "ctrl-c":
+            os.killpg(driver.pid, signal.SIGINT)
+        else:
+            driver.send_signal(signal.SIGTERM)
         _, err = driver.communicate(timeout=60)
         assert time.monotonic() - t0 < 15
         assert b"Traceback" not in err, err.decode(errors="replace")[-3000:]
+        assert driver.returncode == (130 if stop == "ctrl-c" else 143)
+        assert b"Stopped by" in err
         assert all_gone(workers)
         assert len([d for d in runs.glob("baseline__*") if d.is_dir()]) == 2  # none after
     finally:

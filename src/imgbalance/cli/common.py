@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import signal
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -32,6 +34,7 @@ __all__ = [
     "DataArg",
     "FollowLinksOpt",
     "MaxPixelsOpt",
+    "Terminated",
     "VerifyOpt",
     "WorkersOpt",
     "app",
@@ -59,19 +62,55 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill``, a batch scheduler and a container runtime send), raised as
+    Ctrl-C is, so a command stops the same clean way: temporaries removed, workers ended,
+    a one-line message. Python's default for SIGTERM ends the process on the spot."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """While a command runs, SIGTERM raises :class:`Terminated` (main thread only; a
+    SIGTERM that is ignored, as ``nohup`` leaves some, stays ignored)."""
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def errors_to_exit(func: F) -> F:
-    """Map imgbalance's own errors (and only those) to a one-line message and exit 1."""
+    """Map imgbalance's own errors (and only those) to a one-line message and exit 1, and
+    a stop by Ctrl-C or SIGTERM to one line and the shell's codes for them (130, 143)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            with cli_flags("overwrite", "resume"):  # the flags of every command that has them
+            with _sigterm_stops(), cli_flags("overwrite", "resume"):
                 return func(*args, **kwargs)
         except ImgBalanceError as exc:
             err_console.print(
                 f"[bold red]Error:[/] {shown(exc, keep_newlines=True)}", highlight=False
             )
             raise typer.Exit(EXIT_ERROR) from None
+        except KeyboardInterrupt as exc:
+            how = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C (SIGINT)"
+            err_console.print(
+                f"[bold yellow]Stopped[/] by {how}: no half-written file is kept. Run the "
+                "same command again to go on (its message says when it needs --resume or "
+                "--overwrite).",
+                highlight=False,
+            )
+            raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
 
     return wrapper  # type: ignore[return-value]
 
