@@ -416,3 +416,60 @@ def test_a_cnn_checkpoint_on_a_full_disk_is_a_clear_error(
     assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert "best_model.pt" in r.stderr and "the disk is full" in r.stderr
     assert not out.exists()  # the failed run's folder is gone: the retry is not blocked
+
+
+def test_a_run_into_a_finished_runs_folder_removes_that_run_first(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train --overwrite over a finished run, interrupted: the old model, summary and
+    exports stayed beside the new config.json, and predict served the old model as if
+    it were the new run's. Now the earlier run's files go first (the user's stay)."""
+    from imgbalance.experiments.runfiles import RUN_FILES as REMOVED
+
+    out = tmp_path / "run"
+    run_training(_cfg(split_tree, epochs=1), out)
+    assert {p.name for p in out.iterdir()} <= set(REMOVED)  # all a run writes, a run removes
+    (out / "model.onnx").write_bytes(b"an export of the old model")
+    (out / "notes.txt").write_text("mine")
+
+    def interrupted(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch_loop, "cached_pixels", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(_cfg(split_tree, epochs=2), out)
+    left = {p.name for p in out.iterdir()}
+    assert "best_model.pt" not in left and "experiment_summary.json" not in left
+    assert "model.onnx" not in left and "notes.txt" in left
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2  # the new run's
+    with pytest.raises(ImgBalanceError, match="not a finished imgbalance run"):
+        from imgbalance.experiments.predict import load_run
+
+        load_run(out)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_train_like_ctrl_c(split_tree: Path, tmp_path: Path) -> None:
+    """SIGTERM (kill, a scheduler, a container runtime) ended train on the spot: no
+    message, and a half-written run folder that blocked the retry. Now it stops as Ctrl-C
+    does: one line, exit 143, no folder left."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "imgbalance", "train", str(split_tree), "--out", str(out),
+           "--epochs", "100000", "--set", "image_size=16", "--set", "patience=100000"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "config.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    text = err.decode(errors="replace")
+    assert proc.returncode == 143, text[-2000:]
+    assert "Stopped by SIGTERM" in " ".join(text.split()) and "Traceback" not in text
+    assert not out.exists()

@@ -32,6 +32,7 @@ from .metrics import classification_metrics, confidence_table
 from .runfiles import (
     INFERENCE_FILE,
     inference_record,
+    remove_earlier_run,
     split_rows,
     write_inference_record,
     write_predictions,
@@ -107,6 +108,8 @@ def run_training(
 
             check_model(cfg, len(split.classes))
         fresh = not out.exists() or not any(out.iterdir())
+        if not fresh:  # an earlier run's files go before this run writes any
+            remove_earlier_run(out)
         try:
             return _run(cfg, split, out, t_start, balanced_cache, log, progress, tracker,
                         tracker_uri, experiment, on_ray, address)  # fmt: skip

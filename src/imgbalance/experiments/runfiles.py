@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from .data import SplitData
 __all__ = [
     "INFERENCE_FILE",
     "PREPROCESSING",
+    "RUN_FILES",
     "inference_record",
     "metrics_table_text",
     "predictions_text",
+    "remove_earlier_run",
     "split_rows",
     "write_inference_record",
     "write_predictions",
@@ -96,6 +99,35 @@ def predictions_text(rows: Sequence[Row], classes: list[str], proba: np.ndarray)
         label = ["", ""] if lab is None else [classes[lab], lab]
         w.writerow([shown, *label, classes[int(k)], *probs])
     return buf.getvalue()
+
+
+#: every file a run writes into its folder, and the exports of its model: what a new run
+#: in the same folder removes before it writes any, so an interrupted replacement leaves an
+#: unfinished run (no model, no summary), never the old model beside the new settings
+RUN_FILES = (
+    "config.json", "class_mapping.json", "environment.json", "dataset_statistics.json",
+    "balancing_analysis.json", "history.csv", "best_model.pt", "best_model.joblib",
+    INFERENCE_FILE, "predictions.csv", "val_predictions.csv", "test_metrics.csv",
+    "confidence_analysis.csv", "confusion_matrix.png", "confidence_distribution.png",
+    "experiment_summary.json", "model.onnx", "model.onnx.json", "model.torchscript.pt",
+    "model.torchscript.pt.json", ".ray-train",
+)  # fmt: skip
+
+
+def remove_earlier_run(out: Path) -> list[str]:
+    """Remove an earlier run's files (:data:`RUN_FILES`) from ``out``, the summary that
+    marks it finished first; other files there are left alone. Returns the names removed."""
+    gone = []
+    for name in sorted(RUN_FILES, key=lambda n: n != "experiment_summary.json"):
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        gone.append(name)
+    return gone
 
 
 def write_test_metrics(
