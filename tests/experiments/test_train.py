@@ -403,6 +403,28 @@ def test_weights_are_checked_before_decoding_and_a_failed_run_leaves_no_folder(
     assert (out / "notes.txt").read_text() == "mine"
 
 
+def test_weights_of_another_shape_or_a_folder_are_clear_errors(
+    split_tree: Path, tmp_path: Path
+) -> None:
+    """A resnet18 state dict with a 1-channel first layer was load_state_dict's
+    RuntimeError traceback; a folder was "nor an existing file"; DEFAULT was listed
+    twice among the weights names."""
+    import torchvision
+
+    state = torchvision.models.resnet18(num_classes=3).state_dict()
+    state["conv1.weight"] = torch.randn(64, 1, 7, 7)
+    torch.save(state, tmp_path / "gray.pth")
+    out = tmp_path / "run"
+    said = r"does not fit ResNet: 1 tensor\(s\) have another shape: conv1.weight \(64, 1, 7, 7\)"
+    with pytest.raises(ImgBalanceError, match=said + r" \(the model's \(64, 3, 7, 7\)\)"):
+        run_training(_cfg(split_tree, model="resnet18", pretrained=str(tmp_path / "gray.pth")), out)
+    with pytest.raises(ImgBalanceError, match="are a folder; name the weights file in it"):
+        run_training(_cfg(split_tree, model="resnet18", pretrained=str(tmp_path)), out)
+    with pytest.raises(ImgBalanceError, match=r"\(DEFAULT, IMAGENET1K_V1\) nor an existing"):
+        run_training(_cfg(split_tree, model="resnet18", pretrained="IMAGENET9"), out)
+    assert not out.exists()
+
+
 def test_a_cnn_checkpoint_on_a_full_disk_is_a_clear_error(
     split_tree: Path, small_disk: Path
 ) -> None:

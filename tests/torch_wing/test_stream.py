@@ -15,7 +15,12 @@ from imgbalance.experiments import RunConfig, run_training
 torch = pytest.importorskip("torch", reason="the torch extra")
 
 from imgbalance.torch.models import create_model  # noqa: E402
-from imgbalance.torch.stream import choose_data_mode, training_memory  # noqa: E402
+from imgbalance.torch.stream import (  # noqa: E402
+    MEASURE_MAX,
+    choose_data_mode,
+    layer_outputs,
+    training_memory,
+)
 
 
 def _cfg(data: Path, **kw: object) -> RunConfig:
@@ -77,6 +82,33 @@ def test_training_memory_grows_with_the_image_and_the_batch() -> None:
     assert training_memory(model, 64, 64) > 1.9 * small - 4 * 4 * 10**6
     # small-cnn at 2400 px, batch 32: the first block's output alone is 11.8 GB
     assert training_memory(model, 2400, 32) > 20 * 2**30
+
+
+def test_a_huge_image_size_is_estimated_without_allocating_it() -> None:
+    """image_size=100000 ran a forward pass at that size to measure it: a 120 GB
+    allocation and a RuntimeError traceback. Above MEASURE_MAX the outputs are measured at
+    two sizes and extrapolated; the estimate agrees with a direct measurement."""
+    import resource
+
+    model = create_model("small-cnn", 3)
+    size = MEASURE_MAX + 256
+    measured = layer_outputs(model, size)
+    params = sum(p.numel() for p in model.parameters())
+    estimated = (training_memory(model, size, 1) / 4 - 4 * params - 6 * size * size) / 2
+    assert abs(estimated - measured) / measured < 0.02
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert training_memory(model, 100_000, 32) > 100_000 * 2**30  # about 230 TiB
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2**20  # KiB: < 1 GiB
+
+
+@pytest.mark.parametrize("size", [1, 3])
+def test_an_image_size_too_small_for_the_model_names_the_smallest(size: int) -> None:
+    """image_size=1 was "Output size is too small", a traceback from inside training."""
+    with pytest.raises(
+        ImgBalanceError, match=r"image_size=\d+ is too small .* smallest size it takes is 16 px"
+    ):
+        layer_outputs(create_model("small-cnn", 3), size)
+    assert layer_outputs(create_model("small-cnn", 3), 16) > 0
 
 
 def test_an_image_size_that_cannot_fit_fails_before_decoding(

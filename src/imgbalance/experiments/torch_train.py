@@ -29,7 +29,7 @@ from ..torch.mixing import create_mixing
 from ..torch.models import create_model
 from ..torch.pixel_cache import cached_pixels
 from ..torch.samplers import sample_weights
-from ..torch.stream import StreamBatches, choose_data_mode, training_memory
+from ..torch.stream import StreamBatches, choose_data_mode, layer_outputs, training_memory
 from ..torch.weights import class_weights
 from .config import RunConfig
 from .data import SplitData, TrainSet
@@ -280,7 +280,10 @@ def check_model(cfg: RunConfig, n_classes: int) -> None:
     """Build the run's model once, with its pretrained weights, before any image is
     decoded: an unknown model or weights that cannot be had fail in a second, not after
     the decoding, and before the run folder is written."""
-    create_model(cfg.model, n_classes, cfg.pretrained, **cfg.model_head())
+    model = create_model(cfg.model, n_classes, cfg.pretrained, **cfg.model_head())
+    size = int(cfg.image_size or 64)
+    if size < 64:  # too small for the model: an error naming the smallest size, not a traceback
+        layer_outputs(model, size)
 
 
 def plan_data(

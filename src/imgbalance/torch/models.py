@@ -148,11 +148,17 @@ def _default_transforms(name: str) -> Any:
 
 def _weights_file(name: str, weights: str) -> Path:
     path = Path(os.path.expanduser(weights))
+    if path.is_dir():
+        raise ImgBalanceError(
+            f'Weights "{weights}" for {name} are a folder; name the weights file in it '
+            "(a .pth or .safetensors state dict)."
+        )
     if not path.is_file():
-        members = torchvision.models.get_model_weights(name).__members__
+        members = list(torchvision.models.get_model_weights(name).__members__)
+        names = ["DEFAULT", *(m for m in members if m != "DEFAULT")]  # an alias in some enums
         raise ImgBalanceError(
             f'Weights "{weights}" for {name} are neither a torchvision weights name '
-            f"({', '.join(['DEFAULT', *members])}) nor an existing file."
+            f"({', '.join(names)}) nor an existing file."
         )
     return path
 
@@ -222,6 +228,18 @@ def _load_state(model: nn.Module, state: dict[str, Any], path: Path) -> None:
     w = state.get(f"{prefix}.weight")
     if w is not None and tuple(w.shape) != tuple(head.weight.shape):
         setattr(parent, attr, nn.Linear(head.in_features, int(w.shape[0])))
+    own = model.state_dict()
+    other = [
+        f"{k} {tuple(v.shape)} (the model's {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and hasattr(v, "shape") and tuple(v.shape) != tuple(own[k].shape)
+    ]
+    if other:  # load_state_dict's RuntimeError was a traceback
+        raise ImgBalanceError(
+            f'"{path}" does not fit {type(model).__name__}: {len(other)} tensor(s) have '
+            f"another shape: {', '.join(other[:3])}. It holds weights of another model or "
+            "another variant of it; pass the weights of this model."
+        )
     result = model.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
         raise ImgBalanceError(

@@ -34,9 +34,11 @@ from .data import MemoryBatches, host_batch, pixels_of
 
 __all__ = [
     "DATA_MODES",
+    "MEASURE_MAX",
     "StreamBatches",
     "available_memory",
     "choose_data_mode",
+    "layer_outputs",
     "training_memory",
 ]
 
@@ -145,11 +147,16 @@ def available_memory() -> int:
         return 8 << 30
 
 
-def training_memory(model: nn.Module, size: int, batch_size: int) -> int:
-    """Bytes one training step of ``model`` needs on the CPU at ``size`` px: the outputs
-    of every layer for one image, measured by a forward pass, times the batch, twice (kept
-    for the backward pass, and their gradients), plus weights, gradients and Adam's two
-    moments."""
+#: the largest image size a forward pass measures directly; above it the layer outputs
+#: are measured at two smaller sizes and extrapolated (they grow with the pixels): asking
+#: for 100,000 px is refused with its numbers instead of allocating 120 GB to find out
+MEASURE_MAX = 512
+
+
+def layer_outputs(model: nn.Module, size: int) -> int:
+    """The number of values every layer of ``model`` outputs for one ``size`` px image,
+    measured by a forward pass; an image too small for the model is a :class:`ConfigError`
+    naming the smallest size it takes."""
     outputs = 0
 
     def count(_m: nn.Module, _i: object, out: object) -> None:
@@ -163,10 +170,42 @@ def training_memory(model: nn.Module, size: int, batch_size: int) -> int:
         model.eval()
         with torch.no_grad():
             model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    except RuntimeError as exc:  # "Output size is too small", a kernel larger than the input
+        if size >= 64:
+            raise
+        smallest = next(s for s in range(size + 1, 65) if _runs_at(model, s))
+        raise ConfigError(
+            f"image_size={size} is too small for this model ({str(exc).splitlines()[0]}). "
+            f"The smallest size it takes is {smallest} px; write it like "
+            f"--set image_size={max(smallest, 32)}."
+        ) from None
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
+    return outputs
+
+
+def _runs_at(model: nn.Module, size: int) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+    except RuntimeError:
+        return False
+    return True
+
+
+def training_memory(model: nn.Module, size: int, batch_size: int) -> int:
+    """Bytes one training step of ``model`` needs on the CPU at ``size`` px: the outputs
+    of every layer for one image (:func:`layer_outputs`; extrapolated from two sizes above
+    :data:`MEASURE_MAX`), times the batch, twice (kept for the backward pass, and their
+    gradients), plus weights, gradients and Adam's two moments."""
+    if size <= MEASURE_MAX:
+        outputs = layer_outputs(model, size)
+    else:
+        a, b = MEASURE_MAX // 2, MEASURE_MAX
+        at_a, at_b = layer_outputs(model, a), layer_outputs(model, b)
+        outputs = int(at_b + (at_b - at_a) / (b * b - a * a) * (size * size - b * b))
     params = sum(p.numel() for p in model.parameters())
     return 4 * (2 * outputs * batch_size + 4 * params + 2 * 3 * size * size * batch_size)
 
