@@ -42,9 +42,12 @@ def test_streaming_gives_the_in_memory_model_bit_for_bit(
         ).read_bytes()
 
 
+@pytest.mark.parametrize("mode", ["stream", "memory"])
 def test_an_undecodable_training_image_is_left_out_and_counted(
-    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
+    """In both data modes (memory mode, which auto picks for a small set, stopped the run
+    with "cannot be decoded" where streaming left the image out)."""
     from imgbalance.experiments import torch_train
 
     bad = split_tree / "train" / "blue" / "blue 0.png"
@@ -55,8 +58,8 @@ def test_an_undecodable_training_image_is_left_out_and_counted(
         return choose_data_mode(*args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(torch_train, "choose_data_mode", truncate_then_choose)
-    summary = run_training(_cfg(split_tree, data_mode="stream"), tmp_path / "run")
-    assert summary["data"]["skipped_images"] == 1
+    summary = run_training(_cfg(split_tree, data_mode=mode), tmp_path / "run")
+    assert summary["data"]["mode"] == mode and summary["data"]["skipped_images"] == 1
     assert summary["data"]["skipped"][0]["path"].endswith("blue 0.png")
     on_disk = json.loads((tmp_path / "run" / "experiment_summary.json").read_text())
     assert on_disk["data"]["skipped_images"] == 1

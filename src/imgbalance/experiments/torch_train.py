@@ -359,8 +359,15 @@ def train_members(
     y_train = torch.as_tensor(train.labels, dtype=torch.long)
     aug = 1 + group.rank * AUGMENT_STRIDE  # rank 0 augments as one process does
     nhwc = channels_last(cfg, device)
+    skipped: dict[str, str] = {}
     if mode == "memory":
-        x_train = resident(torch.from_numpy(cached_pixels(train.paths, size)), device)
+        failed: dict[int, str] = {}
+        px_train = cached_pixels(train.paths, size, failed=failed)
+        if failed:  # left out and counted, as streaming leaves them out of their batches
+            keep = np.array([i for i in range(len(train.paths)) if i not in failed], np.int64)
+            px_train, y_train = px_train[keep], y_train[torch.from_numpy(keep)]
+            skipped = {train.paths[i]: why for i, why in sorted(failed.items())}
+        x_train = resident(torch.from_numpy(px_train), device)
 
         def source(idx: np.ndarray | None, seed: int) -> Batches:
             gen = torch.Generator().manual_seed(seed + aug)
@@ -383,7 +390,6 @@ def train_members(
             f"{len(train.paths)} training images at {size}px in {where} after {took:.1f} s "
             "(decoded, or read from the pixel cache)"
         )
-    skipped: dict[str, str] = {}
     t0 = time.perf_counter()
     members: list[Member] = []
     history: list[dict[str, Any]] = []

@@ -57,13 +57,20 @@ def pixels_of(path: str, size: int) -> np.ndarray | str:
 
 
 def load_pixels(
-    paths: Sequence[str], size: int, *, max_bytes: int | None = None, threads: int = 2
+    paths: Sequence[str],
+    size: int,
+    *,
+    max_bytes: int | None = None,
+    threads: int = 2,
+    failed: dict[int, str] | None = None,
 ) -> np.ndarray:
     """``(n, 3, size, size)`` uint8 RGB, every image squashed to ``size`` x ``size``.
 
     The whole set is held in memory (decoded once, then every epoch is cheap on a
     CPU); a set larger than ``max_bytes`` is refused with the numbers (the trainer
     decides beforehand, from the memory available: :mod:`imgbalance.torch.stream`).
+    A file that cannot be decoded is an error, or, with ``failed`` (a dict to fill), a
+    row of zeros and ``failed[index] = why``.
     """
     need = len(paths) * 3 * size * size
     if max_bytes is not None and need > max_bytes:
@@ -71,10 +78,12 @@ def load_pixels(
             f"{len(paths)} images at {size}x{size} need {need / 2**30:.1f} GiB in memory, more "
             f"than the {max_bytes / 2**30:.1f} GiB allowed. Use a smaller --image-size."
         )
-    out, failed = decode_pixels(paths, size, threads=threads)
-    if failed:
-        i = min(failed)
-        raise DatasetError(f'"{paths[i]}" cannot be decoded ({failed[i]}).')
+    out, bad = decode_pixels(paths, size, threads=threads)
+    if bad and failed is None:
+        i = min(bad)
+        raise DatasetError(f'"{paths[i]}" cannot be decoded ({bad[i]}).')
+    if failed is not None:
+        failed.update(bad)
     return out
 
 

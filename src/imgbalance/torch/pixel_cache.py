@@ -24,6 +24,7 @@ import hashlib
 import os
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -96,22 +97,32 @@ def _store(folder: Path, path: Path, pixels: np.ndarray, budget: int) -> None:
 
 
 def cached_pixels(
-    paths: Sequence[str], size: int, *, max_bytes: int | None = None, threads: int = 2
+    paths: Sequence[str],
+    size: int,
+    *,
+    max_bytes: int | None = None,
+    threads: int = 2,
+    failed: dict[int, str] | None = None,
 ) -> np.ndarray:
-    """:func:`~imgbalance.torch.data.load_pixels`, from the cache when it holds the set."""
+    """:func:`~imgbalance.torch.data.load_pixels`, from the cache when it holds the set.
+
+    With ``failed`` (a dict to fill), a file that cannot be decoded gets a row of zeros
+    and ``failed[index] = why`` instead of an error; such a set is not cached."""
     shape = (len(paths), 3, size, size)
     need = int(np.prod(shape))
     budget = pixel_cache_budget()
+    load = partial(load_pixels, paths, size, max_bytes=max_bytes, threads=threads, failed=failed)
     if not paths or need > budget or (max_bytes is not None and need > max_bytes):
-        return load_pixels(paths, size, max_bytes=max_bytes, threads=threads)
+        return load()
     key = pixel_set_key(paths, size)
     if key is None:
-        return load_pixels(paths, size, max_bytes=max_bytes, threads=threads)
+        return load()
     folder = cache_dir() / "pixels"
     path = folder / f"{key}.npy"
     hit = _read(path, shape)
     if hit is not None:
         return hit
-    pixels = load_pixels(paths, size, max_bytes=max_bytes, threads=threads)
-    _store(folder, path, pixels, budget)
+    pixels = load()
+    if not failed:
+        _store(folder, path, pixels, budget)
     return pixels
