@@ -47,8 +47,7 @@ PREPROCESSING: dict[str, Any] = {
         "Pillow; EXIF orientation applied; transparency (alpha, a palette's) composited on "
         "white; 16-bit gray (I;16) scaled by 255/65535, 32-bit integer and float gray by "
         "255/max(1, the image's maximum), to 8 bits; 1-bit, palette, CMYK and gray converted "
-        "to RGB by "
-        "Pillow (imgbalance.dataset.images.load_image)"
+        "to RGB by Pillow (imgbalance.dataset.images.load_image)"
     ),
     "resize": "squash to image_size x image_size (aspect ratio not kept), Pillow bilinear",
     "layout": "N x 3 x image_size x image_size, RGB",
