@@ -388,3 +388,32 @@ def test_split_lists_what_the_scan_left_out(data: Path, tmp_path: Path) -> None:
     skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
     assert set(skipped) == {"wasps", "bees/outside.png", "ants/notes.txt"}
     assert "outside the dataset: not followed" in skipped["wasps"]
+
+
+def test_a_split_whose_images_moved_reads_its_own_copies(data: Path, tmp_path: Path) -> None:
+    """After the image folder moved, a split made with --materialize copy was refused
+    ("re-run imgbalance split") though it holds every image, byte for byte. Its copies
+    are read now, each checked against its recorded sha256; a split without copies, or
+    with a copy that changed, is still refused."""
+    import shutil
+
+    moving = tmp_path / "moving"
+    shutil.copytree(data, moving)
+    result = imgbalance.split(moving, random_state=0, near_duplicates=False)
+    imgbalance.write_split(result, tmp_path / "copies", materialize="copy")
+    imgbalance.write_split(result, tmp_path / "plain")
+    before = load_split(tmp_path / "copies")
+    moving.rename(tmp_path / "elsewhere")
+    after = load_split(tmp_path / "copies")
+    assert after.classes == before.classes
+    for s in ("train", "val", "test"):
+        assert [lab for _, lab in after.rows[s]] == [lab for _, lab in before.rows[s]]
+        assert all(p.startswith(str((tmp_path / "copies" / s).resolve())) for p, _ in after.rows[s])
+    assert after.train_fingerprint() == before.train_fingerprint()  # the same training set
+    assert (tmp_path / "copies").resolve() in [p.resolve() for p in after.inputs]
+    with pytest.raises(DatasetError, match=r"no longer exists .*no copies of its images"):
+        load_split(tmp_path / "plain")
+    changed = next((tmp_path / "copies" / "test").rglob("*.png"))
+    changed.write_bytes(changed.read_bytes() + b"x")
+    with pytest.raises(DatasetError, match="no longer exists"):
+        load_split(tmp_path / "copies")

@@ -53,8 +53,11 @@ class SplitData:
     def inputs(self) -> list[Path]:
         """Folders a run must never write into: the images, and a pre-split tree."""
         folders = [self.root]
-        if self.source and not (Path(self.source) / "splits.csv").is_file():
-            folders.append(Path(self.source))
+        source = Path(self.source) if self.source else None
+        if source is not None and (
+            not (source / "splits.csv").is_file() or source.resolve() in self.root.parents
+        ):  # a pre-split tree, or a split read from its own copies
+            folders.append(source)
         return folders
 
     def counts(self, split: str) -> list[int]:
@@ -220,13 +223,17 @@ def _from_csv(path: Path, scans: dict[tuple[str, bool], Catalog]) -> SplitData:
     if not root.is_absolute() and not root.is_dir():  # relative to where split ran, or to it
         root = path / root
     root = root.resolve()
-    if not root.is_dir():
-        raise DatasetError(
-            f'The split in "{path}" was made from "{root}", which no longer exists. Re-run '
-            "`imgbalance split` on the data where it is now."
-        )
     classes = list(summary["classes"])
     listed = read_split_rows(path)
+    if not root.is_dir():
+        copies = _from_copies(path, classes, listed)  # a materialised split travels
+        if copies is not None:
+            return copies
+        raise DatasetError(
+            f'The split in "{path}" was made from "{root}", which no longer exists (and the '
+            "split folder holds no copies of its images, from --materialize copy). Re-run "
+            "`imgbalance split` on the data where it is now."
+        )
     key = (str(root), bool(summary.get("follow_links", False)))
     if key not in scans:
         scans[key] = scan(root, follow_links=key[1])
@@ -262,6 +269,30 @@ def _from_csv(path: Path, scans: dict[tuple[str, bool], Catalog]) -> SplitData:
             f'(first: "{changed[0]}"). Re-run `imgbalance split` so no test image can leak.'
         )
     return SplitData(classes, root, rows, train, source=str(path), hashes=hashes)
+
+
+def _from_copies(path: Path, classes: list[str], listed: list[dict[str, str]]) -> SplitData | None:
+    """The split from its own ``train/ val/ test/`` copies (``split --materialize copy``)
+    once the image folder it was made from has moved: every row's copy must be there with
+    the recorded sha256 (a link into the moved folder is not), else None."""
+    if not all((path / s).is_dir() for s in SPLITS) or not all(r.get("sha256") for r in listed):
+        return None
+    catalogs = {s: scan(path.resolve() / s) for s in SPLITS}
+    found = {s: {r.path: r for r in cat.usable()} for s, cat in catalogs.items()}
+    idx = {c: i for i, c in enumerate(classes)}
+    rows: dict[str, list[tuple[str, int]]] = {s: [] for s in SPLITS}
+    hashes: dict[str, str] = {}
+    train: list[ImageRecord] = []
+    for row in listed:
+        rec = found[row["split"]].get(row["path"])
+        if rec is None or rec.sha256 != row["sha256"] or rec.class_name not in idx:
+            return None
+        where = str(catalogs[row["split"]].root / rec.path)
+        rows[row["split"]].append((where, idx[rec.class_name]))
+        hashes[where] = row["sha256"]
+        if row["split"] == "train":
+            train.append(_relabel(rec, idx[rec.class_name]))
+    return SplitData(classes, catalogs["train"].root, rows, train, source=str(path), hashes=hashes)
 
 
 def _from_tree(path: Path) -> SplitData:
