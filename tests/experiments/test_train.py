@@ -418,6 +418,13 @@ def test_weights_of_another_shape_or_a_folder_are_clear_errors(
     said = r"does not fit ResNet: 1 tensor\(s\) have another shape: conv1.weight \(64, 1, 7, 7\)"
     with pytest.raises(ImgBalanceError, match=said + r" \(the model's \(64, 3, 7, 7\)\)"):
         run_training(_cfg(split_tree, model="resnet18", pretrained=str(tmp_path / "gray.pth")), out)
+    (tmp_path / "notes.pth").write_text("hello")  # was "(KeyError: 101)"
+    with pytest.raises(
+        ImgBalanceError, match=r"not a file torch.save wrote \(it starts with b'hell'"
+    ):
+        run_training(
+            _cfg(split_tree, model="resnet18", pretrained=str(tmp_path / "notes.pth")), out
+        )
     with pytest.raises(ImgBalanceError, match="are a folder; name the weights file in it"):
         run_training(_cfg(split_tree, model="resnet18", pretrained=str(tmp_path)), out)
     with pytest.raises(ImgBalanceError, match=r"\(DEFAULT, IMAGENET1K_V1\) nor an existing"):

@@ -22,6 +22,15 @@ def read_state_dict(path: Path) -> dict[str, Any]:
 
         state = load_file(str(path))
     else:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+        # torch.save writes a zip (or, before torch 1.6, a pickle): anything else gave a
+        # bare "KeyError: 101" from the unpickler
+        if not head.startswith((b"PK\x03\x04", b"\x80")):
+            raise ValueError(
+                f"it is not a file torch.save wrote (it starts with {head!r}, not a zip or "
+                "a pickle), nor a .safetensors file"
+            )
         state = torch.load(path, map_location="cpu", weights_only=True)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
