@@ -138,3 +138,81 @@ def test_a_full_disk_under_the_cache_leaves_the_run_its_pixels_and_no_leftovers(
     paths = _files(tmp_path / "a", 40)
     np.testing.assert_array_equal(cached_pixels(paths, 64), torch_data.load_pixels(paths, 64))
     assert [p.name for p in (small_disk / "cache" / "pixels").iterdir()] == []
+
+
+def _count_stream_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    from imgbalance.torch import stream
+
+    decoded: list[str] = []
+    real = stream.pixels_of
+
+    def counting(path: str, size: int) -> np.ndarray | str:
+        decoded.append(path)
+        return real(path, size)
+
+    monkeypatch.setattr(stream, "pixels_of", counting)
+    return decoded
+
+
+def test_streaming_decodes_each_image_once_and_a_second_run_none(
+    split_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Streamed sets decoded every image again every epoch (and every run of a grid).
+    Their pixels now fill a memory-mapped cache file as they are first decoded: later
+    epochs and later runs read it, and the model is the same bit for bit."""
+    monkeypatch.setenv("IMGBALANCE_CACHE_DIR", str(tmp_path / "cache"))
+    base = {"data": str(split_tree), "image_size": 16, "epochs": 3, "batch_size": 8,
+            "seed": 3, "patience": 10}  # fmt: skip
+    stream_cfg = RunConfig.from_dict({**base, "data_mode": "stream"})
+    with monkeypatch.context() as m:
+        decoded = _count_stream_decodes(m)
+        run_training(stream_cfg, tmp_path / "first")
+    n = {s: sum(1 for _ in (split_tree / s).rglob("*.png")) for s in ("train", "val", "test")}
+    times = {s: sum(f"/split/{s}/" in p for p in decoded) for s in n}
+    assert times["val"] == n["val"] and times["test"] == n["test"]  # once, over 3 epochs
+    # the training images once, but for the batches of epoch 2 drawn ahead (3 of 8 images)
+    # before epoch 1's last batch was in
+    assert n["train"] <= times["train"] <= n["train"] + 3 * 8 < 3 * n["train"]
+    assert len(_cached(tmp_path / "cache")) == 3 and not list((tmp_path / "cache").rglob("*.tmp"))
+    with monkeypatch.context() as m:
+        decoded = _count_stream_decodes(m)
+        run_training(stream_cfg, tmp_path / "second")
+    assert decoded == []
+    monkeypatch.setenv("IMGBALANCE_PIXEL_CACHE_GB", "0")
+    run_training(stream_cfg, tmp_path / "uncached")
+    run_training(RunConfig.from_dict({**base, "data_mode": "memory"}), tmp_path / "memory")
+    for other in ("second", "uncached", "memory"):
+        for name in ("predictions.csv", "val_predictions.csv", "test_metrics.csv"):
+            assert (tmp_path / "first" / name).read_bytes() == (
+                tmp_path / other / name
+            ).read_bytes(), (other, name)
+
+
+def test_a_streamed_set_with_an_undecodable_image_or_no_room_is_not_cached(
+    split_tree: Path, small_disk: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An image left out (its set is not the set) and a full disk (the space is taken up
+    front: a memory-mapped file on a full disk would be a SIGBUS) leave no cache file and
+    no temporary; the runs train as without a cache."""
+    from imgbalance.experiments import torch_train
+    from imgbalance.torch.pixel_cache import streamed_pixels
+    from imgbalance.torch.stream import choose_data_mode
+
+    monkeypatch.setenv("IMGBALANCE_CACHE_DIR", str(tmp_path / "cache"))
+    bad = split_tree / "train" / "blue" / "blue 0.png"
+
+    def truncate_then_choose(*args: object, **kw: object) -> tuple[str, str]:
+        bad.write_bytes(bad.read_bytes()[:60])  # broken after the split was scanned
+        return choose_data_mode(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(torch_train, "choose_data_mode", truncate_then_choose)
+    cfg = RunConfig.from_dict({"data": str(split_tree), "image_size": 16, "epochs": 2,
+                               "batch_size": 8, "seed": 3, "data_mode": "stream"})  # fmt: skip
+    summary = run_training(cfg, tmp_path / "run")
+    assert summary["data"]["skipped_images"] == 1
+    cached = [p.name for p in (tmp_path / "cache" / "pixels").iterdir()]
+    assert len(cached) == 2 and all(c.endswith(".npy") for c in cached)  # val and test only
+    monkeypatch.setenv("IMGBALANCE_CACHE_DIR", str(small_disk / "cache"))
+    paths = _files(tmp_path / "a", 40)
+    assert streamed_pixels(paths, 64) is None  # 480 KiB of pixels on a 400 KiB disk
+    assert list((small_disk / "cache" / "pixels").iterdir()) == []

@@ -27,7 +27,7 @@ from ..torch.finetune import (
 from ..torch.losses import ClassLoss, LossSpec, create_loss
 from ..torch.mixing import create_mixing
 from ..torch.models import create_model
-from ..torch.pixel_cache import cached_pixels
+from ..torch.pixel_cache import CachedRows, cached_pixels, streamed_pixels
 from ..torch.samplers import sample_weights
 from ..torch.stream import StreamBatches, choose_data_mode, layer_outputs, training_memory
 from ..torch.weights import class_weights
@@ -326,7 +326,9 @@ def eval_sets(
                                            np.zeros((0, 3, size, size), np.uint8)), device),
                           device, "none", channels_last=nhwc)
             if mode == "memory"
-            else StreamBatches(paths, size, device, "none", threads=threads, channels_last=nhwc)
+            else StreamBatches(paths, size, device, "none", threads=threads, channels_last=nhwc,
+                               cache=streamed_pixels(paths, size, [split.hashes[p] for p in paths]),
+                               owns_cache=True)
         )  # fmt: skip
         sets[name] = (batches, np.array([lab for _, lab in rows], dtype=np.int64))
     return sets
@@ -360,6 +362,7 @@ def train_members(
     aug = 1 + group.rank * AUGMENT_STRIDE  # rank 0 augments as one process does
     nhwc = channels_last(cfg, device)
     skipped: dict[str, str] = {}
+    cache: CachedRows | None = None
     if mode == "memory":
         failed: dict[int, str] = {}
         px_train = cached_pixels(train.paths, size, failed=failed)
@@ -374,14 +377,16 @@ def train_members(
             px = x_train if idx is None else x_train[idx]
             return MemoryBatches(px, device, cfg.augment, gen, channels_last=nhwc)
 
-    else:
+    else:  # one process: its decoded images cached (a rank of a run would cache a share)
+        digests = train.hashes if len(train.hashes) == len(train.paths) else None
+        cache = streamed_pixels(train.paths, size, digests) if group.world_size == 1 else None
 
         def source(idx: np.ndarray | None, seed: int) -> Batches:
             gen = torch.Generator().manual_seed(seed + aug)
             paths = train.paths if idx is None else [train.paths[i] for i in idx]
-            return StreamBatches(
-                paths, size, device, cfg.augment, gen, threads=threads, channels_last=nhwc
-            )
+            rows = cache if cache is None or idx is None else cache.subset(idx)
+            return StreamBatches(paths, size, device, cfg.augment, gen, threads=threads,
+                                 channels_last=nhwc, cache=rows)  # fmt: skip
 
     took = time.perf_counter() - t_load
     if mode == "memory":
@@ -391,41 +396,45 @@ def train_members(
             "(decoded, or read from the pixel cache)"
         )
     t0 = time.perf_counter()
-    members: list[Member] = []
-    history: list[dict[str, Any]] = []
-    if cfg.ensemble > 1:  # EasyEnsemble: each member on a balanced random-under subset
-        rng = np.random.default_rng(cfg.seed)
-        y_np = y_train.numpy()
-        present = [c for c in range(n_classes) if (y_np == c).any()]
-        smallest = min(int((y_np == c).sum()) for c in present)
-        for k in range(cfg.ensemble):
-            idx = np.sort(
-                np.concatenate(
-                    [
-                        rng.choice(np.flatnonzero(y_np == c), smallest, replace=False)
-                        for c in present
-                    ]
+    try:
+        members: list[Member] = []
+        history: list[dict[str, Any]] = []
+        if cfg.ensemble > 1:  # EasyEnsemble: each member on a balanced random-under subset
+            rng = np.random.default_rng(cfg.seed)
+            y_np = y_train.numpy()
+            present = [c for c in range(n_classes) if (y_np == c).any()]
+            smallest = min(int((y_np == c).sum()) for c in present)
+            for k in range(cfg.ensemble):
+                idx = np.sort(
+                    np.concatenate(
+                        [
+                            rng.choice(np.flatnonzero(y_np == c), smallest, replace=False)
+                            for c in present
+                        ]
+                    )
                 )
-            )
-            member_seed = cfg.seed * 1000 + k
-            member = source(idx, member_seed)
+                member_seed = cfg.seed * 1000 + k
+                member = source(idx, member_seed)
+                trained = _train_member(
+                    cfg, n_classes, member, y_train[idx], val, train.original_counts,
+                    device, member_seed, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
+                    progress=progress, group=group,
+                )  # fmt: skip
+                skipped.update(_left_out(member))
+                members.append(trained)
+                history += trained.history
+        else:
+            whole = source(None, cfg.seed)
             trained = _train_member(
-                cfg, n_classes, member, y_train[idx], val, train.original_counts,
-                device, member_seed, log, tag=f"member {k + 1}/{cfg.ensemble}: ",
-                progress=progress, group=group,
+                cfg, n_classes, whole, y_train, val, train.original_counts, device,
+                cfg.seed, log, progress=progress, group=group,
             )  # fmt: skip
-            skipped.update(_left_out(member))
+            skipped.update(_left_out(whole))
             members.append(trained)
-            history += trained.history
-    else:
-        whole = source(None, cfg.seed)
-        trained = _train_member(
-            cfg, n_classes, whole, y_train, val, train.original_counts, device,
-            cfg.seed, log, progress=progress, group=group,
-        )  # fmt: skip
-        skipped.update(_left_out(whole))
-        members.append(trained)
-        history = trained.history
+            history = trained.history
+    finally:  # a complete cache file goes into place, an incomplete one away
+        if cache is not None:
+            cache.finish()
     train_s = time.perf_counter() - t0
     if skipped:
         log(f"{len(skipped)} training image(s) could not be decoded and were left out")

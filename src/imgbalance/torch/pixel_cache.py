@@ -9,6 +9,11 @@ the sha256 of every file's **content** (in order), the size and :data:`VERSION` 
 decoding rules. A file edited since, a copy of a split in another folder, a different
 order: the key says. The pixels returned are the decoded ones, byte for byte.
 
+A streamed set (too large for memory) uses the same files through
+:func:`streamed_pixels`: a complete file is memory-mapped and its rows read as the
+batches ask, and a missing one is filled by a :class:`PixelFiller` as the first epoch
+decodes, so later epochs and later runs do not decode again.
+
 The cache is bounded (``$IMGBALANCE_PIXEL_CACHE_GB``, default 4; ``0`` turns it off):
 a set larger than the bound is not stored, and the least recently used files are
 removed to stay under it. It is best-effort: a cache file that cannot be read (cut
@@ -22,8 +27,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -32,7 +39,15 @@ import numpy as np
 from .._fs import atomic_path, cache_dir, file_sha256, is_temporary
 from .data import load_pixels
 
-__all__ = ["VERSION", "cached_pixels", "pixel_cache_budget", "pixel_set_key"]
+__all__ = [
+    "VERSION",
+    "CachedRows",
+    "PixelFiller",
+    "cached_pixels",
+    "pixel_cache_budget",
+    "pixel_set_key",
+    "streamed_pixels",
+]
 
 #: the decoding rules the cached pixels follow (pixels_of: EXIF, RGB, bilinear squash)
 VERSION = 1
@@ -80,20 +95,153 @@ def _store(folder: Path, path: Path, pixels: np.ndarray, budget: int) -> None:
     try:
         with atomic_path(path) as tmp, tmp.open("wb") as fh:
             np.save(fh, pixels, allow_pickle=False)
-        now = time.time()
-        for left in folder.glob(".*.tmp"):
-            if is_temporary(left.name) and now - left.stat().st_mtime > _STALE_S:
-                left.unlink(missing_ok=True)
-        files = sorted(folder.glob("*.npy"), key=lambda f: f.stat().st_mtime_ns)
-        total = sum(f.stat().st_size for f in files)
-        for old in files:
-            if total <= budget:
-                break
-            if old != path:
-                total -= old.stat().st_size
-                old.unlink(missing_ok=True)
+        _evict(folder, path, budget)
     except OSError:
         pass  # best-effort: the run has its pixels; the next one decodes again
+
+
+def _evict(folder: Path, keep: Path, budget: int) -> None:
+    """Remove a killed writer's temporaries, then the least recently used sets but
+    ``keep`` until the cache is within ``budget``."""
+    now = time.time()
+    for left in folder.glob(".*.tmp"):
+        if is_temporary(left.name) and now - left.stat().st_mtime > _STALE_S:
+            left.unlink(missing_ok=True)
+    files = sorted(folder.glob("*.npy"), key=lambda f: f.stat().st_mtime_ns)
+    total = sum(f.stat().st_size for f in files)
+    for old in files:
+        if total <= budget:
+            break
+        if old != keep:
+            total -= old.stat().st_size
+            old.unlink(missing_ok=True)
+
+
+class PixelFiller:
+    """A streamed set's cache file, written row by row as its images are first decoded
+    (a memory-mapped ``.npy`` under a temporary name, its space allocated up front, so a
+    full disk is an ``OSError`` here and never a SIGBUS later); complete and without a
+    failed image, it is renamed into place."""
+
+    def __init__(self, final: Path, shape: tuple[int, ...]) -> None:
+        self.final = final
+        self.tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.arr: np.ndarray = np.lib.format.open_memmap(
+                self.tmp, mode="w+", dtype=np.uint8, shape=shape
+            )
+            fd = os.open(self.tmp, os.O_RDWR)
+            try:
+                os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self.filled = np.zeros(shape[0], dtype=bool)
+        self.failed = False
+        self.done = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.failed and bool(self.filled.all())
+
+    def put(self, row: int, pixels: np.ndarray) -> None:
+        self.arr[row] = pixels
+        self.filled[row] = True
+
+    def finish(self, budget: int) -> None:
+        """Rename a complete file into place (evicting older sets), else remove it; once."""
+        if self.done:
+            return
+        self.done = True
+        try:
+            if self.complete:
+                self.arr.flush()  # type: ignore[attr-defined]
+                os.replace(self.tmp, self.final)
+                _evict(self.final.parent, self.final, budget)
+        except OSError:
+            pass  # best-effort, as every write of the cache
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class CachedRows:
+    """Where a streamed set's images come from besides their files: the rows of its
+    cached pixels (``store``, memory-mapped: read as needed, never all in memory), or of
+    the ``filler`` that writes them as they are first decoded. ``rows[i]`` is the cache
+    row of the batches' image ``i`` (an ensemble member streams a subset of the set)."""
+
+    store: np.ndarray | None
+    filler: PixelFiller | None
+    rows: np.ndarray
+
+    def subset(self, idx: np.ndarray) -> CachedRows:
+        return CachedRows(self.store, self.filler, self.rows[idx])
+
+    def get(self, i: int) -> np.ndarray | None:
+        """Image ``i``'s pixels from the cache, or None when it has to be decoded."""
+        if self.store is None and self.filler is not None and self.filler.complete:
+            self.store = self.filler.arr  # every row written: later epochs read, not decode
+        return None if self.store is None else np.array(self.store[self.rows[i]])
+
+    def put(self, i: int, pixels: np.ndarray | str) -> None:
+        """Record image ``i`` as decoded (an error message: the set is not cached)."""
+        if self.filler is None or self.filler.complete:
+            return
+        if isinstance(pixels, str):
+            self.filler.failed = True
+        else:
+            self.filler.put(int(self.rows[i]), pixels)
+
+    def finish(self) -> None:
+        if self.filler is not None:
+            self.filler.finish(pixel_cache_budget())
+
+
+def streamed_pixels(
+    paths: Sequence[str], size: int, digests: Sequence[str] | None = None
+) -> CachedRows | None:
+    """The pixel cache of a streamed set: its cached pixels memory-mapped, or a filler
+    for them; None when the cache is off, the set exceeds its bound or cannot be keyed.
+    ``digests`` (each file's sha256, from the scan) spare reading every file again."""
+    shape = (len(paths), 3, size, size)
+    budget = pixel_cache_budget()
+    if not paths or int(np.prod(shape)) > budget:
+        return None
+    key = _key_of(digests, size) if digests is not None else None
+    key = key or pixel_set_key(paths, size)
+    if key is None:
+        return None
+    path = cache_dir() / "pixels" / f"{key}.npy"
+    rows = np.arange(len(paths))
+    try:
+        store: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
+        if store.dtype == np.uint8 and store.shape == shape:
+            with contextlib.suppress(OSError):
+                os.utime(path)  # most recently used
+            return CachedRows(store, None, rows)
+    except (OSError, ValueError, EOFError):
+        pass
+    try:
+        return CachedRows(None, PixelFiller(path, shape), rows)
+    except OSError:  # a full disk, a read-only cache: the run decodes, as without one
+        return None
+
+
+def _key_of(digests: Sequence[str], size: int) -> str | None:
+    """:func:`pixel_set_key` from the files' known sha256 (None if one is not a sha256)."""
+    h = hashlib.sha256(f"imgbalance-pixels-v{VERSION}:{size}:{len(digests)}\n".encode())
+    for d in digests:
+        if len(d) != 64:
+            return None
+        try:
+            h.update(bytes.fromhex(d))
+        except ValueError:
+            return None
+    return h.hexdigest()
 
 
 def cached_pixels(

@@ -31,6 +31,7 @@ from torch import nn
 
 from ..errors import ConfigError, DatasetError
 from .data import MemoryBatches, host_batch, pixels_of
+from .pixel_cache import CachedRows
 
 __all__ = [
     "DATA_MODES",
@@ -60,8 +61,14 @@ class StreamBatches:
         threads: int = 2,
         ahead: int = 2,
         channels_last: bool = False,
+        cache: CachedRows | None = None,
+        owns_cache: bool = False,
     ) -> None:
         self.paths = list(paths)
+        #: the set's decoded pixels on disk (see :func:`.pixel_cache.streamed_pixels`):
+        #: read instead of decoding once complete; ``owns_cache``: finished by :meth:`close`
+        self.cache = cache
+        self.owns_cache = owns_cache
         self.size = size
         self.ahead = ahead
         self.device = device
@@ -72,7 +79,11 @@ class StreamBatches:
         self.failed: dict[int, str] = {}
 
     def _submit(self, idx: torch.Tensor) -> list[Future[np.ndarray | str]]:
-        return [self._pool.submit(pixels_of, self.paths[i], self.size) for i in idx.tolist()]
+        return [self._pool.submit(self._pixels, i) for i in idx.tolist()]
+
+    def _pixels(self, i: int) -> np.ndarray | str:
+        cached = self.cache.get(i) if self.cache is not None else None
+        return cached if cached is not None else pixels_of(self.paths[i], self.size)
 
     def _collect(
         self, idx: torch.Tensor, futures: list[Future[np.ndarray | str]]
@@ -80,6 +91,8 @@ class StreamBatches:
         keep, rows = [], []
         for k, (i, f) in enumerate(zip(idx.tolist(), futures, strict=True)):
             value = f.result()
+            if self.cache is not None:
+                self.cache.put(i, value)
             if isinstance(value, str):
                 self.failed[i] = value
             else:
@@ -129,6 +142,8 @@ class StreamBatches:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self.cache is not None and self.owns_cache:
+            self.cache.finish()
 
 
 def available_memory() -> int:
