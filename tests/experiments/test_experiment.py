@@ -6,6 +6,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,6 +300,19 @@ def test_repeated_splits_give_every_arm_the_same_split_sequence(
     assert verdict["protocol"]["splits"] == 3
     assert "over 3 repeated splits" in verdict["verdict"][0]
     assert "All runs share one split" not in paths["markdown"].read_text()
+
+    # the folder moved (its runs record absolute paths): the test was the plain paired
+    # t-test, and a verdict of "indistinguishable" became significant wins
+    def test_of(folder: Path) -> str:
+        found = json.loads(write_report(folder)["verdict"].read_text())
+        return next(t for t in found["techniques"] if t["arm"] == "weighted")["macro_f1_test"]
+
+    moved = tmp_path / "moved"
+    out.rename(moved)
+    assert test_of(moved) == weighted["macro_f1_test"]  # its splits, found beside the runs
+    shutil.rmtree(moved / "_splits")
+    if weighted["macro_f1_test"] == "corrected resampled t-test":
+        assert test_of(moved).startswith("corrected resampled t-test (the splits' records were")
 
 
 def test_a_grid_checks_its_data_once_before_any_run(tmp_path: Path, image_tree: Path) -> None:

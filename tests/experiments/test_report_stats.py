@@ -236,3 +236,41 @@ def test_a_grid_without_a_baseline_arm_is_told_why_there_is_no_verdict() -> None
     assert "No arm is named baseline" in line and "ce, ldam-drw" in line
     with_base = [{"arm": "baseline", "model": "small-cnn"}, *aggs[1:]]
     assert verdict_lines(with_base, {"splits": 1})[0].startswith("Nothing to compare yet")
+
+
+def _clear_win_rows(test_n_b: int) -> list[dict[str, Any]]:
+    """smote 0.10 above the baseline on five seeds, with class b's test count."""
+    rows = []
+    for s, noise in enumerate((0.00, 0.01, -0.01, 0.02, 0.0)):
+        for arm, f1 in (("baseline", 0.60 + noise), ("smote", 0.70 + noise + 0.003 * s)):
+            rows.append(_row(arm, "linear", s, f1, **{"test_n:a": 40, "test_n:b": test_n_b}))
+    return rows
+
+
+def test_a_class_with_a_handful_of_test_images_gets_a_warning_not_a_mark() -> None:
+    """With 3 test images of a class, a 'significant' gain in macro-F1 was marked and
+    headlined as a win: every compared metric averages over the classes, so it rests on
+    those 3 images. It is reported, as no verdict, and marked nowhere."""
+    from imgbalance.experiments.report import _mark, verdict_lines
+    from imgbalance.experiments.stats import BETTER, FEW
+
+    many = aggregate(_clear_win_rows(test_n_b=12))[1]
+    assert many["macro_f1_status"] == BETTER and _mark(many, "macro_f1") == "↑"
+    few = aggregate(_clear_win_rows(test_n_b=3))[1]
+    assert few["macro_f1_status"] == FEW and _mark(few, "macro_f1") == ""
+    assert few["macro_f1_delta"] == pytest.approx(many["macro_f1_delta"])
+    proto = {"splits": 1}
+    text = " ".join(verdict_lines(aggregate(_clear_win_rows(test_n_b=3)), proto))
+    assert "no technique beats the baseline" in text and "smote: +" in text
+    assert 'is no verdict: class "b" has 3 test images' in text
+    assert "smote beats" in " ".join(verdict_lines(aggregate(_clear_win_rows(12)), proto))
+
+
+def test_intervals_are_cut_to_the_possible_range() -> None:
+    """A t-interval on a few noisy splits reached +1.35 on a recall."""
+    rows = []
+    for s, (base, tech) in enumerate(((0.0, 1.0), (0.5, 0.6), (0.0, 1.0))):
+        rows.append(_row("baseline", "linear", s, 0.5, minority_recall=base))
+        rows.append(_row("smote", "linear", s, 0.5, minority_recall=tech))
+    smote = aggregate(rows)[1]
+    assert smote["minority_recall_ci_high"] == 1.0 and smote["minority_recall_ci_low"] >= -1.0

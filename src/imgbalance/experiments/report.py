@@ -27,13 +27,14 @@ from .results import (
     LABELS,
     LOWER_IS_BETTER,
     METRICS,
+    MIN_EVAL_IMAGES,
     aggregate,
     collect_runs,
     only_whole_splits,
     protocol,
     small_class_warnings,
 )
-from .stats import BETTER, SAME, SINGLE, WORSE
+from .stats import BETTER, FEW, SAME, SINGLE, WORSE
 
 __all__ = ["verdict_lines", "write_report"]
 
@@ -77,7 +78,9 @@ def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str
             over = f"over {n} repeated splits"
         else:
             over = "on one split" if n == 1 else f"over {n} seeds of one split"
-        by: dict[str, list[dict[str, Any]]] = {BETTER: [], WORSE: [], SAME: [], SINGLE: []}
+        by: dict[str, list[dict[str, Any]]] = {
+            BETTER: [], WORSE: [], SAME: [], SINGLE: [], FEW: []
+        }  # fmt: skip
         for a in others:
             by[a[f"{_primary(a)}_status"]].append(a)
         parts = [f"{model}, {over}:"]
@@ -97,6 +100,14 @@ def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str
             parts.append(
                 f"{a['arm']} is significantly worse: {_change(a, k)} "
                 f"(Holm-corrected p = {_fmt_p(a[f'{k}_p_holm'])})."
+            )
+        for a in by[FEW]:
+            k = _primary(a)
+            parts.append(
+                f"{a['arm']}: {_change(a, k)} (Holm-corrected p = {_fmt_p(a[f'{k}_p_holm'])}) "
+                f"is no verdict: {a[f'{k}_few']}, so the difference can be one or two images. "
+                "Collect more test images of it (or merge it with a related class) before "
+                "trusting it."
             )
         if by[SAME]:
             names = ", ".join(a["arm"] for a in by[SAME])
@@ -149,7 +160,10 @@ def _protocol_text(proto: dict[str, Any], aggs: list[dict[str, Any]]) -> str:
         f"interval is in verdict.json); p from {', '.join(tests) or 'no test'}; Holm's "
         "correction over "
         "the techniques of each model, per metric; ↑ / ↓ mark a difference that is "
-        "significant after it (alpha = 0.05). 'baseline + post-hoc LA' and 'baseline + "
+        "significant after it (alpha = 0.05), and none is marked while a class has fewer "
+        f"than {MIN_EVAL_IMAGES} test images (every compared metric averages over the "
+        "classes, so it rests on them); intervals are cut to the possible range, "
+        "[-1, +1]. 'baseline + post-hoc LA' and 'baseline + "
         "thresholds' are the baseline's models with post-hoc logit adjustment (read on "
         "balanced accuracy, the error it targets) and validation-tuned class thresholds."
     )

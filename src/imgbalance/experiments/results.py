@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImgBalanceError
-from .stats import LOWER_IS_BETTER, compare_to_baseline
+from .stats import BETTER, FEW, LOWER_IS_BETTER, WORSE, compare_to_baseline
 
 __all__ = [
     "LABELS",
@@ -122,6 +122,20 @@ def collect_runs(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, classes
 
 
+def _split_summary(folder: Path, data: str) -> Any:
+    """The ``split_summary.json`` of the split a run trained on: where the run recorded
+    it, or, when the runs' folder was moved or copied (a comparison folder holds its
+    splits beside its runs), at the same place beside the run folder; None if neither."""
+    recorded = Path(data)
+    if not data:
+        return None
+    places = [recorded, *(up / recorded.parent.name / recorded.name for up in folder.parents[:3])]
+    for place in places:
+        if (place / "split_summary.json").is_file():
+            return _read_json(place / "split_summary.json")
+    return None
+
+
 def _completed_row(folder: Path, arm: str, model: str, s: dict[str, Any]) -> dict[str, Any]:
     cfg, m = s["config"], s["final_metrics"]
     stats_file = folder / "dataset_statistics.json"
@@ -135,8 +149,7 @@ def _completed_row(folder: Path, arm: str, model: str, s: dict[str, Any]) -> dic
     }
     present = [c for c in minority if test_support[c] > 0]
     posthoc = s.get("posthoc") or {}
-    split_file = Path(str(cfg.get("data", ""))) / "split_summary.json"
-    split_info = _read_json(split_file) if split_file.is_file() else {}
+    split_info = _split_summary(folder, str(cfg.get("data", "")))
     selection = s.get("selection") or {}
     return {
         "run": folder.name,
@@ -144,8 +157,12 @@ def _completed_row(folder: Path, arm: str, model: str, s: dict[str, Any]) -> dic
         "model": cfg.get("model") or model,
         "seed": cfg.get("seed"),
         "split": str(cfg.get("data", "")),
-        # one of a grid's random re-splits of one dataset (their training sets overlap)
-        "resplit": isinstance(split_info, dict) and isinstance(split_info.get("repeat"), dict),
+        # one of a grid's random re-splits of one dataset (their training sets overlap);
+        # "unknown" when the split's record cannot be found (the statistics then take the
+        # cautious test, as for re-splits)
+        "resplit": "unknown"
+        if split_info is None
+        else isinstance(split_info, dict) and isinstance(split_info.get("repeat"), dict),
         "status": "completed",
         "technique": cfg.get("technique"),
         "loss": cfg.get("loss"),
@@ -241,6 +258,7 @@ def aggregate(
         for metric in COMPARED
         for c in compare_to_baseline(done, metric, alpha=alpha)
     }
+    few = _few_test_images(done)
     out = []
     for arm, model in order:
         runs = groups[(arm, model)]
@@ -260,12 +278,32 @@ def aggregate(
                 continue
             agg[f"{metric}_delta"], agg[f"{metric}_wins"] = c.delta, c.wins
             agg[f"{metric}_p"], agg[f"{metric}_p_holm"] = c.p, c.p_holm
-            agg[f"{metric}_ci_low"], agg[f"{metric}_ci_high"] = c.ci_low, c.ci_high
+            # a difference of two scores in [0, 1] lies in [-1, 1]: a t-interval on a few
+            # splits can reach past that (+1.35 on a recall), and is cut to it
+            agg[f"{metric}_ci_low"] = max(c.ci_low, -1.0) if c.ci_low == c.ci_low else c.ci_low
+            agg[f"{metric}_ci_high"] = min(c.ci_high, 1.0) if c.ci_high == c.ci_high else c.ci_high
             agg[f"{metric}_boot_low"], agg[f"{metric}_boot_high"] = c.boot_low, c.boot_high
-            agg[f"{metric}_status"], agg[f"{metric}_units"] = c.status, c.units
+            status = c.status
+            if few and status in (BETTER, WORSE):  # a warning, not a mark
+                status, agg[f"{metric}_few"] = FEW, few
+            agg[f"{metric}_status"], agg[f"{metric}_units"] = status, c.units
             agg[f"{metric}_unit"], agg[f"{metric}_test"] = c.unit, c.test
         out.append(agg)
     return out
+
+
+def _few_test_images(done: list[dict[str, Any]], minimum: int = MIN_EVAL_IMAGES) -> str:
+    """``'class "b" has 2-3 test images'`` for the classes with fewer than ``minimum`` test
+    images in some run (every compared metric averages over classes, so each rests on
+    them), or empty."""
+    parts = []
+    keys = sorted({k for r in done for k in r if k.startswith("test_n:")})
+    for key in keys:
+        counts = [int(r[key]) for r in done if _present(r.get(key))]
+        if counts and min(counts) < minimum:
+            lo, hi = min(counts), max(counts)
+            parts.append(f'class "{key[7:]}" has {lo if lo == hi else f"{lo}-{hi}"} test images')
+    return ", ".join(parts)
 
 
 def only_whole_splits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

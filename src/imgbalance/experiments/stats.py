@@ -60,6 +60,9 @@ __all__ = [
 LOWER_IS_BETTER = frozenset({"ece", "nll", "brier"})
 #: statuses of a comparison
 BETTER, WORSE, SAME, SINGLE = "better", "worse", "indistinguishable", "single measurement"
+#: a difference that would be significant, on a metric that rests on a class with a
+#: handful of test images: a warning, never a mark
+FEW = "rests on few test images"
 
 
 @dataclass
@@ -261,7 +264,8 @@ def _compare(
     ratio = None
     # the correction is for random re-splits of one dataset (overlapping training sets);
     # splits drawn otherwise (a fixed test set, new training draws) take the plain test
-    if unit == "split" and all(_truthy(r.get("resplit")) for r in runs):
+    unknown = any(str(r.get("resplit")) == "unknown" for r in runs)
+    if unit == "split" and all(_truthy(r.get("resplit")) or unknown for r in runs):
         ratios = [
             float(r["test_n"]) / float(r["train_size_before"])
             for r in runs
@@ -278,6 +282,8 @@ def _compare(
     else:
         p = corrected_ttest(diffs, ratio)
         test = "corrected resampled t-test" if ratio is not None else "paired t-test"
+        if ratio is not None and unknown:
+            test += " (the splits' records were not found: taken as re-splits, the cautious test)"
     a, b = np.asarray(pairs).T
     better = (a < b) if metric in LOWER_IS_BETTER else (a > b)
     c = Comparison(
