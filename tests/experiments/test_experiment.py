@@ -502,3 +502,34 @@ def test_ctrl_c_stops_a_grid_and_its_workers_at_once(
         for w in workers:
             with contextlib.suppress(OSError):
                 os.kill(w, signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("arms", "expected"),
+    [
+        ({"x": {}, "x__linear": {"loss": "weighted-ce"}}, "the arm name 'x__linear' cannot"),
+        ({"baseline": {}, "_hidden": {}}, "the arm name '_hidden' cannot"),
+        ({"baseline": {}, "": {}}, "the arm name '' cannot"),
+        ({"baseline": {}, "..": {}}, r"the arm name '\.\.' cannot"),
+    ],
+)
+def test_arm_names_that_cannot_name_run_folders_are_refused(
+    tmp_path: Path, split_tree: Path, arms: dict[str, object], expected: str
+) -> None:
+    """The report reads a run's arm back from its folder ARM__MODEL__CELL: "x__linear"
+    merged into arm x (its runs pooled with x's as if they were seeds), and a hidden or
+    empty name trained but vanished from the verdict."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"data": str(split_tree), "models": ["linear"], "arms": arms}))
+    with pytest.raises(imgbalance.ImgBalanceError, match=expected):
+        load_grid(path)
+
+
+def test_a_key_given_twice_in_a_grid_is_refused(tmp_path: Path, split_tree: Path) -> None:
+    """YAML keeps the last of two equal keys: "smote" given twice ran one arm, labelled
+    smote, whose config said random-over."""
+    path = tmp_path / "grid.yaml"
+    path.write_text(f"data: {split_tree}\nmodels: [linear]\narms:\n  baseline: {{}}\n"
+                    "  smote: {technique: smote}\n  smote: {technique: random-over}\n")  # fmt: skip
+    with pytest.raises(imgbalance.ImgBalanceError, match=r'line 6: the key "smote" is given again'):
+        load_grid(path)

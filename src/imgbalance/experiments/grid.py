@@ -153,6 +153,14 @@ def _check_types(grid: dict[str, Any], path: Path) -> None:
     for arm, settings in grid["arms"].items():
         if not isinstance(arm, str) or not (settings is None or isinstance(settings, dict)):
             raise bad("arms", f"a mapping of names to settings (arm {arm!r} is not)")
+        # a run folder is ARM__MODEL__CELL and the report reads the arm back from it: "__"
+        # in a name merged two arms into one, and a hidden or empty name vanished
+        if not arm.strip() or "__" in arm or arm.startswith((".", "_")):
+            raise ImgBalanceError(
+                f'"{path}": the arm name {arm!r} cannot name run folders (ARM__MODEL__...): '
+                "a name must not be empty, contain '__' or start with '.' or '_'. Rename it "
+                "(for example smote_k3)."
+            )
     groups = grid.get("groups")
     if groups is not None and not (
         isinstance(groups, dict)
