@@ -533,3 +533,41 @@ def test_a_key_given_twice_in_a_grid_is_refused(tmp_path: Path, split_tree: Path
                     "  smote: {technique: smote}\n  smote: {technique: random-over}\n")  # fmt: skip
     with pytest.raises(imgbalance.ImgBalanceError, match=r'line 6: the key "smote" is given again'):
         load_grid(path)
+
+
+def test_a_class_that_cannot_reach_a_test_split_is_refused_before_any_run(
+    tmp_path: Path, image_tree: Path
+) -> None:
+    """20 identical copies are one group, kept in one split: the class had no test image
+    in any split and the verdict was computed on the other classes without a word; a
+    test fraction of 0 crashed the grid's log line (macro-F1 None)."""
+    from PIL import Image
+
+    same = Image.new("RGB", (16, 16), (9, 99, 199))
+    for i in range(20):
+        same.save(image_tree / "red" / f"copy_{i}.png")
+    for f in [p for p in (image_tree / "red").iterdir() if not p.name.startswith("copy_")]:
+        f.unlink()
+    spec = {"data": str(image_tree), "splits": {"repeats": 2}, "models": ["linear"],
+            "defaults": {"features": "thumbnail:4"}, "arms": {"baseline": {}}}  # fmt: skip
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs"
+    with pytest.raises(imgbalance.ImgBalanceError, match=r'Class "red" .* no test image .* 1 gr'):
+        run_grid(load_grid(path), out)
+    assert not [p for p in out.glob("baseline__*")]
+    spec["splits"] = {"repeats": 2, "val": 0.2, "test": 0.0}
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(imgbalance.ImgBalanceError, match="test is 0, so the runs would have no"):
+        run_grid(load_grid(path), out)
+
+
+def test_a_split_without_test_images_is_refused_by_a_run(tmp_path: Path, split_tree: Path) -> None:
+    from imgbalance.experiments import RunConfig, run_training
+
+    made = tmp_path / "no-test"
+    imgbalance.write_split(imgbalance.split(split_tree / "train", val=0.2, test=0.0), made)
+    with pytest.raises(imgbalance.ImgBalanceError, match="has no test images, so a run there"):
+        run_training(RunConfig.from_dict({"data": str(made), "model": "linear"}),
+                     tmp_path / "run")  # fmt: skip
+    assert not (tmp_path / "run").exists()

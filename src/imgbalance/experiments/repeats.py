@@ -103,6 +103,7 @@ def make_splits(
             group_by=spec.get("group_by"),
             **extra,
         )
+        _refuse_untestable(result, data, float(spec["test"]))
         wanted = "".join(f"{r['path']}\0{r['split']}\0{r['sha256']}\n" for r in result.rows)
         repeat = {"index": rep, "of": spec["repeats"], "seed": int(spec["seed"]) + rep}
         if _same_split(folder, wanted) and _has_repeat(folder):
@@ -110,6 +111,31 @@ def make_splits(
         write_split_without(result, folder, spec.get("exclude_classes") or [], repeat=repeat)
         log(f"split {rep + 1}/{spec['repeats']}: {folder}")
     return folders
+
+
+def _refuse_untestable(result: Any, data: Path, test: float) -> None:
+    """A repeated split in which a class has no test image cannot measure that class: its
+    recall is missing from every comparison, and the verdict is on the other classes
+    (a class of 20 identical copies is one group, kept in one split). Refused, naming
+    the class and why, before any run trains on it."""
+    if test <= 0:
+        raise ConfigError(
+            "splits: test is 0, so the runs would have no test images to measure on. Give "
+            "the test fraction (test: 0.2)."
+        )
+    counts = result.counts()
+    empty = [c for c in result.catalog.classes if counts["test"].get(c, 0) == 0
+             and sum(counts[s].get(c, 0) for s in counts) > 0]  # fmt: skip
+    if empty:
+        c = empty[0]
+        groups = len({r["group"] for r in result.rows if r["class"] == c})
+        n = sum(counts[s][c] for s in counts)
+        raise DatasetError(
+            f'Class "{c}" of "{data}" gets no test image in a split: its {n} image(s) form '
+            f"{groups} group(s) (identical or near-duplicate files, or --group-by), and a "
+            "group is never divided between splits. Add distinct images of it, or leave "
+            "it out (exclude it, or merge it with a related class)."
+        )
 
 
 def _has_repeat(folder: Path) -> bool:

@@ -22,7 +22,7 @@ import numpy as np
 from .._fs import atomic_write_text, check_output_dir, nan_to_none, output_faults, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
-from ..errors import ConfigError
+from ..errors import ConfigError, DatasetError
 from .calibration import posthoc_variants, probability_rows
 from .config import RunConfig
 from .data import SplitData, load_split, split_fingerprint
@@ -100,6 +100,13 @@ def run_training(
         out = Path(out)
         t_start = time.perf_counter()
         split = load_split(cfg.data)
+        if not split.rows["test"] or not split.rows["train"]:
+            which = "test" if not split.rows["test"] else "training"
+            raise DatasetError(
+                f'The split "{cfg.data}" has no {which} images, so a run there would measure '
+                "nothing. Make the split again with a test fraction (imgbalance split DATA "
+                "--test 0.2) and distinct images in every class."
+            )
         check_output_dir(out, split.inputs, overwrite=True, replaces=())
         if balanced_cache is not None:
             check_output_dir(balanced_cache, split.inputs, overwrite=True, replaces=())
