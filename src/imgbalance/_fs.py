@@ -339,6 +339,7 @@ _OUTPUT_FAULTS = {
     errno.EROFS: ("the file system is read-only", "Choose an output folder on a writable disk"),
     errno.EACCES: ("permission denied", _WRITABLE),
     errno.EPERM: ("operation not permitted", _WRITABLE),
+    errno.EISDIR: ("a folder is in the way", "Move that folder, or choose another output folder"),
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from imgbalance.cli import app
-from imgbalance.errors import ConfigError, DatasetError
+from imgbalance.errors import ConfigError, DatasetError, ImgBalanceError
 from imgbalance.experiments.compare import (
     ComparePlan,
     _fit_budget,
@@ -154,6 +154,56 @@ def test_compare_command(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "inside" in res.output  # never into the input
     res = CliRunner().invoke(app, ["compare", str(data), "--budget", "soon"])
     assert res.exit_code == 1 and "not a duration" in res.output
+
+
+def test_compare_refuses_what_it_would_replace_or_misread(tmp_path: Path) -> None:
+    """A folder of someone's report.html and results.csv was written over; --apply into
+    a non-empty folder said "pass --overwrite", an option compare does not have;
+    --techniques "" ran the default set and "smote,smote" ran smote twice; a refused
+    comparison left an empty --out behind."""
+    data = _tree(tmp_path / "images", {"blue": 30, "green": 14})
+
+    def run(*args: str) -> str:
+        res = CliRunner().invoke(app, ["compare", str(data), "--model", "linear", *args])
+        assert res.exit_code == 1, res.output
+        return " ".join(res.output.split())
+
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "report.html").write_text("mine")
+    assert "not an earlier comparison" in run("--out", str(theirs))
+    assert (theirs / "report.html").read_text() == "mine"
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "keep.txt").write_text("x")
+    said = run("--out", str(tmp_path / "c1"), "--apply", str(full))
+    assert "is not empty" in said and "--overwrite" not in said
+    assert "names no technique" in run("--out", str(tmp_path / "c2"), "--techniques", " , ")
+    assert "names smote twice" in run("--out", str(tmp_path / "c3"), "--techniques",
+                                      "smote,smote,random-over")  # fmt: skip
+    assert "Unknown technique" in run("--out", str(tmp_path / "c4"), "--techniques", "magic")
+    assert not any((tmp_path / c).exists() for c in ("c1", "c2", "c3", "c4"))
+
+
+def test_a_report_over_runs_of_different_classes_is_a_clear_error(tmp_path: Path) -> None:
+    """Runs of two datasets in one folder: report ended in KeyError: 'recall:c'."""
+    import shutil
+
+    from imgbalance.experiments.report import write_report
+
+    for name, counts in (("one", {"blue": 30, "green": 14}), ("two", {"a": 20, "b": 12})):
+        compare(_tree(tmp_path / name, counts), tmp_path / f"cmp-{name}", model="linear",
+                repeats=3, techniques=["weighted-ce"])  # fmt: skip
+    mixed = tmp_path / "mixed"
+    shutil.copytree(tmp_path / "cmp-one", mixed)
+    for run_dir in (tmp_path / "cmp-two").glob("weighted-ce__*"):
+        shutil.copytree(run_dir, mixed / ("z" + run_dir.name))
+    with pytest.raises(ImgBalanceError, match="runs of different data cannot be compared"):
+        write_report(mixed)
+    (tmp_path / "cmp-one" / "report.html").unlink()
+    (tmp_path / "cmp-one" / "report.html").mkdir()  # was an IsADirectoryError traceback
+    with pytest.raises(ImgBalanceError, match=r'report.html": a folder is in the way'):
+        write_report(tmp_path / "cmp-one")
 
 
 def _verdict(data: Path, statuses: dict[str, tuple[str, float]]) -> dict[str, object]:

@@ -9,7 +9,7 @@ import typer
 
 from .._fs import check_output_dir
 from .._text import shown
-from ..errors import EXIT_ERROR, ImgBalanceError
+from ..errors import EXIT_ERROR, ConfigError, ImgBalanceError
 from .common import (
     AddressOpt,
     app,
@@ -277,27 +277,56 @@ def compare(
     ] = None,
 ) -> None:
     """Which balancing helps on DATA: repeated splits, every technique, one verdict."""
+    from ..experiments.compare import PLAN_FILE, parse_budget
     from ..experiments.compare import compare as run_compare
-    from ..experiments.compare import parse_budget
+    from ..experiments.repeats import SPLITS_DIR
 
     out = out if out is not None else Path.cwd() / f"{data.resolve().name}-compare"
     check_output_dir(out, [data], overwrite=True, replaces=())
+    ours = (out / PLAN_FILE).is_file() or (out / SPLITS_DIR).is_dir()  # one stopped early
+    if out.is_dir() and any(out.iterdir()) and not ours:
+        raise ImgBalanceError(  # its report.html, results.csv... would replace someone's
+            f'"{out}" holds files but no {PLAN_FILE}: it is not an earlier comparison, which '
+            "is the only folder a comparison resumes in. Choose a new or empty --out."
+        )
     if apply is not None:
-        check_output_dir(apply, [data], overwrite=False, replaces=())
-    verdict = run_compare(
-        data,
-        out,
-        budget_s=parse_budget(budget),
-        techniques=[t.strip() for t in techniques.split(",") if t.strip()] if techniques else None,
-        model=model,
-        repeats=repeats,
-        seed=seed,
-        keep_small_classes=keep_small_classes,
-        jobs=max(1, jobs),
-        backend=check_backend(backend),
-        address=address,
-        log=lambda m: err_console.print(shown(m), highlight=False),
-    )
+        check_output_dir(apply, [data], overwrite=True, replaces=())
+        if apply.is_dir() and any(apply.iterdir()):
+            raise ImgBalanceError(
+                f'"{apply}" is not empty: --apply writes a split and a balanced training set '
+                "there. Choose a new or empty folder."
+            )
+    names = None
+    if techniques is not None:
+        names = [t.strip() for t in techniques.split(",") if t.strip()]
+        twice = sorted({t for t in names if names.count(t) > 1})
+        if not names or twice:
+            raise ConfigError(
+                f"--techniques {techniques!r} "
+                + (f"names {', '.join(twice)} twice" if twice else "names no technique")
+                + ": give each once, comma-separated (--techniques smote,random-over), or "
+                "leave the option out for the default set."
+            )
+    created = not out.exists()
+    try:
+        verdict = run_compare(
+            data,
+            out,
+            budget_s=parse_budget(budget),
+            techniques=names,
+            model=model,
+            repeats=repeats,
+            seed=seed,
+            keep_small_classes=keep_small_classes,
+            jobs=max(1, jobs),
+            backend=check_backend(backend),
+            address=address,
+            log=lambda m: err_console.print(shown(m), highlight=False),
+        )
+    except ImgBalanceError:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # refused before anything was written: no empty folder left
+        raise
     out_console.print("\n[bold]Verdict[/]")
     for line in verdict["verdict"]:
         out_console.print(shown(line), highlight=False)

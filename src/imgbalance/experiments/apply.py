@@ -51,8 +51,10 @@ def apply_winner(
     best = winner_of(verdict)
     if best is None:
         return [
-            "--apply: no technique beats no balancing on this data, so nothing was written: "
-            "train on the data as it is."
+            "--apply: no trained technique beats no balancing on this data, so nothing was "
+            "written: train on the data as it is (a post-hoc variant of the baseline that "
+            "wins is applied to its predictions, `imgbalance predict --posthoc`, not to the "
+            "data)."
         ]
     dest = Path(dest)
     settings = ALL_TECHNIQUES[best["arm"]]

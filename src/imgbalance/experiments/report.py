@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_write_text, nan_to_none
+from .._fs import atomic_write_text, nan_to_none, output_faults
 from .report_plots import FIGURES, label_of, report_plots
 from .results import (
     LABELS,
@@ -237,6 +237,12 @@ def write_report(
     every technique finished (a comparison its budget cut short), so every technique is
     compared on the same splits; results.csv still lists every run."""
     runs_dir = Path(runs_dir)
+    # a full disk, a read-only folder or a folder named like one of its files: one line
+    with output_faults(runs_dir, "run the same command again: finished runs are kept"):
+        return _write_report(runs_dir, title, whole_splits=whole_splits)
+
+
+def _write_report(runs_dir: Path, title: str | None, *, whole_splits: bool) -> dict[str, Path]:
     rows, classes = collect_runs(runs_dir)
     _write_results_csv(rows, runs_dir / "results.csv")
     if whole_splits:

@@ -107,6 +107,13 @@ def collect_runs(runs_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
                     f"or dataset_statistics.json is damaged: {type(exc).__name__} {exc}). "
                     "Delete that run folder and run the experiment again."
                 ) from exc
+            if classes and list(s["classes"]) != classes:  # a report over one class list
+                first = next(r["run"] for r in rows if r["status"] == "completed")
+                raise ImgBalanceError(
+                    f'"{folder.name}" was trained on the classes {list(s["classes"])}, and '
+                    f'"{first}" on {classes}: runs of different data cannot be compared in '
+                    f"one report. Put each dataset's runs in a folder of their own."
+                )
             classes = classes or list(s["classes"])
             rows.append(row)
         elif error_file.is_file():
