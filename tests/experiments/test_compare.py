@@ -46,6 +46,9 @@ def test_parse_budget() -> None:
             parse_budget(bad)
     with pytest.raises(ConfigError, match="needs its unit; write 1h30m"):
         parse_budget("1h30")
+    for none in ("0", "0m", "0h0m0s"):  # planned the baseline only, then "time is up" forever
+        with pytest.raises(ConfigError, match="is no time"):
+            parse_budget(none)
 
 
 def test_default_techniques_follow_the_data() -> None:
@@ -129,6 +132,13 @@ def test_compare_end_to_end_reproducible_and_resumable(tmp_path: Path) -> None:
     assert any("resuming the comparison" in m for m in lines)
     with pytest.raises(ConfigError, match="holds a comparison of"):
         compare(_tree(tmp_path / "other", {"a": 10, "b": 10}), out, model="linear")
+    # other options were ignored without a word by the resumed plan: refused, named
+    with pytest.raises(ConfigError, match=r"this call asks for model small-cnn \(planned: lin"):
+        compare(data, out)
+    with pytest.raises(ConfigError, match=r"techniques smote \(planned: weighted-ce,random-over"):
+        compare(data, out, model="linear", techniques=["smote"])
+    with pytest.raises(ConfigError, match=r"5 repeats \(planned: 3\)"):
+        compare(data, out, model="linear", repeats=5)
 
 
 def test_compare_refuses_data_it_cannot_evaluate(tmp_path: Path) -> None:

@@ -110,6 +110,8 @@ def parse_budget(text: str | float | None) -> float | None:
             "1h30m, not 1h30."
         )
     h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    if 3600 * h + 60 * m + s <= 0:  # a plan of no time: the baseline only, then "time is up"
+        raise ConfigError(f'--budget "{text}" is no time; give a duration like 20m.')
     return 3600 * h + 60 * m + s
 
 
@@ -360,7 +362,9 @@ def compare(
             _fit_budget(plan, _per_run(out, plan, timed, now - t1), timed, now - t0, log)
             atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
         else:
+            _refuse_other_options(plan, out, model, techniques, repeats, seed)
             log(f"resuming the comparison planned in {out / PLAN_FILE}")
+            plan.budget_s = budget_s  # this call's time (a stored one ran out already)
         grid = plan.grid()
         log(
             f"{plan.repeats} repeated splits (val {plan.val:.0%}, test {plan.test:.0%}) x "
@@ -410,6 +414,34 @@ def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
     from .data import load_split
 
     return step_budget(len(load_split(split_dir).rows["train"]), grid["defaults"])
+
+
+def _refuse_other_options(
+    plan: ComparePlan,
+    out: Path,
+    model: str,
+    techniques: list[str] | None,
+    repeats: int | None,
+    seed: int,
+) -> None:
+    """A resumed comparison runs its stored plan: options that ask for another one were
+    ignored without a word. Refused, naming each (the budget may change: it is the time
+    this call has)."""
+    asked = []
+    if model != plan.model:
+        asked.append(f"model {model} (planned: {plan.model})")
+    if seed != plan.seed:
+        asked.append(f"seed {seed} (planned: {plan.seed})")
+    if repeats is not None and repeats != plan.repeats:
+        asked.append(f"{repeats} repeats (planned: {plan.repeats})")
+    if techniques is not None and not set(plan.techniques) <= set(techniques):
+        asked.append(f"techniques {','.join(techniques)} (planned: {','.join(plan.techniques)})")
+    if asked:
+        raise ConfigError(
+            f'"{out}" holds a comparison planned otherwise; this call asks for '
+            f"{'; '.join(asked)}. Run it with the options it was planned with to resume it, "
+            "or choose another --out to compare anew."
+        )
 
 
 def _read_plan(out: Path, data: Path) -> ComparePlan | None:
