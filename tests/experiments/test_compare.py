@@ -97,10 +97,12 @@ def test_the_budget_cuts_repeats_first_then_techniques() -> None:
 
 def test_compare_end_to_end_reproducible_and_resumable(tmp_path: Path) -> None:
     data = _tree(tmp_path / "images", {"blue": 40, "green": 16, "red": 12, "tiny": 4})
+    (data / "green" / "zero.png").write_bytes(b"")  # left out: said, not only in a split
     out = tmp_path / "cmp"
     lines: list[str] = []
     verdict = compare(data, out, model="linear", repeats=3,
                       techniques=["weighted-ce", "random-over"], log=lines.append)  # fmt: skip
+    assert any("1 unreadable image file(s)" in m and "green/zero.png" in m for m in lines)
     plan = json.loads((out / "compare.json").read_text())
     assert plan["excluded_classes"] == {"tiny": 4}  # too small to evaluate: left out, said
     assert any("left out, too small to evaluate" in m and "tiny (4)" in m for m in lines)

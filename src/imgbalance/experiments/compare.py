@@ -180,7 +180,9 @@ class ComparePlan:
         }
 
 
-def _counts(data: Path) -> dict[str, int]:
+def _counts(data: Path) -> tuple[dict[str, int], list[str]]:
+    """Usable images per class, and a note on the files left out (they were said only
+    deep in a split's summary)."""
     from ..dataset.scanner import scan
 
     catalog = scan(data)
@@ -189,7 +191,17 @@ def _counts(data: Path) -> dict[str, int]:
         counts[r.class_name] += 1
     if len(counts) < 2:
         raise DatasetError(f'"{data}" has {len(counts)} class folder(s); a comparison needs two.')
-    return counts
+    bad = sorted(r.path for r in catalog.records if not r.readable)
+    notes = []
+    if bad or catalog.skipped:
+        left = [*bad, *(k.path for k in catalog.skipped)]
+        named = ", ".join(f'"{p}"' for p in left[:3]) + (", ..." if len(left) > 3 else "")
+        notes.append(
+            f"{len(bad)} unreadable image file(s) and {len(catalog.skipped)} other file(s) "
+            f"are left out of every split ({named}); `imgbalance analyze {data}` lists "
+            "each with its reason."
+        )
+    return counts, notes
 
 
 def _first_plan(
@@ -201,8 +213,7 @@ def _first_plan(
     repeats: int,
     seed: int,
 ) -> ComparePlan:
-    counts = _counts(data)
-    notes = []
+    counts, notes = _counts(data)
     small = {c: n for c, n in counts.items() if n < MIN_CLASS_IMAGES}
     if small and not keep_small_classes:
         notes.append(
