@@ -194,7 +194,10 @@ def test_compare_refuses_what_it_would_replace_or_misread(tmp_path: Path) -> Non
     assert "names smote twice" in run("--out", str(tmp_path / "c3"), "--techniques",
                                       "smote,smote,random-over")  # fmt: skip
     assert "Unknown technique" in run("--out", str(tmp_path / "c4"), "--techniques", "magic")
-    assert not any((tmp_path / c).exists() for c in ("c1", "c2", "c3", "c4"))
+    # a technique the model cannot take failed after the baseline had trained
+    assert "supports losses ce and weighted-ce" in run("--out", str(tmp_path / "c5"),
+                                                       "--techniques", "focal")  # fmt: skip
+    assert not any((tmp_path / c).exists() for c in ("c1", "c2", "c3", "c4", "c5"))
 
 
 def test_a_report_over_runs_of_different_classes_is_a_clear_error(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ from typing import Any
 from .._fs import atomic_write_text, output_faults
 from ..errors import ConfigError, DatasetError
 from .config import NATIVE_SIZE
-from .grid import run_grid
+from .grid import plan_grid, run_grid
 from .repeats import SPLITS_DIR, make_splits
 from .results import MIN_EVAL_IMAGES
 
@@ -350,6 +350,9 @@ def compare(
             for note in plan.notes:
                 log(f"note: {note}")
             grid = plan.grid()
+            # every run's settings checked before anything is split or trained: a technique
+            # the model cannot take (focal with linear) failed after the baseline's runs
+            plan_grid(grid, out / SPLITS_DIR)
             make_splits(data, grid["splits"], out / SPLITS_DIR, log)
             if plan.model != "linear":  # one budget in optimiser steps for every arm
                 plan.defaults["max_steps"] = _steps_of(out / SPLITS_DIR / "split0", grid)
