@@ -12,13 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from imgbalance.cli import app
+from imgbalance.cli.common import parse_budget
 from imgbalance.errors import ConfigError, DatasetError, ImgBalanceError
 from imgbalance.experiments.compare import (
     ComparePlan,
     _fit_budget,
     compare,
     default_techniques,
-    parse_budget,
 )
 
 pytest.importorskip("torch", reason="the report's comparison trains through the torch extra")

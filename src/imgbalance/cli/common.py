@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from .._text import shown
 from .._version import __version__
 from ..dataset.catalog import Catalog
 from ..dataset.scanner import scan
-from ..errors import EXIT_ERROR, ImgBalanceError
+from ..errors import EXIT_ERROR, ConfigError, ImgBalanceError
 
 __all__ = [
     "AddressOpt",
@@ -43,6 +44,7 @@ __all__ = [
     "err_console",
     "errors_to_exit",
     "out_console",
+    "parse_budget",
     "parse_params",
     "parse_size",
     "progress_bars",
@@ -255,3 +257,22 @@ def check_tracker(name: str) -> str:
     if name not in TRACKERS:
         raise ImgBalanceError(f"--tracker must be one of {', '.join(TRACKERS)}; got {name!r}.")
     return name
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """Seconds from ``"20m"``, ``"1h30m"``, ``"90s"`` or a number of seconds."""
+    if text is None or isinstance(text, (int, float)):
+        return None if text is None else float(text)
+    number = r"(\d+(?:\.\d+)?)"
+    parts = re.fullmatch(rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s?)?\s*", text)
+    if not text.strip() or parts is None or not any(parts.groups()):
+        raise ConfigError(f'--budget "{text}" is not a duration; write it like 20m, 1h30m or 90s.')
+    if (parts.group(1) or parts.group(2)) and parts.group(3) and not text.strip().endswith("s"):
+        raise ConfigError(
+            f'--budget "{text}": a number after hours or minutes needs its unit; write '
+            "1h30m, not 1h30."
+        )
+    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+    if 3600 * h + 60 * m + s <= 0:  # a plan of no time: the baseline only, then "time is up"
+        raise ConfigError(f'--budget "{text}" is no time; give a duration like 20m.')
+    return 3600 * h + 60 * m + s

@@ -18,6 +18,7 @@ from .common import (
     err_console,
     errors_to_exit,
     out_console,
+    parse_budget,
     parse_params,
     progress_bars,
 )
@@ -277,7 +278,7 @@ def compare(
     ] = None,
 ) -> None:
     """Which balancing helps on DATA: repeated splits, every technique, one verdict."""
-    from ..experiments.compare import PLAN_FILE, parse_budget
+    from ..experiments.compare import PLAN_FILE
     from ..experiments.compare import compare as run_compare
     from ..experiments.repeats import SPLITS_DIR
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -52,7 +51,6 @@ __all__ = [
     "ComparePlan",
     "compare",
     "default_techniques",
-    "parse_budget",
     "step_budget",
 ]
 
@@ -94,25 +92,6 @@ _LINEAR_OK = {"weighted-ce", "random-over", "smote", "random-under", "augment", 
               "adasyn", "smote-enn", "mixup"}  # fmt: skip
 PLAN_FILE = "compare.json"
 MIN_REPEATS, DEFAULT_REPEATS, MAX_REPEATS = 3, 5, 10
-
-
-def parse_budget(text: str | float | None) -> float | None:
-    """Seconds from ``"20m"``, ``"1h30m"``, ``"90s"`` or a number of seconds."""
-    if text is None or isinstance(text, (int, float)):
-        return None if text is None else float(text)
-    number = r"(\d+(?:\.\d+)?)"
-    parts = re.fullmatch(rf"\s*(?:{number}h)?\s*(?:{number}m)?\s*(?:{number}s?)?\s*", text)
-    if not text.strip() or parts is None or not any(parts.groups()):
-        raise ConfigError(f'--budget "{text}" is not a duration; write it like 20m, 1h30m or 90s.')
-    if (parts.group(1) or parts.group(2)) and parts.group(3) and not text.strip().endswith("s"):
-        raise ConfigError(
-            f'--budget "{text}": a number after hours or minutes needs its unit; write '
-            "1h30m, not 1h30."
-        )
-    h, m, s = (float(g) if g else 0.0 for g in parts.groups())
-    if 3600 * h + 60 * m + s <= 0:  # a plan of no time: the baseline only, then "time is up"
-        raise ConfigError(f'--budget "{text}" is no time; give a duration like 20m.')
-    return 3600 * h + 60 * m + s
 
 
 def default_techniques(counts: dict[str, int], model: str) -> tuple[list[str], list[str]]:
