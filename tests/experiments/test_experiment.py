@@ -571,3 +571,15 @@ def test_a_split_without_test_images_is_refused_by_a_run(tmp_path: Path, split_t
         run_training(RunConfig.from_dict({"data": str(made), "model": "linear"}),
                      tmp_path / "run")  # fmt: skip
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [("seeds", [0, 0]), ("models", ["linear", "linear"])])
+def test_a_seed_or_model_listed_twice_is_named(
+    tmp_path: Path, split_tree: Path, key: str, value: list[object]
+) -> None:
+    """seeds: [0, 0] was refused with "Two runs would share a folder ... Rename the arms"."""
+    spec = {"data": str(split_tree), "models": ["linear"], "arms": {"baseline": {}}, key: value}
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    with pytest.raises(imgbalance.ImgBalanceError, match=rf"{key} lists .* twice: once each"):
+        load_grid(path)

@@ -142,6 +142,11 @@ def _check_types(grid: dict[str, Any], path: Path) -> None:
         or (isinstance(seeds, list) and seeds and all(is_int(x) for x in seeds))
     ):
         raise bad("seeds", "a list of integers, or a number of seeds >= 1")
+    for key in ("seeds", "models"):  # "Rename the arms" was the fix given for [0, 0]
+        listed = grid.get(key)
+        if isinstance(listed, list) and len(set(map(str, listed))) < len(listed):
+            twice = sorted({str(x) for x in listed if listed.count(x) > 1})
+            raise ImgBalanceError(f'"{path}": {key} lists {", ".join(twice)} twice: once each.')
     models = grid.get("models")
     if models is not None and not (
         isinstance(models, list) and models and all(isinstance(m, str) for m in models)
