@@ -28,6 +28,7 @@ __all__ = [
     "atomic_write_text",
     "cache_dir",
     "check_inside",
+    "check_not_below_file",
     "check_output_dir",
     "file_sha256",
     "is_hidden",
@@ -315,18 +316,21 @@ def check_output_dir(
         )
     if out.exists() and not out.is_dir():
         raise OutputError(f'Output path "{out}" exists and is a file. Choose a folder path.')
-    above = next((p for p in out.absolute().parents if p.exists() or p.is_symlink()), None)
-    if above is not None and not above.is_dir():
-        raise OutputError(
-            f'Output path "{out}" lies below "{above}", which is a file, not a folder. Choose '
-            "a folder path."
-        )
+    check_not_below_file(out, "Choose a folder path.")
     if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
         raise OutputError(
             f'Destination path "{out}" already exists and is not empty. '
             f"Choose a new folder, or pass {option('overwrite', True)} to replace imgbalance's own "
             "outputs in it (other files there are left alone)."
         )
+
+
+def check_not_below_file(out: Path, fix: str) -> None:
+    """An output path below a file (``notes.txt/out``) cannot be made: a clear error."""
+    above = next((p for p in out.absolute().parents if p.exists() or p.is_symlink()), None)
+    if above is not None and not above.is_dir():
+        why = f'lies below "{above}", which is a file, not a folder'
+        raise OutputError(f'Output path "{out}" {why}. {fix}')
 
 
 #: errors of the place written to, not of imgbalance: reported as a clear OutputError

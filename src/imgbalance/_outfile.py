@@ -13,12 +13,12 @@ import os
 import stat
 from pathlib import Path
 
-from ._fs import atomic_write_bytes, output_faults
+from ._fs import atomic_write_bytes, check_not_below_file, output_faults
 from ._options import option
 from ._text import control_escaped
 from .errors import OutputError
 
-__all__ = ["check_output_file", "is_stream", "write_output_file"]
+__all__ = ["check_output_file", "existing_folder_of", "is_stream", "write_output_file"]
 
 
 #: where a path names a device or a process's open file (``/dev/stdout`` is a link to
@@ -58,11 +58,7 @@ def check_output_file(
             f'"{path}" is a folder; {what} names the file to write (for example '
             f'"{path / "predictions.csv"}").'
         )
-    above = next((p for p in path.absolute().parents if p.exists() or p.is_symlink()), None)
-    if above is not None and not above.is_dir():
-        raise OutputError(
-            f'"{path}" lies below "{above}", which is a file, not a folder. Choose another path.'
-        )
+    check_not_below_file(path, "Choose another path.")
     if path.exists() and not path.is_file():
         raise OutputError(f'"{path}" exists and is not a regular file. Choose another path.')
     if path.exists() and not overwrite:
@@ -82,7 +78,11 @@ def write_output_file(path: Path, data: str | bytes, then: str) -> None:
                 raw = control_escaped(data).encode("utf-8")
             fh.write(raw)
         return
-    # faults of the folders it creates too (a read-only disk fails the first mkdir)
-    above = next((p for p in path.absolute().parents if p.exists()), Path(path.anchor))
-    with output_faults(above, then):
+    with output_faults(existing_folder_of(path), then):
         atomic_write_bytes(path, raw)
+
+
+def existing_folder_of(path: Path) -> Path:
+    """The nearest folder above ``path`` that exists: the place whose faults are the
+    write's, the folders it creates included (a read-only disk fails the first mkdir)."""
+    return next((p for p in path.absolute().parents if p.exists()), Path(path.anchor))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._fs import atomic_path, atomic_write_text, output_faults, sha256_of
 from .._options import option
-from .._outfile import check_output_file
+from .._outfile import check_output_file, existing_folder_of
 from .._version import __version__
 from ..errors import ConfigError, MissingDependencyError, OutputError
 from .calibration import prior_weights
@@ -120,8 +120,8 @@ def export_model(
     sidecar = out.with_name(out.name + ".json")
     for path in (out, sidecar):  # a folder, a device, a file without --overwrite: refused
         check_output_file(path, overwrite=overwrite, what="export", streams=False)
-    above = next((p for p in out.absolute().parents if p.exists()), Path(out.anchor))
-    with output_faults(above, f"run it again (--out FILE elsewhere, {option('overwrite', True)})"):
+    then = f"run it again (--out FILE elsewhere, {option('overwrite', True)})"
+    with output_faults(existing_folder_of(out), then):
         return _export(predictor, fmt, out, sidecar, posthoc)
 
 
