@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -67,21 +68,26 @@ def pixel_cache_budget() -> int:
     return max(0, int(gb * 2**30))
 
 
-def pixel_set_key(paths: Sequence[str], size: int) -> str | None:
+def pixel_set_key(
+    paths: Sequence[str], size: int, digests: Sequence[str] | None = None
+) -> str | None:
     """The cache key of ``paths`` decoded at ``size``: None when a file cannot be read
-    (decoding will name it)."""
+    (decoding will name it). ``digests`` (each file's sha256, from the scan) spare
+    reading the files again; one that is not a sha256 is read from its file."""
     h = hashlib.sha256(f"imgbalance-pixels-v{VERSION}:{size}:{len(paths)}\n".encode())
-    for p in paths:
-        digest = file_sha256(Path(p))
+    for i, p in enumerate(paths):
+        known = digests[i] if digests is not None else ""
+        digest = known if re.fullmatch(r"[0-9a-f]{64}", known) else file_sha256(Path(p))
         if digest is None:
             return None
         h.update(bytes.fromhex(digest))
     return h.hexdigest()
 
 
-def _read(path: Path, shape: tuple[int, ...]) -> np.ndarray | None:
+def _read(path: Path, shape: tuple[int, ...], *, mapped: bool = False) -> np.ndarray | None:
+    """The cached set at ``path`` if it has ``shape`` (memory-mapped with ``mapped``)."""
     try:
-        arr: np.ndarray = np.load(path, allow_pickle=False)
+        arr: np.ndarray = np.load(path, mmap_mode="r" if mapped else None, allow_pickle=False)
     except (OSError, ValueError, EOFError):
         return None
     if arr.dtype != np.uint8 or arr.shape != shape:
@@ -140,16 +146,19 @@ class PixelFiller:
             self.tmp.unlink(missing_ok=True)
             raise
         self.filled = np.zeros(shape[0], dtype=bool)
+        self.missing = shape[0]  # rows not written yet (asked per image: not filled.all())
         self.failed = False
         self.done = False
 
     @property
     def complete(self) -> bool:
-        return not self.failed and bool(self.filled.all())
+        return not self.failed and self.missing == 0
 
     def put(self, row: int, pixels: np.ndarray) -> None:
         self.arr[row] = pixels
-        self.filled[row] = True
+        if not self.filled[row]:
+            self.filled[row] = True
+            self.missing -= 1
 
     def finish(self, budget: int) -> None:
         """Rename a complete file into place (evicting older sets), else remove it; once."""
@@ -211,37 +220,18 @@ def streamed_pixels(
     budget = pixel_cache_budget()
     if not paths or int(np.prod(shape)) > budget:
         return None
-    key = _key_of(digests, size) if digests is not None else None
-    key = key or pixel_set_key(paths, size)
+    key = pixel_set_key(paths, size, digests)
     if key is None:
         return None
     path = cache_dir() / "pixels" / f"{key}.npy"
     rows = np.arange(len(paths))
-    try:
-        store: np.ndarray = np.load(path, mmap_mode="r", allow_pickle=False)
-        if store.dtype == np.uint8 and store.shape == shape:
-            with contextlib.suppress(OSError):
-                os.utime(path)  # most recently used
-            return CachedRows(store, None, rows)
-    except (OSError, ValueError, EOFError):
-        pass
+    store = _read(path, shape, mapped=True)
+    if store is not None:
+        return CachedRows(store, None, rows)
     try:
         return CachedRows(None, PixelFiller(path, shape), rows)
     except OSError:  # a full disk, a read-only cache: the run decodes, as without one
         return None
-
-
-def _key_of(digests: Sequence[str], size: int) -> str | None:
-    """:func:`pixel_set_key` from the files' known sha256 (None if one is not a sha256)."""
-    h = hashlib.sha256(f"imgbalance-pixels-v{VERSION}:{size}:{len(digests)}\n".encode())
-    for d in digests:
-        if len(d) != 64:
-            return None
-        try:
-            h.update(bytes.fromhex(d))
-        except ValueError:
-            return None
-    return h.hexdigest()
 
 
 def cached_pixels(

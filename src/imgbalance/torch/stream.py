@@ -183,8 +183,7 @@ def layer_outputs(model: nn.Module, size: int) -> int:
     was_training = model.training
     try:
         model.eval()
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+        _forward(model, size)
     except RuntimeError as exc:  # "Output size is too small", a kernel larger than the input
         if size >= 64:
             raise
@@ -201,10 +200,15 @@ def layer_outputs(model: nn.Module, size: int) -> int:
     return outputs
 
 
+def _forward(model: nn.Module, size: int) -> None:
+    """One image of zeros at ``size`` px through ``model``, without gradients."""
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+
+
 def _runs_at(model: nn.Module, size: int) -> bool:
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, size, size, device=next(model.parameters()).device))
+        _forward(model, size)
     except RuntimeError:
         return False
     return True
