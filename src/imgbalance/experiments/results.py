@@ -287,8 +287,9 @@ def aggregate(
             agg[f"{metric}_p"], agg[f"{metric}_p_holm"] = c.p, c.p_holm
             # a difference of two scores in [0, 1] lies in [-1, 1]: a t-interval on a few
             # splits can reach past that (+1.35 on a recall), and is cut to it
-            agg[f"{metric}_ci_low"] = max(c.ci_low, -1.0) if c.ci_low == c.ci_low else c.ci_low
-            agg[f"{metric}_ci_high"] = min(c.ci_high, 1.0) if c.ci_high == c.ci_high else c.ci_high
+            # (max and min keep a NaN bound, the first argument, as it is)
+            agg[f"{metric}_ci_low"] = max(c.ci_low, -1.0)
+            agg[f"{metric}_ci_high"] = min(c.ci_high, 1.0)
             agg[f"{metric}_boot_low"], agg[f"{metric}_boot_high"] = c.boot_low, c.boot_high
             status = c.status
             if few and status in (BETTER, WORSE):  # a warning, not a mark
@@ -303,14 +304,23 @@ def _few_test_images(done: list[dict[str, Any]], minimum: int = MIN_EVAL_IMAGES)
     """``'class "b" has 2-3 test images'`` for the classes with fewer than ``minimum`` test
     images in some run (every compared metric averages over classes, so each rests on
     them), or empty."""
-    parts = []
-    keys = sorted({k for r in done for k in r if k.startswith("test_n:")})
-    for key in keys:
+    few = _test_counts_below(done, minimum)
+    return ", ".join(f'class "{c}" has {_span(*few[c])} test images' for c in sorted(few))
+
+
+def _test_counts_below(done: list[dict[str, Any]], minimum: int) -> dict[str, tuple[int, int]]:
+    """Per class with fewer than ``minimum`` test images in some run: the fewest and the
+    most it has over the runs."""
+    out = {}
+    for key in {k for r in done for k in r if k.startswith("test_n:")}:
         counts = [int(r[key]) for r in done if _present(r.get(key))]
         if counts and min(counts) < minimum:
-            lo, hi = min(counts), max(counts)
-            parts.append(f'class "{key[7:]}" has {lo if lo == hi else f"{lo}-{hi}"} test images')
-    return ", ".join(parts)
+            out[key.removeprefix("test_n:")] = (min(counts), max(counts))
+    return out
+
+
+def _span(lo: int, hi: int) -> str:
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
 
 
 def only_whole_splits(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -350,18 +360,16 @@ def small_class_warnings(
     """A warning per class with fewer than ``minimum`` test (or validation) images in
     some split: its recall moves in steps of one image."""
     done = [r for r in rows if r["status"] == "completed" and not r.get("posthoc")]
+    few = _test_counts_below(done, minimum)
     out = []
-    for c in classes:
-        counts = [int(r[f"test_n:{c}"]) for r in done if _present(r.get(f"test_n:{c}"))]
-        if counts and min(counts) < minimum:
-            lo, hi = min(counts), max(counts)
-            n = f"{lo}" if lo == hi else f"{lo}-{hi}"
-            out.append(
-                f'Class "{c}" has {n} test image(s) (fewer than {minimum}): one image moves '
-                f"its recall by {1 / max(lo, 1):.2f}, so a change in it, and in macro "
-                "metrics, can be one or two images. Collect more images of it; until then "
-                "read its numbers as anecdotes."
-            )
+    for c in [c for c in classes if c in few]:
+        lo, hi = few[c]
+        out.append(
+            f'Class "{c}" has {_span(lo, hi)} test image(s) (fewer than {minimum}): one image '
+            f"moves its recall by {1 / max(lo, 1):.2f}, so a change in it, and in macro "
+            "metrics, can be one or two images. Collect more images of it; until then "
+            "read its numbers as anecdotes."
+        )
     val = [r["min_val_class"] for r in done if _present(r.get("min_val_class"))]
     if val and min(val) < minimum:
         out.append(

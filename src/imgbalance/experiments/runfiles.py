@@ -119,20 +119,15 @@ RUN_FILES = (
 )  # fmt: skip
 
 
-def remove_earlier_run(out: Path) -> list[str]:
+def remove_earlier_run(out: Path) -> None:
     """Remove an earlier run's files (:data:`RUN_FILES`) from ``out``, the summary that
-    marks it finished first; other files there are left alone. Returns the names removed."""
-    gone = []
+    marks it finished first; other files there are left alone."""
     for name in sorted(RUN_FILES, key=lambda n: n != "experiment_summary.json"):
         path = out / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
-        else:
-            continue
-        gone.append(name)
-    return gone
 
 
 def write_test_metrics(
