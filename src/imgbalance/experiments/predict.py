@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from .._fs import is_hidden
+from .._malloc import keep_freed_memory
 from ..dataset.images import IMAGE_EXTENSIONS
 from ..errors import ConfigError, DatasetError
 from .calibration import VARIANTS, posthoc_probabilities, probability_rows
@@ -235,18 +236,19 @@ class Predictor:
         chunk = bs * max(1, 1024 // bs)
         out = np.zeros((len(paths), len(self.classes)), dtype=np.float64)
         failed: dict[int, str] = {}
-        for s in range(0, len(paths), chunk):
-            part = list(paths[s : s + chunk])
-            px, bad = decode_pixels(part, size, threads=threads)
-            failed.update({s + i: e for i, e in bad.items()})
-            views = [px, np.ascontiguousarray(px[..., ::-1])] if tta else [px]
-            probs = []
-            for view in views:
-                batches = MemoryBatches(torch.from_numpy(view), device, "none")
-                probs += [predict_batches(m, batches, len(part), bs, device) for m in members]
-            out[s : s + len(part)] = probability_rows(np.mean(probs, axis=0))
-            if progress:
-                progress(s + len(part), len(paths))
+        with keep_freed_memory():  # each batch reuses the last one's pages (see _malloc)
+            for s in range(0, len(paths), chunk):
+                part = list(paths[s : s + chunk])
+                px, bad = decode_pixels(part, size, threads=threads)
+                failed.update({s + i: e for i, e in bad.items()})
+                views = [px, np.ascontiguousarray(px[..., ::-1])] if tta else [px]
+                probs = []
+                for view in views:
+                    batches = MemoryBatches(torch.from_numpy(view), device, "none")
+                    probs += [predict_batches(m, batches, len(part), bs, device) for m in members]
+                out[s : s + len(part)] = probability_rows(np.mean(probs, axis=0))
+                if progress:
+                    progress(s + len(part), len(paths))
         for i in failed:
             out[i] = 0.0
         return out, failed

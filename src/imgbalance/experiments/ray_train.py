@@ -76,6 +76,7 @@ def _worker(config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
+    from .._malloc import keep_freed_memory
     from ..torch.distributed import RankGroup
     from .torch_train import eval_sets, plan_data, train_members
 
@@ -95,10 +96,11 @@ def _worker(config: dict[str, Any]) -> None:
             lines.append(message)
 
     data = plan_data(cfg, split, train, device, log)
-    sets = eval_sets(cfg, split, ("val",), data[0], device, threads)
-    trained = train_members(cfg, len(split.classes), train, sets["val"], data, device, log,
-                            threads=threads, group=group)  # fmt: skip
-    sets["val"][0].close()
+    with keep_freed_memory():  # each step reuses the last one's pages (see _malloc)
+        sets = eval_sets(cfg, split, ("val",), data[0], device, threads)
+        trained = train_members(cfg, len(split.classes), train, sets["val"], data, device, log,
+                                threads=threads, group=group)  # fmt: skip
+        sets["val"][0].close()
     with tempfile.TemporaryDirectory() as folder:
         checkpoint = None
         if group.main:

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._malloc import keep_freed_memory
 from ..errors import ConfigError
 from ..torch.data import MemoryBatches, resident
 from ..torch.distributed import DistributedWeightedSampler, RankGroup
@@ -449,7 +450,8 @@ def train_torch(
     t_load = time.perf_counter()
     data = plan_data(cfg, split, train, device, log)
     threads = cfg.workers or min(8, os.cpu_count() or 2)
-    sets = eval_sets(cfg, split, ("val", "test"), data[0], device, threads)
-    trained = train_members(cfg, len(split.classes), train, sets["val"], data, device, log,
-                            threads=threads, progress=progress, t_load=t_load)  # fmt: skip
-    return write_trained(cfg, split, trained, sets, out, device)
+    with keep_freed_memory():  # each step reuses the last one's pages (see _malloc)
+        sets = eval_sets(cfg, split, ("val", "test"), data[0], device, threads)
+        trained = train_members(cfg, len(split.classes), train, sets["val"], data, device, log,
+                                threads=threads, progress=progress, t_load=t_load)  # fmt: skip
+        return write_trained(cfg, split, trained, sets, out, device)
