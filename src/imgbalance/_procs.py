@@ -17,11 +17,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-__all__ = ["exit_with_parent", "process_pool"]
+__all__ = ["exit_with_parent", "process_pool", "threads_per_job"]
 
 _POLL_S = 0.5
 #: the signals a worker holds back from its fork until its initializer has set them up
@@ -47,6 +47,22 @@ def exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def threads_per_job(jobs: int, log: Callable[[str], None]) -> int | None:
+    """Torch threads for each of ``jobs`` runs at once (None for one run: its own
+    choice). More runs than CPUs share them: said, since each run is then slower, and
+    its time (a comparison's budget is planned from it) is inflated."""
+    if jobs <= 1:
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cpus = cpus or 1
+    if jobs > cpus:
+        log(
+            f"note: {jobs} runs at once on {cpus} CPU(s): they share the CPUs, so the grid "
+            f"ends no sooner than with {cpus} at a time and each run's time is longer"
+        )
+    return max(1, cpus // jobs)
 
 
 class _QuietStart:

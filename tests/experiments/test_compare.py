@@ -110,6 +110,11 @@ def test_compare_end_to_end_reproducible_and_resumable(tmp_path: Path) -> None:
     assert verdict["verdict"][0].startswith("linear, over 3 repeated splits:")
     summary = json.loads((out / "_splits" / "split0" / "split_summary.json").read_text())
     assert summary["classes"] == ["blue", "green", "red"]
+    # the report states the plan it rests on (it was in compare.json only)
+    report = (out / "report.md").read_text()
+    assert "Planned by imgbalance compare (compare.json): 3 repeated splits (validation " in report
+    assert "model linear at 64 px; no time budget; decisions: " in report
+    assert "left out, too small to evaluate" in report and "tiny (4)" in report
     # every number of the verdict comes from the run folders: recompute one by hand
     rows = list(csv.DictReader((out / "results.csv").open()))
     f1 = {(r["arm"], r["split"]): float(r["macro_f1"]) for r in rows}
@@ -141,6 +146,16 @@ def test_compare_end_to_end_reproducible_and_resumable(tmp_path: Path) -> None:
         compare(data, out, model="linear", techniques=["smote"])
     with pytest.raises(ConfigError, match=r"5 repeats \(planned: 3\)"):
         compare(data, out, model="linear", repeats=5)
+    # the data changed since the plan: said once, up front (each run refused in turn before)
+    image = next((data / "red").glob("*.png"))
+    original = image.read_bytes()
+    image.write_bytes(original + b"changed")  # still a PNG, other bytes
+    with pytest.raises(DatasetError, match=r"1 file\(s\) of the split changed or disappeared "
+                       r"since it was made \(first: \"red/.*\.png\"\): its finished runs "
+                       r"measured the files as they were"):  # fmt: skip
+        compare(data, out, model="linear")
+    image.write_bytes(original)  # put back: it resumes
+    assert compare(data, out, model="linear")["status"]["skipped"] == 9
 
 
 def test_compare_refuses_data_it_cannot_evaluate(tmp_path: Path) -> None:

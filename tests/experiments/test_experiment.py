@@ -370,6 +370,32 @@ def test_a_deadline_stops_starting_runs_and_leaves_whole_splits(
     assert again["completed"] == 6 and again["skipped"] == 2 and again["not_started"] == 0
 
 
+def test_a_report_over_whole_splits_says_which_runs_it_left_out(
+    tmp_path: Path, image_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A comparison cut short is reported on the splits every technique finished; the
+    runs of the other splits were left out of the statistics without a word."""
+    from imgbalance.experiments import grid as grid_module
+    from imgbalance.experiments.report import write_report
+
+    spec = {"data": str(image_tree), "splits": {"repeats": 3, "val": 0.25, "test": 0.25},
+            "models": ["linear"], "defaults": {"features": "thumbnail:4", "image_size": 16},
+            "arms": {"baseline": {}, "weighted": {"loss": "weighted-ce"}}}  # fmt: skip
+    checks = iter([False] * 5)  # time runs out after five runs have started
+    monkeypatch.setattr(grid_module, "_past", lambda _d: next(checks, True))
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "runs"
+    assert run_grid(load_grid(path), out, deadline=0.0)["completed"] == 5
+    write_report(out, whole_splits=True)
+    report = (out / "report.md").read_text()
+    assert "1 run(s) on splits where not every technique finished" in report
+    assert "compared on the same 2 split(s); results.csv lists them." in report
+    assert "| baseline | 2 |" in report  # split 2's baseline run is not in the statistics
+    write_report(out)  # every run
+    assert "not every technique finished" not in (out / "report.md").read_text()
+
+
 BOMB = """
 a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
 b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
@@ -583,3 +609,20 @@ def test_a_seed_or_model_listed_twice_is_named(
     path.write_text(yaml.safe_dump(spec))
     with pytest.raises(imgbalance.ImgBalanceError, match=rf"{key} lists .* twice: once each"):
         load_grid(path)
+
+
+def test_more_runs_at_once_than_cpus_is_said(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--jobs 3`` on 2 CPUs ran without a word: each run slower, its time inflated."""
+    import os
+
+    from imgbalance._procs import threads_per_job
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    lines: list[str] = []
+    assert threads_per_job(1, lines.append) is None and threads_per_job(2, lines.append) == 1
+    assert lines == []
+    assert threads_per_job(3, lines.append) == 1
+    assert lines == ["note: 3 runs at once on 2 CPU(s): they share the CPUs, so the grid ends "
+                     "no sooner than with 2 at a time and each run's time is longer"]  # fmt: skip
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    assert threads_per_job(2, lines.append) == 4 and len(lines) == 1

@@ -100,6 +100,35 @@ def test_pairing_uses_only_seeds_both_arms_have() -> None:
         np.mean([SMOTE_F1[s] - BASE_F1[s] for s in (0, 1, 2)])
     )
     assert smote["macro_f1_wins"] == "3/3"
+    # and the report says so: a run left out of the difference was left out silently
+    from imgbalance.experiments.results import unpaired_warnings
+
+    assert smote["unpaired"] == 1 and aggregate(rows)[0]["unpaired"] == 0
+    (line,) = unpaired_warnings(aggregate(rows))
+    assert line.startswith("1 of the 4 runs of smote (small-cnn) have no baseline run")
+
+
+def test_a_technique_whose_every_run_failed_is_named_in_the_verdict() -> None:
+    """It was missing from "over the N compared" without a word."""
+    from imgbalance.experiments.report import verdict_lines
+    from imgbalance.experiments.results import failed_techniques
+
+    rows = _grid_rows()
+    rows += [{"run": f"focal__small-cnn__s{s}", "arm": "focal", "model": "small-cnn",
+              "seed": None, "status": "failed", "error": f"out of memory {s}"}
+             for s in (0, 1)]  # fmt: skip
+    failed = failed_techniques(rows)
+    # smote has runs that completed: not listed
+    assert failed == [{"arm": "focal", "model": "small-cnn", "runs": 2, "error": "out of memory 0"}]
+    (text,) = verdict_lines(aggregate(rows), {"splits": 2}, failed)
+    assert "focal failed in all 2 of its runs and is not compared" in text
+    assert "(first error: out of memory 0; see Failed runs)" in text
+    # a model whose baseline never completed gets its line too
+    only = [{"run": "baseline__m__s0", "arm": "baseline", "model": "m", "seed": None,
+             "status": "failed", "error": "boom"}]  # fmt: skip
+    assert verdict_lines([], {"splits": 1}, failed_techniques(only))[0] == (
+        "m: baseline failed in its run and is not compared (first error: boom; see Failed runs)."
+    )
 
 
 def test_missing_values_are_left_out_of_mean_and_pairs() -> None:
@@ -121,9 +150,16 @@ def test_missing_values_are_left_out_of_mean_and_pairs() -> None:
     assert smote["minority_recall_p"] == pytest.approx(float(expected))
 
 
-def test_a_single_seed_has_zero_std() -> None:
+def test_a_single_run_has_no_spread_shown_as_none_not_zero() -> None:
+    """One run's standard deviation was shown as "± 0.000", as if measured and nil."""
+    from imgbalance.experiments.report import _cell, _html_cell
+
     aggs = aggregate([_row("baseline", "m", 0, 0.5), _row("focal", "m", 0, 0.6)])
-    assert aggs[0]["macro_f1_std"] == 0.0 and aggs[1]["macro_f1_std"] == 0.0
+    assert math.isnan(aggs[0]["macro_f1_std"]) and math.isnan(aggs[1]["macro_f1_std"])
+    assert _cell(aggs[0], "macro_f1") == "0.500"
+    assert "±" not in _cell(aggs[1], "macro_f1") and "±" not in _html_cell(aggs[1], "macro_f1")
+    two = aggregate([_row("baseline", "m", 0, 0.5), _row("baseline", "m", 1, 0.7)])[0]
+    assert _cell(two, "macro_f1") == "0.600 ± 0.141"
     assert aggs[1]["macro_f1_delta"] == pytest.approx(0.1)
     assert aggs[1]["macro_f1_wins"] == "1/1"
     assert aggs[1]["macro_f1_status"] == "single measurement"
@@ -274,3 +310,15 @@ def test_intervals_are_cut_to_the_possible_range() -> None:
         rows.append(_row("smote", "linear", s, 0.5, minority_recall=tech))
     smote = aggregate(rows)[1]
     assert smote["minority_recall_ci_high"] == 1.0 and smote["minority_recall_ci_low"] >= -1.0
+
+
+def test_the_protocol_says_the_marks_are_per_metric_and_the_verdict_on_one() -> None:
+    """Thresholds got an up-arrow on balanced accuracy while the verdict called it
+    indistinguishable on macro-F1, and nothing said why the two differ."""
+    from imgbalance.experiments.report import _protocol_text
+    from imgbalance.experiments.results import protocol
+
+    rows = [{**r, "min_test_class": 12} for r in _grid_rows()]
+    text = _protocol_text(protocol(rows), aggregate(rows))
+    assert "The verdict reads each technique on one metric, macro-F1" in text
+    assert "a mark on another metric is not the verdict" in text

@@ -42,6 +42,7 @@ from typing import Any
 from .._fs import atomic_write_text, output_faults
 from ..errors import ConfigError, DatasetError
 from .config import NATIVE_SIZE
+from .data import check_split_unchanged, load_split
 from .grid import plan_grid, run_grid
 from .repeats import SPLITS_DIR, make_splits
 from .results import MIN_EVAL_IMAGES
@@ -356,6 +357,9 @@ def compare(
             atomic_write_text(out / PLAN_FILE, json.dumps(asdict(plan), indent=2) + "\n")
         else:
             _refuse_other_options(plan, out, model, techniques, repeats, seed)
+            check_split_unchanged(out / SPLITS_DIR / "split0", "its finished runs measured the "
+                                  "files as they were. Put them back to resume it, or compare "
+                                  "anew with another --out.")  # fmt: skip
             log(f"resuming the comparison planned in {out / PLAN_FILE}")
             plan.budget_s = budget_s  # this call's time (a stored one ran out already)
         grid = plan.grid()
@@ -404,8 +408,6 @@ def step_budget(n_train: int, defaults: dict[str, Any]) -> int:
 
 def _steps_of(split_dir: Path, grid: dict[str, Any]) -> int:
     """:func:`step_budget` of split 0's training split."""
-    from .data import load_split
-
     return step_budget(len(load_split(split_dir).rows["train"]), grid["defaults"])
 
 

@@ -25,8 +25,10 @@ from ..errors import DatasetError
 
 __all__ = [
     "SPLITS",
+    "SplitChangedError",
     "SplitData",
     "TrainSet",
+    "check_split_unchanged",
     "load_split",
     "read_split_rows",
     "read_split_summary",
@@ -34,6 +36,24 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
+
+
+class SplitChangedError(DatasetError):
+    """Files of a split changed or disappeared since the split was made: ``what`` says
+    which, ``advice`` what to do (a caller with another remedy says its own)."""
+
+    def __init__(self, what: str, advice: str) -> None:
+        super().__init__(f"{what}. {advice}")
+        self.what = what
+
+
+def check_split_unchanged(path: str | os.PathLike[str], advice: str) -> None:
+    """Refuse, with ``advice``, when files of the split in ``path`` changed since it was
+    made (each run would refuse in turn; a caller resuming many runs says it once)."""
+    try:
+        load_split(path)
+    except SplitChangedError as exc:
+        raise DatasetError(f"{exc.what}: {advice}") from None
 
 
 @dataclass
@@ -264,9 +284,10 @@ def _from_csv(path: Path, scans: dict[tuple[str, bool], Catalog]) -> SplitData:
         if row["split"] == "train":
             train.append(rec if rec.label == label else _relabel(rec, label))
     if changed:
-        raise DatasetError(
+        raise SplitChangedError(
             f"{len(changed)} file(s) of the split changed or disappeared since it was made "
-            f'(first: "{changed[0]}"). Re-run `imgbalance split` so no test image can leak.'
+            f'(first: "{changed[0]}")',
+            "Re-run `imgbalance split` so no test image can leak.",
         )
     return SplitData(classes, root, rows, train, source=str(path), hashes=hashes)
 

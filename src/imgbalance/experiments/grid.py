@@ -45,7 +45,7 @@ from typing import Any
 import yaml
 
 from .._fs import atomic_write_text, output_faults
-from .._procs import process_pool
+from .._procs import process_pool, threads_per_job
 from .._yaml import safe_load
 from ..errors import ImgBalanceError
 from .config import RunConfig
@@ -334,7 +334,7 @@ def run_grid(
         cache = str(balanced_cache) if balanced_cache else str(out / "_balanced")
         status = {"completed": len(runs) - len(todo), "failed": 0, "skipped": len(runs) - len(todo),
                   "not_started": 0}  # fmt: skip
-        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+        threads = threads_per_job(jobs, log) if backend == "local" else None
         track = (tracker, tracker_uri, str(grid.get("name", "imgbalance")))
 
         counter = iter(range(1, len(todo) + 1))

@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +31,11 @@ from .results import (
     MIN_EVAL_IMAGES,
     aggregate,
     collect_runs,
+    failed_techniques,
     only_whole_splits,
     protocol,
     small_class_warnings,
+    unpaired_warnings,
 )
 from .stats import BETTER, FEW, SAME, SINGLE, WORSE
 
@@ -65,12 +68,33 @@ def _change(a: dict[str, Any], key: str) -> str:
     return f"{d:+.1f} points of {LABELS[key]} [95% CI {ci}]"
 
 
-def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str]:
-    """The verdict in plain words, one paragraph per model."""
+def _runs(n: int) -> str:
+    return "its run" if n == 1 else f"all {n} of its runs"
+
+
+def _short(text: str, most: int = 160) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= most else text[: most - 1].rstrip() + "…"
+
+
+def verdict_lines(
+    aggs: list[dict[str, Any]], proto: dict[str, Any], failed: Sequence[dict[str, Any]] = ()
+) -> list[str]:
+    """The verdict in plain words, one paragraph per model. ``failed``: the techniques
+    none of whose runs completed (:func:`.results.failed_techniques`), said, since they
+    are not among those compared."""
     lines = []
-    for model in dict.fromkeys(a["model"] for a in aggs):
+    for model in dict.fromkeys([*(a["model"] for a in aggs), *(f["model"] for f in failed)]):
+        lost = [
+            f"{f['arm']} failed in {_runs(f['runs'])} and is not compared (first error: "
+            f"{_short(f['error']) or 'not recorded'}; see Failed runs)."
+            for f in failed
+            if f["model"] == model
+        ]
         others = [a for a in aggs if a["model"] == model and f"{_primary(a)}_delta" in a]
         if not others:
+            if lost:
+                lines.append(" ".join([f"{model}:", *lost]))
             continue
         units = {a[f"{_primary(a)}_unit"] for a in others}
         n = max(a[f"{_primary(a)}_units"] for a in others)
@@ -120,7 +144,7 @@ def verdict_lines(aggs: list[dict[str, Any]], proto: dict[str, Any]) -> list[str
                 "measurement (one pair of runs with the baseline, or seeds that all gave the "
                 "same result): no uncertainty can be given; use more splits or seeds."
             )
-        lines.append(" ".join(parts))
+        lines.append(" ".join([*parts, *lost]))
     if not lines and not any(a["arm"] == "baseline" for a in aggs):
         lines.append(
             f"No arm is named baseline, so there is nothing to compare with: every technique "
@@ -163,21 +187,50 @@ def _protocol_text(proto: dict[str, Any], aggs: list[dict[str, Any]]) -> str:
         "significant after it (alpha = 0.05), and none is marked while a class has fewer "
         f"than {MIN_EVAL_IMAGES} test images (every compared metric averages over the "
         "classes, so it rests on them); intervals are cut to the possible range, "
-        "[-1, +1]. 'baseline + post-hoc LA' and 'baseline + "
+        "[-1, +1]. The verdict reads each technique on one metric, macro-F1 (balanced "
+        "accuracy for post-hoc LA), while the table marks every metric, each corrected on "
+        "its own: a mark on another metric is not the verdict, and the two can differ. "
+        "'baseline + post-hoc LA' and 'baseline + "
         "thresholds' are the baseline's models with post-hoc logit adjustment (read on "
         "balanced accuracy, the error it targets) and validation-tuned class thresholds."
     )
+
+
+def _plan_text(runs_dir: Path) -> str:
+    """What ``imgbalance compare`` decided (its ``compare.json`` beside the runs), in
+    words, or empty for runs of another origin or a plan that cannot be read."""
+    try:
+        plan = json.loads((runs_dir / "compare.json").read_text(encoding="utf-8"))
+        steps = (plan.get("defaults") or {}).get("max_steps")
+        budget = plan.get("budget_s")
+        text = (
+            f"Planned by imgbalance compare (compare.json): {int(plan['repeats'])} repeated "
+            f"splits (validation {float(plan['val']):.0%}, test {float(plan['test']):.0%}, "
+            f"seed {plan['seed']}), model {plan['model']} at {plan['image_size']} px"
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ""
+    text += f", every arm trained for {steps} optimiser steps" if steps else ""
+    text += f"; time budget {float(budget) / 60:.0f} min" if budget else "; no time budget"
+    notes = [str(n) for n in plan.get("notes") or []]  # the classes left out among them
+    return text + (f"; decisions: {'; '.join(notes)}." if notes else ".")
 
 
 def _mark(a: dict[str, Any], key: str) -> str:
     return {BETTER: "↑", WORSE: "↓"}.get(a.get(f"{key}_status", ""), "")
 
 
+def _spread(a: dict[str, Any], key: str) -> str:
+    """`` ± std``, or nothing for a single run (one value has no spread to show)."""
+    std = a.get(f"{key}_std")
+    return "" if std is None or math.isnan(std) else f" ± {std:.3f}"
+
+
 def _cell(a: dict[str, Any], key: str) -> str:
     mean = a.get(key)
     if mean is None or math.isnan(mean):
         return "n/a"
-    text = f"{mean:.3f} ± {a[f'{key}_std']:.3f}"
+    text = f"{mean:.3f}{_spread(a, key)}"
     if f"{key}_delta" in a:
         text += f" (Δ {a[f'{key}_delta']:+.3f} [{_ci(a, key)}]{_mark(a, key)})"
     return text
@@ -187,7 +240,8 @@ def _html_cell(a: dict[str, Any], key: str) -> str:
     mean = a.get(key)
     if mean is None or math.isnan(mean):
         return "n/a"
-    text = f"{mean:.3f} <small>± {a[f'{key}_std']:.3f}</small>"
+    spread = _spread(a, key)
+    text = f"{mean:.3f}" + (f" <small>{spread.strip()}</small>" if spread else "")
     if f"{key}_delta" in a:
         status = a.get(f"{key}_status", "")
         cls = {BETTER: " class='up'", WORSE: " class='down'"}.get(status, "")
@@ -245,8 +299,17 @@ def write_report(
 def _write_report(runs_dir: Path, title: str | None, *, whole_splits: bool) -> dict[str, Path]:
     rows, classes = collect_runs(runs_dir)
     _write_results_csv(rows, runs_dir / "results.csv")
+    cut = ""
     if whole_splits:
-        rows = only_whole_splits(rows)
+        kept = only_whole_splits(rows)
+        if len(kept) < len(rows):
+            whole = len({r.get("split", "") for r in kept if r["status"] == "completed"})
+            cut = (
+                f" {len(rows) - len(kept)} run(s) on splits where not every technique finished "
+                f"(the time ran out) are left out of the statistics, so every technique is "
+                f"compared on the same {whole} split(s); results.csv lists them."
+            )
+        rows = kept
     grid_file = runs_dir / "grid.json"
     try:
         grid = json.loads(grid_file.read_text(encoding="utf-8")) if grid_file.is_file() else {}
@@ -266,9 +329,9 @@ def _write_report(runs_dir: Path, title: str | None, *, whole_splits: bool) -> d
     best = {k: _best(aggs, k) for k in _COLUMNS}
     cols = [k for k in _COLUMNS if any(not math.isnan(a.get(k, math.nan)) for a in aggs)]
     models = {a["model"] for a in aggs}
-    verdict = verdict_lines(aggs, proto)
-    warn = small_class_warnings(rows, classes)
-    note = _protocol_text(proto, aggs)
+    verdict = verdict_lines(aggs, proto, failed_techniques(rows))
+    warn = small_class_warnings(rows, classes) + unpaired_warnings(aggs)
+    note = " ".join(t for t in (_plan_text(runs_dir), _protocol_text(proto, aggs) + cut) if t)
     header = ["technique", "runs", *[LABELS[k] for k in cols], "train s"]
 
     def train_s(a: dict[str, Any]) -> str:

@@ -31,10 +31,12 @@ __all__ = [
     "POSTHOC_ARMS",
     "aggregate",
     "collect_runs",
+    "failed_techniques",
     "only_whole_splits",
     "posthoc_rows",
     "protocol",
     "small_class_warnings",
+    "unpaired_warnings",
 ]
 
 METRICS = ("macro_f1", "balanced_accuracy", "minority_recall", "accuracy", "gmean", "ece")
@@ -230,10 +232,12 @@ def _present(x: Any) -> bool:
 
 
 def _mean_std(values: list[Any]) -> tuple[float, float]:
+    """The mean and the sample standard deviation; one value has no spread to measure
+    (NaN, shown as none, not as a spread of 0)."""
     v = [float(x) for x in values if _present(x)]
     if not v:
         return float("nan"), float("nan")
-    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")
 
 
 def aggregate(
@@ -269,6 +273,7 @@ def aggregate(
     out = []
     for arm, model in order:
         runs = groups[(arm, model)]
+        base = {(r.get("split", ""), r["seed"]) for r in groups.get(("baseline", model), [])}
         agg: dict[str, Any] = {
             "arm": arm,
             "model": model,
@@ -276,6 +281,10 @@ def aggregate(
             "runs": len(runs),
             "splits": len({r.get("split", "") for r in runs}),
             "posthoc": bool(runs[0].get("posthoc")),
+            # runs with no baseline run on their split and seed: in the mean, not in Δ
+            "unpaired": 0
+            if arm == "baseline" or not base
+            else sum((r.get("split", ""), r["seed"]) not in base for r in runs),
         }
         for key in (*METRICS, "nll", "brier", "training_time_s", "steps"):
             agg[key], agg[f"{key}_std"] = _mean_std([r.get(key) for r in runs])
@@ -352,6 +361,32 @@ def protocol(rows: list[dict[str, Any]]) -> dict[str, Any]:
             default=None,
         ),
     }
+
+
+def failed_techniques(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The techniques (arm x model) none of whose runs completed: ``{"arm", "model",
+    "runs", "error"}`` (the first run's error), in the order of the rows."""
+    done = {(r["arm"], r["model"]) for r in rows if r["status"] == "completed"}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["arm"], r["model"])
+        if r["status"] == "failed" and key not in done:
+            entry = out.setdefault(key, {"arm": key[0], "model": key[1], "runs": 0,
+                                         "error": r.get("error", "")})  # fmt: skip
+            entry["runs"] += 1
+    return list(out.values())
+
+
+def unpaired_warnings(aggs: list[dict[str, Any]]) -> list[str]:
+    """A warning per technique with runs that have no baseline run to pair with."""
+    return [
+        f"{a['unpaired']} of the {a['runs']} runs of {a['arm']} ({a['model']}) have no "
+        "baseline run on the same split and seed (the baseline's failed or was not run, or "
+        "they are runs of other data): they count in its mean, not in its difference to "
+        "the baseline."
+        for a in aggs
+        if a.get("unpaired")
+    ]
 
 
 def small_class_warnings(
