@@ -151,3 +151,28 @@ def test_batches_decoded_ahead_give_the_same_rows(tmp_path: Path, weights_file: 
     assert sum(steps) == 2 * len(paths)
     empty, none = embed_images([], loaded)
     assert empty.shape == (0, 512) and not none
+
+
+def test_embedding_keeps_freed_memory_for_the_next_batch(
+    tmp_path: Path, weights_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's activations come from the heap the last one freed (glibc)."""
+    from imgbalance import _malloc
+    from imgbalance.planning.embeddings import embed_images
+
+    if _malloc.mmapped_blocks() is None:
+        pytest.skip("glibc's malloc is what this setting changes")
+    monkeypatch.delenv("IMGBALANCE_MALLOC", raising=False)
+
+    def mapped() -> bool:
+        before = _malloc.mmapped_blocks()
+        block = np.empty(64 * 2**20, dtype=np.uint8)
+        now = _malloc.mmapped_blocks()
+        del block
+        return now != before
+
+    seen: list[bool] = []
+    paths, _ = _files(tmp_path, 2)
+    loaded = torch_models.build_model("resnet18", str(weights_file))
+    embed_images(paths, loaded, progress=lambda _n: seen.append(mapped()))
+    assert seen == [False] and mapped()

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .._malloc import keep_freed_memory
 from ..dataset.images import load_image
 
 __all__ = ["embed_images"]
@@ -54,7 +55,8 @@ def embed_images(
         return idx, [pool.submit(_prepare, paths[i], loaded.transforms) for i in idx]
 
     try:
-        with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
+        # each batch reuses the last one's freed pages (see imgbalance._malloc)
+        with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode(), keep_freed_memory():
             # The next batch is decoded while the model runs on this one (Pillow's decode
             # and resize release the GIL), as a DataLoader's workers would.
             ahead = submit(0)
