@@ -12,14 +12,19 @@ In one process, on one split of a real dataset, for each model this trains
   image size, torch threads and number of epochs, and a validation pass every epoch as
   imgbalance does. With ``--device cuda`` the plain loop does what a careful GPU user
   does: ``pin_memory=True``, non-blocking copies, bf16 autocast and ``channels_last``
-  (imgbalance's own defaults on CUDA).
+  (imgbalance's own defaults on CUDA);
+* ``plain-kept``: the plain loop again, under the allocator setting imgbalance's runs
+  use (:func:`imgbalance._malloc.keep_freed_memory`: freed blocks stay in the heap for the
+  next step instead of being mapped afresh), to show how much of a difference is the
+  allocator and how much the loop.
 
 Each is run ``--repeats`` times in turn (A, B, C, A, B, C, ...) and the medians are
 reported, with the ratio of each imgbalance mode to the plain loop. Two numbers per
 run: the training loop (epochs with their validation passes; decoding included for
 the streaming and plain loops, which decode as they go) and end to end (the in-memory
-path's decoding added). CPU seconds include the DataLoader workers. The last section
-profiles one epoch of each loop (cProfile, top functions by own time).
+path's decoding added). CPU seconds include the DataLoader workers; their system share
+(page faults, mostly) is reported apart. The last section profiles one epoch of each
+loop (cProfile, top functions by own time).
 
     python benchmarks/train_throughput.py --data ../shared/datasets/banana_leaf --work /tmp/tput
 """
@@ -38,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +53,14 @@ from torch import nn
 from torchvision import datasets
 from torchvision.transforms import v2
 
+from imgbalance._malloc import keep_freed_memory
 from imgbalance.experiments import RunConfig, run_training
 from imgbalance.torch.models import MEAN, STD, create_model
 
 RESULTS = Path(__file__).parent / "results"
+#: the loops timed, in turn: imgbalance's two data modes, the plain loop, and the plain
+#: loop under imgbalance's allocator setting (how much of a difference is the allocator)
+LOOPS = ("memory", "stream", "plain", "plain-kept")
 
 
 def cpu_s() -> float:
@@ -58,6 +68,13 @@ def cpu_s() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def sys_s() -> float:
+    """The share of :func:`cpu_s` spent in the kernel (page faults, mostly)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_stime + kids.ru_stime
 
 
 def make_split(data: Path, work: Path) -> Path:
@@ -91,16 +108,17 @@ def imgbalance_run(
          "monitor": "none", "augment": "light", "batch_size": 32, "seed": seed,
          "data_mode": mode, "workers": workers, "device": device}
     )  # fmt: skip
-    c0 = cpu_s()
+    c0, k0 = cpu_s(), sys_s()
     s = run_training(cfg, out / f"{model}-{mode}-{seed}", log=logs.append)
-    cpu = cpu_s() - c0
+    cpu, kernel = cpu_s() - c0, sys_s() - k0
     decode = 0.0
     for line in logs:
         if m := re.search(r"training images at \d+px in (?:GPU )?memory after ([\d.]+) s", line):
             decode = float(m.group(1))
     if s["data"]["mode"] != mode:
         sys.exit(f"asked for data_mode={mode}, the run used {s['data']['mode']}")
-    return {"loop_s": float(s["training_time_s"]), "decode_s": decode, "cpu_s": cpu}
+    return {"loop_s": float(s["training_time_s"]), "decode_s": decode, "cpu_s": cpu,
+            "sys_s": kernel}  # fmt: skip
 
 
 def plain_loaders(
@@ -165,7 +183,7 @@ def plain_run(
     device: str = "cpu",
 ) -> dict[str, float]:
     dev = torch.device(device)
-    c0 = cpu_s()
+    c0, k0 = cpu_s(), sys_s()
     t0 = time.perf_counter()
     train_dl, val_dl = plain_loaders(split, size, workers, seed, pin=dev.type == "cuda")
     torch.manual_seed(seed)
@@ -183,7 +201,8 @@ def plain_run(
     n = len(train_dl.dataset)
     del train_dl, val_dl  # joins the persistent workers, so their CPU time is counted
     gc.collect()
-    return {"loop_s": loop, "decode_s": 0.0, "cpu_s": cpu_s() - c0, "n_train": n}
+    return {"loop_s": loop, "decode_s": 0.0, "cpu_s": cpu_s() - c0, "sys_s": sys_s() - k0,
+            "n_train": n}  # fmt: skip
 
 
 def profile(fn: Any, top: int = 12) -> str:
@@ -227,12 +246,14 @@ def main() -> None:
     }  # fmt: skip
     for model in args.models.split(","):
         epochs = int(epochs_of.get(model, 1))
-        raw: dict[str, list[dict[str, float]]] = {"memory": [], "stream": [], "plain": []}
+        raw: dict[str, list[dict[str, float]]] = {name: [] for name in LOOPS}
         for r in range(args.repeats):
             for name in raw:
                 gc.collect()
-                if name == "plain":
-                    m = plain_run(split, model, args.size, epochs, r, args.workers, args.device)
+                if name.startswith("plain"):
+                    with keep_freed_memory() if name == "plain-kept" else nullcontext():
+                        m = plain_run(split, model, args.size, epochs, r, args.workers,
+                                      args.device)  # fmt: skip
                 else:
                     m = imgbalance_run(split, model, args.size, epochs, name, r, args.workers,
                                        runs, args.device)  # fmt: skip
@@ -250,9 +271,10 @@ def main() -> None:
                 "median_loop_s": round(loop, 2),
                 "median_decode_s": round(statistics.median(m["decode_s"] for m in ms), 2),
                 "median_cpu_s": round(statistics.median(m["cpu_s"] for m in ms), 1),
+                "median_sys_s": round(statistics.median(m["sys_s"] for m in ms), 1),
                 "loop_s": [round(m["loop_s"], 2) for m in ms],
             }
-        for name in ("memory", "stream"):
+        for name in ("memory", "stream", "plain-kept"):
             table[f"ratio_{name}_vs_plain"] = {
                 "loop": round(
                     table[name]["loop_images_per_s"] / table["plain"]["loop_images_per_s"], 2
