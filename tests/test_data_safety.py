@@ -122,6 +122,27 @@ def test_split_overwrite_removes_a_killed_runs_staging_folder(
     assert not list(out.glob(".imgbalance-staging-*"))
 
 
+def test_a_symlinked_original_is_written_as_its_image_not_as_a_link(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    """A link in the input whose target is left out (hidden) or dropped must not dangle."""
+    wasps = balanced_tree / "wasps"
+    shutil.copyfile(wasps / "wasps_000.png", wasps / ".hidden.png")
+    (wasps / "vis.png").symlink_to(".hidden.png")
+    before = tree_digest(balanced_tree)
+    out = tmp_path / "out"
+    imgbalance.balance(balanced_tree, out, method="random-over", random_state=0, plots=False)
+    split_out = tmp_path / "splits"
+    imgbalance.write_split(imgbalance.split(balanced_tree, random_state=1), split_out,
+                           materialize="link")  # fmt: skip
+    written = [*out.rglob("vis.png"), *split_out.rglob("vis.png")]
+    assert len(written) == 2
+    for path in written:
+        assert not path.is_symlink()
+        assert path.read_bytes() == (wasps / ".hidden.png").read_bytes()
+    assert tree_digest(balanced_tree) == before
+
+
 @pytest.mark.parametrize("name", ["manifest.csv", "summary.json", "plan.json"])
 def test_balance_overwrite_keeps_a_strangers_file_with_one_of_its_names(
     balanced_tree: Path, tmp_path: Path, name: str

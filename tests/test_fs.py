@@ -74,6 +74,18 @@ def test_link_or_copy(tmp_path: Path) -> None:
     assert (tmp_path / "c" / "x.bin").read_bytes() == b"abc"
 
 
+def test_link_or_copy_links_a_symlinks_target_not_the_link(tmp_path: Path) -> None:
+    """link(2) does not follow a symlink: a relative one would dangle in its new folder."""
+    (tmp_path / "in").mkdir()
+    target = tmp_path / "in" / ".hidden.bin"
+    target.write_bytes(b"abc")
+    (tmp_path / "in" / "vis.bin").symlink_to(".hidden.bin")
+    dst = tmp_path / "out" / "vis.bin"
+    assert link_or_copy(tmp_path / "in" / "vis.bin", dst, "link") == "link"
+    assert not dst.is_symlink() and dst.read_bytes() == b"abc"
+    assert dst.stat().st_ino == target.stat().st_ino
+
+
 def test_check_output_dir(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()

@@ -143,12 +143,12 @@ def link_or_copy(src: Path, dst: Path, mode: str) -> str:
     A link that the filesystem refuses (another device, no hard-link support)
     falls back to a copy. A copy goes through a temporary name and a rename, so an
     interrupted one (disk full, kill -9) never leaves a half-written file under the
-    final name. Returns what was done: ``"link"`` or ``"copy"``.
+    final name; a symlink's target is linked, not the link. Returns ``"link"`` or ``"copy"``.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
     if mode == "link":
         try:
-            os.link(src, dst, follow_symlinks=True)
+            os.link(os.path.realpath(src), dst)
             return "link"
         except OSError:
             pass
