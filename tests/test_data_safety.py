@@ -297,6 +297,40 @@ def _interrupted(src: Path, out: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(pool, "render_recipe", real)
 
 
+def test_a_rerun_into_an_interrupted_balance_is_told_to_resume(
+    balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--overwrite would throw the work done away: the way on named first is --resume."""
+    part = tmp_path / "part"
+    _interrupted(balanced_tree, part, monkeypatch)
+    monkeypatch.undo()
+    with pytest.raises(OutputError, match="holds an interrupted imgbalance run. Pass resume=True"):
+        imgbalance.balance(balanced_tree, part, "smote", random_state=3, workers=1, plots=False)
+    imgbalance.balance(
+        balanced_tree, part, "smote", random_state=3, workers=1, plots=False, resume=True
+    )
+    assert not (part / ".imgbalance-journal.jsonl").exists()
+
+
+def test_a_split_killed_while_materializing_is_run_again_as_it_was(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    """kill -9 leaves only the lock and the staging folder: the same command goes on."""
+    out = tmp_path / "splits"
+    stale = out / ".imgbalance-staging-k1ll3d" / "train" / "ants"
+    stale.mkdir(parents=True)
+    (stale / "half.png").write_bytes(b"\x89PNG half")
+    (out / ".imgbalance.lock").write_text("")
+    (out / ".splits.csv.123.0badc0de.tmp").write_text("half")
+    result = imgbalance.split(balanced_tree, random_state=1)
+    imgbalance.write_split(result, out, materialize="copy")
+    assert not list(out.glob(".imgbalance-staging-*")) and not list(out.glob("*.tmp"))
+    assert (out / "splits.csv").is_file()
+    (out / "notes.txt").write_text("mine")  # a folder with a file of someone else's: refused
+    with pytest.raises(OutputError, match="not empty"):
+        imgbalance.write_split(result, out, materialize="copy")
+
+
 def test_resume_keeps_only_verified_copies_and_cleans_temporaries(
     balanced_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import codecs
 import contextlib
-import csv
 import errno
 import hashlib
-import io
 import os
 import re
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from ._options import option
-from ._text import csv_text
-from .errors import DatasetError, OutputError
+from .errors import OutputError
 
 __all__ = [
     "LOCK",
@@ -37,12 +33,10 @@ __all__ = [
     "link_or_copy",
     "output_faults",
     "output_lock",
-    "read_csv_rows",
     "remove_listed",
     "remove_temporaries",
     "same_content",
     "sha256_of",
-    "write_csv",
 ]
 
 
@@ -166,6 +160,10 @@ def is_temporary(name: str) -> bool:
     return bool(_TEMPORARY.match(name))
 
 
+def _left_by_a_kill(name: str) -> bool:
+    return name == LOCK or name.startswith(".imgbalance-staging-") or is_temporary(name)
+
+
 def remove_temporaries(root: Path) -> int:
     """Delete imgbalance's own leftover temporaries under ``root``; return how many.
 
@@ -202,8 +200,7 @@ def cache_dir() -> Path:
     """Where imgbalance's caches live (feature rows, balanced training sets, decoded
     pixels): ``$IMGBALANCE_CACHE_DIR``, or ``imgbalance`` under ``$XDG_CACHE_HOME`` or
     ``~/.cache``. Never inside a dataset."""
-    env = os.environ.get("IMGBALANCE_CACHE_DIR")
-    if env:
+    if env := os.environ.get("IMGBALANCE_CACHE_DIR"):
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "imgbalance"
@@ -282,6 +279,7 @@ def check_output_dir(
     *,
     overwrite: bool,
     replaces: Iterable[str] = (),
+    resumable: Iterable[str] = (),
 ) -> None:
     """Refuse an output folder that would write into an input or lose files.
 
@@ -296,6 +294,8 @@ def check_output_dir(
     replaces
         Names inside ``out`` that the command replaces with ``overwrite``; none
         of them may contain an input folder.
+    resumable
+        Names that only an interrupted run leaves: then the way on is ``--resume``.
     """
     for src in inputs:
         if is_within(out, src):
@@ -317,7 +317,15 @@ def check_output_dir(
     if out.exists() and not out.is_dir():
         raise OutputError(f'Output path "{out}" exists and is a file. Choose a folder path.')
     check_not_below_file(out, "Choose a folder path.")
-    if out.is_dir() and any(p.name != LOCK for p in out.iterdir()) and not overwrite:
+    # a killed run's lock, staging folder and temporaries are ours by name: not in the way
+    left = [n for n in os.listdir(out) if not _left_by_a_kill(n)] if out.is_dir() else []
+    if left and not overwrite and set(left) & set(resumable):
+        raise OutputError(
+            f'"{out}" holds an interrupted imgbalance run. Pass {option("resume", True)} to go on '
+            f"(the files already written are verified and kept), or {option('overwrite', True)} "
+            "to start again."
+        )
+    if left and not overwrite:
         raise OutputError(
             f'Destination path "{out}" already exists and is not empty. '
             f"Choose a new folder, or pass {option('overwrite', True)} to replace imgbalance's own "
@@ -408,63 +416,3 @@ def output_lock(out: Path) -> Iterator[None]:
             os.ftruncate(fd, 0)  # emptied when done: the same run leaves the same bytes
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def nan_to_none(d: Any) -> Any:
-    """``d`` with every NaN float, in nested dicts and lists, replaced by None (JSON has
-    no NaN: ``json.dumps`` would write the invalid token ``NaN``)."""
-    if isinstance(d, float) and d != d:
-        return None
-    if isinstance(d, dict):
-        return {k: nan_to_none(v) for k, v in d.items()}
-    if isinstance(d, list):
-        return [nan_to_none(v) for v in d]
-    return d
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write ``rows`` (dicts with the same keys) as CSV, atomically; NaN becomes empty."""
-
-    atomic_write_text(path, csv_text(rows))
-
-
-def read_csv_rows(path: Path, fix: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """The header and the rows of the UTF-8 CSV file ``path`` (a BOM is dropped), each row
-    with its line number in the file (the header is line 1) and a value per column ("" for
-    a short row). A file that cannot be read, is not UTF-8 text, is not CSV or has no
-    header is a :class:`DatasetError` naming it, what is wrong and ``fix`` (the way on)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DatasetError(
-            f'Cannot read "{path}": {exc.strerror}. Check the path, {fix}.'
-        ) from None
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DatasetError(
-            f'"{path}" is not UTF-8 text: line {line} has the byte 0x{data[exc.start]:02x} '
-            "(saved as Latin-1 or Windows-1252?). Save the file as UTF-8 (a spreadsheet's "
-            f'"CSV UTF-8"), {fix}.'
-        ) from None
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader, None)
-        if header is None:
-            raise DatasetError(
-                f'"{path}" is empty; it needs a header row and a row per image. Write them, {fix}.'
-            )
-        rows = []
-        for values in reader:
-            if not any(v.strip() for v in values):
-                continue  # a blank line
-            values += [""] * (len(header) - len(values))
-            rows.append((reader.line_num, dict(zip(header, values, strict=False))))
-    except csv.Error as exc:
-        raise DatasetError(
-            f'"{path}" is not valid CSV (line {reader.line_num}: {exc}). Fix that line, {fix}.'
-        ) from None
-    return header, rows

@@ -18,7 +18,6 @@ from typing import Any
 
 from ._fs import (
     atomic_write_text,
-    check_output_dir,
     file_sha256,
     is_within,
     link_or_copy,
@@ -38,7 +37,7 @@ from .planning.features import compute_features, parse_feature_spec
 from .planning.targets import Target
 from .rendering import outputs
 from .rendering.kernel import RenderJob, RenderOptions
-from .rendering.outfolder import JOURNAL, LEDGER, OUR_FILES, check_class_names, prepare_out
+from .rendering.outfolder import JOURNAL, LEDGER, check_balance_out, check_class_names, prepare_out
 from .rendering.outputs import BalanceResult
 from .rendering.pool import render_jobs
 from .reports.balance import plot_balance, summary_text
@@ -211,7 +210,7 @@ def render(
         )
     out = Path(out)
     the_plan, records, root = planned.plan, planned.records, planned.root
-    check_output_dir(out, [root], overwrite=overwrite or resume, replaces=OUR_FILES)
+    check_balance_out(out, root, overwrite=overwrite or resume)
     check_class_names(the_plan.classes)  # before anything is written, the lock too
     opts = RenderOptions(
         format=format, png_compress_level=png_compress_level, image_size=image_size
@@ -395,7 +394,7 @@ def balance(
         raise ConfigError("out is required unless dry_run=True")
     if out is not None and not dry_run:  # refuse a bad output before any work
         root = Path(src.root if isinstance(src, Catalog) else src)
-        check_output_dir(Path(out), [root], overwrite=overwrite or resume, replaces=OUR_FILES)
+        check_balance_out(Path(out), root, overwrite=overwrite or resume)
     t0 = time.perf_counter()
     planned = plan(
         src,

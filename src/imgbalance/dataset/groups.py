@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_open_text, read_csv_rows
+from .._fs import atomic_open_text
+from .._tables import read_csv_rows
 from ..errors import DatasetError
 from .catalog import ImageRecord
 from .images import DEFAULT_MAX_PIXELS

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import read_csv_rows
+from .._tables import read_csv_rows
 from ..dataset.catalog import Catalog, ImageRecord
 from ..dataset.scanner import scan
 from ..errors import DatasetError

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_path, write_csv
+from .._fs import atomic_path
+from .._tables import write_csv
 from ..errors import ImgBalanceError
 from ..planning.features import compute_features, parse_feature_spec
 from ..torch.weights import class_weights

@@ -22,7 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .._fs import atomic_write_text, nan_to_none, output_faults
+from .._fs import atomic_write_text, output_faults
+from .._tables import nan_to_none
 from .report_plots import FIGURES, label_of, report_plots
 from .results import (
     LABELS,

@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._fs import atomic_write_text, check_output_dir, nan_to_none, output_faults, write_csv
+from .._fs import atomic_write_text, check_output_dir, output_faults
+from .._tables import nan_to_none, write_csv
 from .._version import __version__
 from ..dataset.catalog import ratios
 from ..errors import ConfigError, DatasetError

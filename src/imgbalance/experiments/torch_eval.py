@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._fs import atomic_path, write_csv
+from .._fs import atomic_path
+from .._tables import write_csv
 from ..torch.data import MemoryBatches
 from ..torch.models import create_model, final_linear
 from ..torch.stream import StreamBatches

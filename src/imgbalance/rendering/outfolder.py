@@ -30,6 +30,7 @@ __all__ = [
     "JOURNAL",
     "LEDGER",
     "OUR_FILES",
+    "check_balance_out",
     "check_class_names",
     "prepare_out",
     "read_journal",
@@ -51,6 +52,13 @@ OUR_FILES = (
 JOURNAL = ".imgbalance-journal.jsonl"
 #: every path a run will write, listed before it writes any (removed when the run is done)
 LEDGER = ".imgbalance-outputs.txt"
+
+
+def check_balance_out(out: Path, root: Path, *, overwrite: bool) -> None:
+    """A balance run's output checks before it plans (:func:`check_output_dir`); a folder
+    an interrupted run left is refused with ``--resume`` as the way on."""
+    resumable = (LEDGER, JOURNAL)
+    check_output_dir(out, [root], overwrite=overwrite, replaces=OUR_FILES, resumable=resumable)
 
 
 def read_journal(out: Path) -> dict[str, str]:
