@@ -304,12 +304,28 @@ def test_a_rerun_into_an_interrupted_balance_is_told_to_resume(
     part = tmp_path / "part"
     _interrupted(balanced_tree, part, monkeypatch)
     monkeypatch.undo()
-    with pytest.raises(OutputError, match="holds an interrupted imgbalance run. Pass resume=True"):
+    with pytest.raises(
+        OutputError, match=r"holds an interrupted imgbalance run\. Pass resume=True"
+    ):
         imgbalance.balance(balanced_tree, part, "smote", random_state=3, workers=1, plots=False)
     imgbalance.balance(
         balanced_tree, part, "smote", random_state=3, workers=1, plots=False, resume=True
     )
     assert not (part / ".imgbalance-journal.jsonl").exists()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_parent_truncated_after_planning_is_named_not_a_traceback(
+    balanced_tree: Path, tmp_path: Path, workers: int
+) -> None:
+    """A file that changed between the plan and its render: a clear error naming it."""
+    src = tmp_path / "src"
+    shutil.copytree(balanced_tree, src)
+    planned = imgbalance.plan(src, "smote", random_state=0)
+    parent = src / "wasps" / "wasps_000.png"
+    parent.write_bytes(parent.read_bytes()[:60])  # the header only: truncated
+    with pytest.raises(imgbalance.DatasetError, match=r"wasps_000\.png.*changed since"):
+        imgbalance.render(planned, tmp_path / "out", workers=workers, plots=False)
 
 
 def test_a_split_killed_while_materializing_is_run_again_as_it_was(

@@ -284,7 +284,9 @@ def test_resume_after_interruption_gives_the_same_result(
     assert not (part / "manifest.csv").exists()
     journal = (part / ".imgbalance-journal.jsonl").read_text().splitlines()
     assert len(journal) == rendering.CHUNK  # one finished chunk
-    with pytest.raises(OutputError, match="holds an interrupted imgbalance run. Pass resume=True"):
+    with pytest.raises(
+        OutputError, match=r"holds an interrupted imgbalance run\. Pass resume=True"
+    ):
         imgbalance.balance(src, part, method="smote", random_state=3, workers=1, plots=False)
     with pytest.raises(OutputError, match="different plan"):
         imgbalance.balance(src, part, method="smote", random_state=4, workers=1, resume=True)

@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .._options import option
 from ..dataset.images import load_image
+from ..errors import DatasetError
 from .png import encode_png
 
 __all__ = ["RenderJob", "RenderOptions", "output_extension", "render_recipe"]
@@ -113,7 +115,16 @@ class _PixelCache:
         arr = self._hit(key)
         if arr is None:
             path, _, _, mode = file
-            image = load_image(path).convert(mode)
+            try:
+                image = load_image(path).convert(mode)
+            except FileNotFoundError:
+                raise  # balance names a file that vanished since the plan
+            except (OSError, SyntaxError, ValueError) as exc:  # Pillow: truncated, corrupt
+                raise DatasetError(
+                    f'"{path}" was decoded when the plan was made and cannot be now ({exc}): '
+                    f"it changed since. Restore it, or plan again (run it again; with "
+                    f"{option('overwrite', True)} if the output exists)."
+                ) from None
             self.decodes += 1
             if size is not None and image.size != size:
                 image = image.resize(size, Image.Resampling.BILINEAR)
