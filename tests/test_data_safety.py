@@ -719,3 +719,15 @@ def test_occupied_paths_looks_at_empty_folders_once(tmp_path: Path) -> None:
     assert _occupied_paths(out, paths) == [
         p for p in paths if (out / p).exists() or (out / p).is_symlink()
     ]
+
+
+def test_balance_says_when_the_same_image_is_in_two_classes(
+    balanced_tree: Path, tmp_path: Path
+) -> None:
+    """analyze calls a label conflict an error: balance uses the files, and says so."""
+    shutil.copyfile(balanced_tree / "ants" / "ants_002.png", balanced_tree / "bees" / "cross.png")
+    out = tmp_path / "out"
+    imgbalance.balance(balanced_tree, out, method="random-over", random_state=0, plots=False)
+    notes = json.loads((out / "summary.json").read_text())["notes"]
+    said = [n for n in notes if "byte-identical to a file of another class" in n]
+    assert len(said) == 1 and "2 file(s)" in said[0], notes

@@ -102,7 +102,7 @@ def plan(
         progress=(lambda d, t: progress("features", d, t)) if progress else None,
         random_state=int_seed(random_state),
     )
-    left_out = _left_out(catalog)
+    left_out = catalog.left_out()
     if failed:
         left_out += [
             {"path": records[i].path, "reason": f"pixels cannot be decoded ({msg})"}
@@ -119,6 +119,13 @@ def plan(
             f'"{left_out[0]["path"]}": {left_out[0]["reason"]}); summary.json and '
             "balance_summary.txt list each with its reason, and `imgbalance analyze` explains "
             "the problems."
+        )
+    if conflicts := [r for r in records if any(p.code == "label-conflict" for p in r.problems)]:
+        notes.append(
+            f"{len(conflicts)} file(s) are byte-identical to a file of another class (first: "
+            f'"{conflicts[0].path}"); they are balanced with the class of their folder, so one '
+            "image teaches two classes. Decide which class is right (`imgbalance analyze` "
+            "lists them)."
         )
     the_plan = plan_arrays(
         X,
@@ -440,23 +447,6 @@ def _input_changes(root: Path) -> Iterator[None]:
             f'"{exc.filename}" was in the input when the plan was made and is gone now. '
             f"Plan again (run it again; with {option('overwrite', True)} if the output exists)."
         ) from exc
-
-
-def _left_out(catalog: Catalog) -> list[dict[str, str]]:
-    """Every file of the input that cannot be balanced, with its reason: unreadable images
-    (their error problems) and files the scan skipped (not images, hidden, links...)."""
-    out = [
-        {
-            "path": r.path,
-            "reason": "; ".join(
-                f"{p.code}: {p.message}" for p in r.problems if p.severity == "error"
-            ),
-        }
-        for r in catalog.records
-        if not r.readable
-    ]
-    out += [{"path": s.path, "reason": s.reason} for s in catalog.skipped]
-    return out
 
 
 def _size_param(value: Any) -> tuple[int, int]:

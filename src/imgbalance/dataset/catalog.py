@@ -123,6 +123,21 @@ class Catalog:
         """Class-level problems, then every file's problems in path order."""
         return self.class_problems + [p for r in self.records for p in r.problems]
 
+    def left_out(self) -> list[dict[str, str]]:
+        """Every file that cannot be used, with its reason: unreadable images (their error
+        problems) and files the scan skipped (not images, hidden, links...)."""
+        out = [
+            {
+                "path": r.path,
+                "reason": "; ".join(
+                    f"{p.code}: {p.message}" for p in r.problems if p.severity == "error"
+                ),
+            }
+            for r in self.records
+            if not r.readable
+        ]
+        return out + [{"path": s.path, "reason": s.reason} for s in self.skipped]
+
     def usable(self) -> list[ImageRecord]:
         """Records whose pixels can be read."""
         return [r for r in self.records if r.readable]
