@@ -13,10 +13,12 @@ from its heap (``M_MMAP_MAX`` 0) and to keep what is freed there (``M_TRIM_THRES
 the same. The peak is a little higher, since a freed block may stay in the heap beside
 the next one instead of going back (measured on the 50,000-image run: +0.63 GiB
 streaming, median of 3, and +0.38 GiB in memory, for 1.26x and 1.39x the speed);
-afterwards the defaults come back and :func:`malloc_trim` returns what is free.
-Elsewhere than on glibc (macOS, musl, a preloaded jemalloc or tcmalloc, which do not
-have this cost) it does nothing; ``IMGBALANCE_MALLOC=system`` turns it off, for the
-lower peak where memory is tighter than time.
+afterwards glibc's usual settings come back (see ``_AFTER_MMAP_THRESHOLD``) and
+:func:`malloc_trim` returns what is free. Elsewhere than on glibc (macOS, musl, which do
+not have this cost) it does nothing, and so it does where the user has set these knobs
+(``GLIBC_TUNABLES=glibc.malloc.mmap_max=...``, ``MALLOC_TRIM_THRESHOLD_``...);
+``IMGBALANCE_MALLOC=system`` turns it off, for the lower peak where memory is tighter
+than time.
 """
 
 from __future__ import annotations
@@ -32,10 +34,19 @@ from typing import Any
 __all__ = ["keep_freed_memory", "mmapped_blocks"]
 
 _M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
-#: glibc's defaults, put back when the last run ends
-_DEFAULT_TRIM = 128 * 1024
+#: put back when the last run ends. Any ``mallopt`` of these turns glibc's dynamic mmap
+#: threshold off for good (there is no call that turns it on again), so what comes back
+#: is the state that threshold reaches in any process that has freed a large block: its
+#: ceiling (32 MiB on 64-bit), and twice that kept free at the top of the heap. glibc's
+#: first defaults (128 KiB each, fixed) would map and fault in every block above 128 KiB
+#: for the rest of the process.
 _DEFAULT_MMAP_MAX = 65536
+_AFTER_MMAP_THRESHOLD = 4 * 2**20 * ctypes.sizeof(ctypes.c_long)
+_AFTER_TRIM = 2 * _AFTER_MMAP_THRESHOLD
+#: the user's own settings of the same knobs: then this module leaves malloc alone
+_TUNED = ("mmap_max", "mmap_threshold", "trim_threshold")
 #: the most ``mallopt`` takes (a C int)
 _KEEP = 2**31 - 1
 
@@ -46,6 +57,10 @@ _depth = 0
 def _libc() -> Any | None:
     """glibc, when this process runs on it and the user has not turned this off."""
     if os.environ.get("IMGBALANCE_MALLOC", "").lower() == "system":
+        return None
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(f"glibc.malloc.{k}" in tunables or f"MALLOC_{k.upper()}_" in os.environ
+           for k in _TUNED):  # fmt: skip
         return None
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
@@ -79,7 +94,8 @@ def keep_freed_memory() -> Iterator[bool]:
             _depth -= 1
             if _depth == 0:
                 libc.mallopt(_M_MMAP_MAX, _DEFAULT_MMAP_MAX)
-                libc.mallopt(_M_TRIM_THRESHOLD, _DEFAULT_TRIM)
+                libc.mallopt(_M_MMAP_THRESHOLD, _AFTER_MMAP_THRESHOLD)
+                libc.mallopt(_M_TRIM_THRESHOLD, _AFTER_TRIM)
                 libc.malloc_trim(0)
 
 

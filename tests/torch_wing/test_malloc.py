@@ -5,6 +5,7 @@ the run ends, and the run's files are the same bytes either way."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -93,3 +94,53 @@ def test_training_and_prediction_hold_it_and_give_it_back(
     predict_mod.load_run(tmp_path / "run").predict([str(image)])
     assert seen == [False, False]  # within the run and within prediction: from the heap
     assert _mapped_while_held()  # and glibc's default after each
+
+
+_PROBE = """
+import ctypes, json, sys
+from imgbalance import _malloc
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def mapped(size):
+    seen = []
+    for _ in range(3):
+        before = _malloc.mmapped_blocks()
+        p = libc.malloc(size)
+        seen.append(_malloc.mmapped_blocks() != before)
+        libc.free(p)
+    return seen
+took = None
+if sys.argv[1] == "enter":
+    with _malloc.keep_freed_memory() as took:
+        pass
+print(json.dumps({"took": took, "4MiB": mapped(4 << 20), "64MiB": mapped(64 << 20)}))
+"""
+
+
+@pytest.mark.parametrize("tunables", ["", "glibc.malloc.mmap_max=0"])
+def test_after_the_block_malloc_behaves_as_if_it_had_never_been_entered(tunables: str) -> None:
+    """Any mallopt turns glibc's dynamic mmap threshold off for good: what comes back must
+    not be a fixed 128 KiB one that maps (and faults in) every larger block from then on.
+    A user's own settings of the same knobs are left alone."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "IMGBALANCE_MALLOC"}
+    env["GLIBC_TUNABLES"] = tunables
+
+    def probe(arg: str) -> dict[str, Any]:
+        out = subprocess.run([sys.executable, "-c", _PROBE, arg], env=env, check=True,
+                             capture_output=True, text=True).stdout  # fmt: skip
+        return json.loads(out)
+
+    never, after = probe("never"), probe("enter")
+    assert after["took"] is not bool(tunables)
+    assert after["4MiB"].count(True) <= never["4MiB"].count(True), (never, after)
+    assert not any(after["4MiB"][1:])  # reused from the heap, as glibc's own threshold does
+    if tunables:  # the user's mmap_max=0: nothing is ever mapped, before or after
+        assert not any(never["64MiB"]) and not any(after["64MiB"])
+    else:
+        assert all(after["64MiB"])  # above the ceiling: mapped, and given back when freed
