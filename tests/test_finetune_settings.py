@@ -341,3 +341,32 @@ def test_the_new_settings_at_their_defaults_keep_every_runs_fingerprint() -> Non
     assert RunConfig(model="resnet18", loss="focal", seed=3).fingerprint() == "f53722fe2741"
     for change in ({"freeze": "backbone"}, {"backbone_lr_mult": 0.1}, {"crt_epochs": 2}):
         assert RunConfig(**change).fingerprint() != "cb4942525084", change
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        ({"mixing": "mixup", "mixing_alpha": 0}, r"mixing_alpha must be > 0 with mixing mixup"),
+        ({"model": "linear", "pretrained": "/no/such.pth"}, r"no backbone to load weights into"),
+    ],
+)
+def test_settings_that_would_fail_later_are_refused_by_name(
+    settings: dict[str, Any], says: str
+) -> None:
+    with pytest.raises(ConfigError, match=says):
+        RunConfig.from_dict({"data": "splits", **settings}).validate()
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [
+        ("bogus", "device must be auto, cpu, cuda, cuda:N or mps, got 'bogus'"),
+        ("cuda:7", r"device cuda:7 was asked for, and torch sees \d+ CUDA device\(s\)"),
+    ],
+)
+def test_a_device_this_machine_lacks_is_a_clear_error_not_torchs(name: str, says: str) -> None:
+    from imgbalance.experiments.torch_eval import pick_device
+
+    with pytest.raises(ConfigError, match=says):
+        pick_device(name)
+    assert pick_device("cpu").type == "cpu"

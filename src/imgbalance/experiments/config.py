@@ -252,6 +252,12 @@ class RunConfig:
                     f"{key} must be a number >= 0, got {v!r}. Write it like {key}=0.001 "
                     f"(--set {key}=0.001 on the command line)."
                 )
+        if self.mixing != "none" and self.mixing_alpha == 0:
+            raise ConfigError(
+                f"mixing_alpha must be > 0 with mixing {self.mixing} (the mixing weights are "
+                "drawn from Beta(alpha, alpha)), got 0. Write it like mixing_alpha=0.2 "
+                "(--set mixing_alpha=0.2 on the command line), or drop --mixing."
+            )
         for key in ("epochs", "batch_size", "ensemble", "patience", "step_size", "max_steps",
                     "image_size", "drw_epoch", "workers", "seed"):  # fmt: skip
             v = getattr(self, key)
@@ -364,12 +370,14 @@ class RunConfig:
                 f"does not train). Drop one of them: freeze=none with backbone_lr_mult={m!r} "
                 f"trains the backbone slower, or freeze=backbone alone trains the head only."
             )
-        given = {"freeze": self.freeze != "none", "backbone_lr_mult": m != 1, "crt_epochs": c}
+        given = {"freeze": self.freeze != "none", "backbone_lr_mult": m != 1, "crt_epochs": c,
+                 "pretrained": self.pretrained is not None}  # fmt: skip
         if self.model == "linear" and any(given.values()):
             named = ", ".join(f"{k}={getattr(self, k)!r}" for k, on in given.items() if on)
             raise ConfigError(
-                f"model linear (logistic regression) has no backbone to freeze or re-train a "
-                f"classifier on: {named} is for CNNs. Drop it or choose a CNN model."
+                f"model linear (logistic regression) has no backbone to load weights into, "
+                f"freeze or re-train a classifier on: {named} is for CNNs. Drop it or choose "
+                "a CNN model."
             )
 
     def _check_protocol(self) -> None:

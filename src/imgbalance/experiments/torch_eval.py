@@ -16,6 +16,7 @@ from torch import nn
 
 from .._fs import atomic_path
 from .._tables import write_csv
+from ..errors import ConfigError
 from ..torch.data import MemoryBatches
 from ..torch.models import create_model, final_linear
 from ..torch.stream import StreamBatches
@@ -56,8 +57,24 @@ class Trained(NamedTuple):
 
 
 def pick_device(name: str) -> torch.device:
+    """The device ``name`` names (``auto``: CUDA, then MPS, then the CPU). One that is not
+    a device, or that this machine does not have, is a clear error, not torch's."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            device = None
+        if device is None or device.type not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}.")
+        mps = getattr(torch.backends, "mps", None)
+        have = {"cpu": 1, "cuda": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                "mps": int(bool(mps and mps.is_available()))}[device.type]  # fmt: skip
+        if (device.index or 0) >= have:
+            raise ConfigError(
+                f"device {name} was asked for, and torch sees {have} {device.type.upper()} "
+                f"device(s) on this machine. Use device=auto (the best one there is) or cpu."
+            )
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
