@@ -268,3 +268,28 @@ def test_find_images_leaves_out_links_out_of_the_folder(tmp_path: Path) -> None:
     assert len(found.images) == 2
     with pytest.raises(ImgBalanceError, match="does not exist"):
         find_images([tmp_path / "nope"], [], follow_links=False)
+
+
+def test_a_run_records_its_split_absolute_and_predict_refuses_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A split named relative to where train ran must not become another split when
+    predict runs elsewhere; one whose splits.csv differs from the run's is refused."""
+    import imgbalance
+
+    rng = np.random.default_rng(3)
+    for name, colour in COLOURS.items():
+        (tmp_path / "flat" / name).mkdir(parents=True)
+        for i in range(12):
+            colour_image(rng, colour).save(tmp_path / "flat" / name / f"{i}.png")
+    imgbalance.write_split(imgbalance.split(tmp_path / "flat", random_state=0), tmp_path / "split")
+    monkeypatch.chdir(tmp_path)
+    cfg = {"data": "split", "model": "linear", "features": "pca:5:thumbnail:8", "seed": 1}
+    run_training(RunConfig.from_dict(cfg), tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+    assert recorded == str(tmp_path / "split")
+    other = tmp_path / "elsewhere" / "split"
+    imgbalance.write_split(imgbalance.split(tmp_path / "flat", random_state=1), other)
+    r = cli("predict", tmp_path / "run", "--split", "test", "--data", other)
+    assert r.returncode == 1 and "is not the split the run was trained on" in r.stderr, r.stderr
+    assert cli("predict", tmp_path / "run", "--split", "test").returncode == 0

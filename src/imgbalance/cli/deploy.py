@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -90,7 +91,7 @@ def predict(
     import numpy as np
 
     from ..experiments.calibration import VARIANTS
-    from ..experiments.data import load_split
+    from ..experiments.data import load_split, split_fingerprint
     from ..experiments.metrics import classification_metrics
     from ..experiments.predict import POSTHOC_CHOICES, Found, find_images, load_run
     from ..experiments.runfiles import metrics_table_text, predictions_text, split_rows
@@ -117,6 +118,12 @@ def predict(
             raise ConfigError(f'"{run}" records no split; pass --data SPLIT_FOLDER.')
         source = data or Path(str(recorded))
         sd = load_split(source)
+        trained_on = _read_summary_key(run, "split_sha256")
+        if trained_on and split_fingerprint(source) not in (None, trained_on):
+            raise DatasetError(
+                f'"{source}" is not the split the run was trained on: its splits.csv differs '
+                "from the one the run recorded. Pass --data with the run's split folder."
+            )
         if sd.classes != classes:
             raise DatasetError(
                 f'"{source}" has classes {sd.classes}, the run {classes}: not the run\'s split.'
@@ -237,3 +244,11 @@ def export(
         f"[0, 1], post-hoc {posthoc}) and {shown(target)}.json",
         highlight=False,
     )
+
+
+def _read_summary_key(run: Path, key: str) -> Any:
+    """One value of the run's ``experiment_summary.json`` (None when it has none)."""
+    try:
+        return json.loads((run / "experiment_summary.json").read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
