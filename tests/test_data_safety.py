@@ -507,6 +507,11 @@ def test_a_read_only_output_is_a_clear_error(tmp_path: Path, small_disk: Path) -
     with pytest.raises(OutputError, match=r"Cannot write .*read-only") as info:
         imgbalance.balance(src, small_disk / "out", "smote", workers=1, plots=False)
     assert "writable disk" in str(info.value) and "Free some space" not in str(info.value)
+    # going on (--resume) is for this folder once it is writable; another folder starts anew
+    assert "Remount it writable, then run it again with resume=True" in str(info.value)
+    assert str(info.value).endswith(
+        "or choose an output folder on a writable disk and start there."
+    )
     with pytest.raises(OutputError, match=r"Cannot write .*read-only.*overwrite=True"):
         imgbalance.write_split(imgbalance.split(src), small_disk / "out")
     from imgbalance.reports.analysis import write_analysis

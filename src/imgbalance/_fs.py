@@ -342,16 +342,20 @@ def check_not_below_file(out: Path, fix: str) -> None:
 
 
 #: errors of the place written to, not of imgbalance: reported as a clear OutputError
-_OTHER_DISK = "Free some space on it or choose an output folder on another disk"
-_WRITABLE = "Choose an output folder you can write to, or change its permissions"
-#: errno -> (the cause, its fix)
+_WRITE_HERE = "an output folder you can write to"
+_OTHER_DISK = "an output folder on another disk"
+#: errno -> (the cause, the fix in this folder, where else the command could write)
 _OUTPUT_FAULTS = {
-    errno.ENOSPC: ("the disk is full", _OTHER_DISK),
-    errno.EDQUOT: ("the disk quota is exceeded", "Free some of your quota or write elsewhere"),
-    errno.EROFS: ("the file system is read-only", "Choose an output folder on a writable disk"),
-    errno.EACCES: ("permission denied", _WRITABLE),
-    errno.EPERM: ("operation not permitted", _WRITABLE),
-    errno.EISDIR: ("a folder is in the way", "Move that folder, or choose another output folder"),
+    errno.ENOSPC: ("the disk is full", "Free some space on it", _OTHER_DISK),
+    errno.EDQUOT: ("the disk quota is exceeded", "Free some of your quota", _OTHER_DISK),
+    errno.EROFS: (
+        "the file system is read-only",
+        "Remount it writable",
+        "an output folder on a writable disk",
+    ),
+    errno.EACCES: ("permission denied", "Change the folder's permissions", _WRITE_HERE),
+    errno.EPERM: ("operation not permitted", "Change the folder's permissions", _WRITE_HERE),
+    errno.EISDIR: ("a folder is in the way", "Move that folder", "another output folder"),
 }
 
 
@@ -369,9 +373,10 @@ def output_faults(out: Path, then: str) -> Iterator[None]:
             raise  # another fault, one of an input file, or one that names no file
         if is_temporary(where.name):  # name the file being written, not its temporary
             where = where.with_name(where.name[1:].rsplit(".", 3)[0])
-        cause, fix = fault
+        cause, fix, elsewhere = fault  # `then` goes on in this folder; elsewhere starts anew
         raise OutputError(
-            f'Cannot write "{where}": {cause} ({exc.strerror}). {fix}, then {then}.'
+            f'Cannot write "{where}": {cause} ({exc.strerror}). {fix}, then {then}; or choose '
+            f"{elsewhere} and start there."
         ) from exc
 
 
