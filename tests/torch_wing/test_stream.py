@@ -125,3 +125,22 @@ def test_an_image_size_that_cannot_fit_fails_before_decoding(
     with pytest.raises(ImgBalanceError, match="cannot train here"):
         run_training(_cfg(split_tree, image_size=1024, batch_size=32), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("mode", ["stream", "memory"])
+def test_a_pre_split_trees_unreadable_image_is_counted_or_named(
+    split_tree: Path, tmp_path: Path, mode: str
+) -> None:
+    """The scan of a train/ val/ test/ tree knows which files it cannot read: a training
+    image is left out and counted (it vanished without a trace), a scored one is an
+    error naming it, before any training."""
+    bad = split_tree / "train" / "blue" / "blue 0.png"
+    bad.write_bytes(bad.read_bytes()[:60])
+    summary = run_training(_cfg(split_tree, data_mode=mode), tmp_path / "run")
+    assert summary["data"]["skipped_images"] == 1
+    assert summary["data"]["skipped"][0]["path"].endswith("blue 0.png")
+    (split_tree / "test" / "red").mkdir(exist_ok=True)
+    (split_tree / "test" / "red" / "notes.png").write_text("not an image")
+    with pytest.raises(ImgBalanceError, match=r'notes\.png" in the test split cannot be read'):
+        run_training(_cfg(split_tree, data_mode=mode), tmp_path / "run2")
+    assert not (tmp_path / "run2" / "history.csv").exists()

@@ -323,20 +323,28 @@ def _from_tree(path: Path) -> SplitData:
         raise DatasetError(
             f'"{path}" has no {", ".join(missing)} folder(s); a split needs all three.'
         )
+    bad = [(s, r) for s in ("val", "test") for r in catalogs[s].records if not r.readable]
+    if bad:  # a scored image left out would change what the run measures
+        s, r = bad[0]
+        why = "; ".join(p.message for p in r.problems if p.severity == "error")
+        raise DatasetError(
+            f'"{catalogs[s].root / r.path}" in the {s} split cannot be read ({why}), and '
+            f"{len(bad) - 1} more in val/test: a {s} image left out would change what the "
+            "run measures. Fix or remove them (`imgbalance analyze` lists each)."
+        )
     classes = sorted(set().union(*(c.classes for c in catalogs.values())))
     idx = {c: i for i, c in enumerate(classes)}
+    # an unreadable training image stays listed: the run leaves it out and counts it
     rows = {
-        s: [(str(cat.root / r.path), idx[r.class_name]) for r in cat.usable()]
+        s: [(str(cat.root / r.path), idx[r.class_name]) for r in cat.records]
         for s, cat in catalogs.items()
     }
     hashes = {
-        str(cat.root / r.path): r.sha256 or r.path
-        for cat in catalogs.values()
-        for r in cat.usable()
+        str(cat.root / r.path): r.sha256 or r.path for cat in catalogs.values() for r in cat.records
     }
     train = catalogs["train"]
     train.root = train.root.resolve()
-    records = [_relabel(r, idx[r.class_name]) for r in train.usable()]
+    records = [_relabel(r, idx[r.class_name]) for r in train.records]
     return SplitData(classes, train.root, rows, records, source=str(path), hashes=hashes)
 
 
