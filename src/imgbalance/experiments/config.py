@@ -9,7 +9,6 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ImgBalanceError, MissingDependencyError
@@ -204,7 +203,6 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` default filled in."""
         d = asdict(self)
-        d["data"] = str(Path(self.data).absolute())  # recorded: predict --split finds it
         if d["image_size"] is None:
             d["image_size"] = NATIVE_SIZE.get(self.model, 224)
         d["head"] = self.model_head()["head"]

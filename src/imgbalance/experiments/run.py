@@ -9,6 +9,7 @@ model's probabilities for every test and validation image (``predictions.csv``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -97,6 +98,9 @@ def run_training(
         cfg = config if isinstance(config, RunConfig) else RunConfig.from_dict(config)
         cfg.validate()
         cfg = cfg.resolved()
+        # recorded absolute, so that predict --split run elsewhere finds this split (not in
+        # resolved(): a fingerprint must not depend on the folder a command runs in)
+        cfg = dataclasses.replace(cfg, data=str(Path(cfg.data).absolute()))
         on_ray = _ray_resources(cfg, backend, resources)
         out = Path(out)
         t_start = time.perf_counter()
