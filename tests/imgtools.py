@@ -164,3 +164,12 @@ def run_cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedP
         timeout=300,
         stdin=subprocess.DEVNULL,
     )
+
+
+#: the files of a run that say what its model predicted and scored
+RUN_OUTPUTS = ("predictions.csv", "val_predictions.csv", "test_metrics.csv")
+
+
+def differing_run_files(a: Path, b: Path, names: tuple[str, ...] = RUN_OUTPUTS) -> list[str]:
+    """The files among ``names`` whose bytes differ between run folders ``a`` and ``b``."""
+    return [n for n in names if (a / n).read_bytes() != (b / n).read_bytes()]

@@ -12,7 +12,7 @@ import pytest
 
 from imgbalance.experiments import RunConfig, run_training
 
-from imgtools import rgb, save
+from imgtools import differing_run_files, rgb, save
 
 torch = pytest.importorskip("torch", reason="the torch extra")
 
@@ -126,8 +126,7 @@ def test_a_second_run_of_a_grid_decodes_nothing_and_gives_the_same_files(
     with monkeypatch.context() as m:
         _no_decoding(m)
         run_training(cfg, tmp_path / "second")
-    for name in ("predictions.csv", "val_predictions.csv", "test_metrics.csv"):
-        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
+    assert not differing_run_files(tmp_path / "first", tmp_path / "second")
 
 
 def test_a_full_disk_under_the_cache_leaves_the_run_its_pixels_and_no_leftovers(
@@ -182,10 +181,7 @@ def test_streaming_decodes_each_image_once_and_a_second_run_none(
     run_training(stream_cfg, tmp_path / "uncached")
     run_training(RunConfig.from_dict({**base, "data_mode": "memory"}), tmp_path / "memory")
     for other in ("second", "uncached", "memory"):
-        for name in ("predictions.csv", "val_predictions.csv", "test_metrics.csv"):
-            assert (tmp_path / "first" / name).read_bytes() == (
-                tmp_path / other / name
-            ).read_bytes(), (other, name)
+        assert not differing_run_files(tmp_path / "first", tmp_path / other), other
 
 
 def test_a_streamed_set_with_an_undecodable_image_or_no_room_is_not_cached(
