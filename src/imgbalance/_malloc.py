@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import platform
 import threading
@@ -54,14 +55,9 @@ _lock = threading.Lock()
 _depth = 0
 
 
-def _libc() -> Any | None:
-    """glibc, when this process runs on it and the user has not turned this off."""
-    if os.environ.get("IMGBALANCE_MALLOC", "").lower() == "system":
-        return None
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if any(f"glibc.malloc.{k}" in tunables or f"MALLOC_{k.upper()}_" in os.environ
-           for k in _TUNED):  # fmt: skip
-        return None
+@functools.cache
+def _glibc() -> Any | None:
+    """The glibc this process runs on (None elsewhere: macOS, musl), loaded once."""
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
     try:
@@ -71,6 +67,17 @@ def _libc() -> Any | None:
         return libc
     except (OSError, AttributeError):
         return None
+
+
+def _libc() -> Any | None:
+    """glibc, when this process runs on it and the user has not turned this off."""
+    if os.environ.get("IMGBALANCE_MALLOC", "").lower() == "system":
+        return None
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    if any(f"glibc.malloc.{k}" in tunables or f"MALLOC_{k.upper()}_" in os.environ
+           for k in _TUNED):  # fmt: skip
+        return None
+    return _glibc()
 
 
 @contextlib.contextmanager
@@ -110,10 +117,7 @@ class _MallInfo2(ctypes.Structure):
 def mmapped_blocks() -> int | None:
     """How many blocks glibc's ``malloc`` holds as their own mappings now (``hblks`` of
     ``mallinfo2``), or None elsewhere than on glibc 2.33 or later."""
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return None
-    libc = ctypes.CDLL(None)
-    fn = getattr(libc, "mallinfo2", None)
+    fn = getattr(_glibc(), "mallinfo2", None)
     if fn is None:
         return None
     fn.restype = _MallInfo2
