@@ -18,6 +18,7 @@ from .errors import OutputError
 
 __all__ = [
     "LOCK",
+    "STAGING",
     "atomic_open_text",
     "atomic_path",
     "atomic_write_bytes",
@@ -161,7 +162,7 @@ def is_temporary(name: str) -> bool:
 
 
 def _left_by_a_kill(name: str) -> bool:
-    return name == LOCK or name.startswith(".imgbalance-staging-") or is_temporary(name)
+    return name == LOCK or name.startswith(STAGING) or is_temporary(name)
 
 
 def remove_temporaries(root: Path) -> int:
@@ -382,6 +383,8 @@ def output_faults(out: Path, then: str) -> Iterator[None]:
 
 #: the lock file a writer holds in its output folder (kept: removing it would race)
 LOCK = ".imgbalance.lock"
+#: the prefix of the folder a split fills before moving its trees in (a killed one's stays)
+STAGING = ".imgbalance-staging-"
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._fs import (
+    STAGING,
     atomic_open_text,
     atomic_write_text,
     check_inside,
@@ -351,7 +352,7 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
     """The body of :func:`write_split`, under its lock on ``out``."""
     _refuse_foreign_files(out)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob(".imgbalance-staging-*"):  # left by a killed run: ours by name
+    for stale in out.glob(f"{STAGING}*"):  # left by a killed run: ours by name
         shutil.rmtree(stale, ignore_errors=True)
     remove_temporaries(out)  # a killed writer's .splits.csv.<pid>.<hex>.tmp and the like
     summary = result.summary()
@@ -365,7 +366,7 @@ def _write(result: SplitResult, out: Path, root: Path, materialize: str | None) 
         remove_listed(out, previous, protect=[root])  # earlier trees are replaced by none
     else:
         done: dict[str, int] = defaultdict(int)
-        staging = Path(tempfile.mkdtemp(prefix=".imgbalance-staging-", dir=out))
+        staging = Path(tempfile.mkdtemp(prefix=STAGING, dir=out))
         try:
             for s in SPLITS:
                 for c in result.catalog.classes:
